@@ -1,0 +1,58 @@
+/**
+ * Upkeep of the placement streams: trimming and the gauges the autoscaler reads.
+ * Trimming invariant: an entry is removed only when it is below both the oldest pending entry and the
+ * group's last-delivered id, i.e. it was delivered and acknowledged. Nothing unacknowledged is ever cut.
+ */
+import type { StreamPort } from "../runtime/redis-streams.ts";
+
+export function createStreamUpkeep(deps: {
+  port: StreamPort;
+  streams: readonly string[];
+  group: string;
+  deadLetterStream: string;
+}) {
+  const { port, streams, group } = deps;
+
+  async function trimOnce(): Promise<number> {
+    let trimmed = 0;
+    for (const stream of streams) {
+      const state = await port.groupState(stream, group);
+      if (!state || state.lastDeliveredId === "0-0") continue;
+      const oldestPending = await port.oldestPendingId(stream, group);
+      const firstUndelivered = nextId(state.lastDeliveredId);
+      const minId =
+        oldestPending && compareIds(oldestPending, firstUndelivered) < 0 ? oldestPending : firstUndelivered;
+      trimmed += await port.trimBelow(stream, minId);
+    }
+    return trimmed;
+  }
+
+  async function measure(): Promise<{ length: number; lag: number; pending: number; deadLetters: number }> {
+    let length = 0;
+    let lag = 0;
+    let pending = 0;
+    for (const stream of streams) {
+      const state = await port.groupState(stream, group);
+      if (!state) continue;
+      length += state.length;
+      lag += state.lag;
+      pending += state.pending;
+    }
+    return { length, lag, pending, deadLetters: await port.length(deps.deadLetterStream) };
+  }
+
+  return { trimOnce, measure };
+}
+
+export function compareIds(a: string, b: string): number {
+  const [aMs = 0n, aSeq = 0n] = a.split("-").map(BigInt);
+  const [bMs = 0n, bSeq = 0n] = b.split("-").map(BigInt);
+  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
+  if (aSeq !== bSeq) return aSeq < bSeq ? -1 : 1;
+  return 0;
+}
+
+function nextId(id: string): string {
+  const [ms = "0", seq = "0"] = id.split("-");
+  return `${ms}-${BigInt(seq) + 1n}`;
+}

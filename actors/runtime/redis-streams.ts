@@ -1,0 +1,172 @@
+/**
+ * The narrow Redis port the actor runtime needs: only the stream commands it uses, and their ioredis
+ * implementation. Entries whose payload is gone (trimmed, or lost with a Redis restart) come back with
+ * `fields: null`.
+ */
+import type { Redis } from "ioredis";
+
+export interface StreamEntry {
+  stream: string;
+  id: string;
+  fields: Record<string, string> | null;
+}
+
+export interface PendingEntry {
+  id: string;
+  consumer: string;
+  idleMs: number;
+  deliveries: number;
+}
+
+export interface GroupState {
+  length: number;
+  lag: number;
+  pending: number;
+  lastDeliveredId: string;
+}
+
+export interface StreamPort {
+  /** Creates the group (and the stream) if missing; a group that exists is left as it is. */
+  ensureGroup(stream: string, group: string): Promise<void>;
+  readGroup(
+    group: string,
+    consumer: string,
+    streams: readonly string[],
+    count: number,
+    blockMs: number,
+  ): Promise<StreamEntry[]>;
+  ack(stream: string, group: string, ids: readonly string[]): Promise<void>;
+  autoClaim(
+    stream: string,
+    group: string,
+    consumer: string,
+    minIdleMs: number,
+    count: number,
+  ): Promise<{ entries: StreamEntry[]; deletedIds: string[] }>;
+  pendingIdle(stream: string, group: string, minIdleMs: number, count: number): Promise<PendingEntry[]>;
+  add(stream: string, fields: Record<string, string>): Promise<string>;
+  range(stream: string, start: string, end: string, count: number): Promise<StreamEntry[]>;
+  remove(stream: string, ids: readonly string[]): Promise<number>;
+  /** Trims entries below `minId`, never past it (XTRIM MINID ~). */
+  trimBelow(stream: string, minId: string): Promise<number>;
+  oldestPendingId(stream: string, group: string): Promise<string | null>;
+  groupState(stream: string, group: string): Promise<GroupState | null>;
+  length(stream: string): Promise<number>;
+}
+
+type RawEntry = [id: string, fields: string[] | null];
+
+function toFields(raw: string[] | null): Record<string, string> | null {
+  if (!raw) return null;
+  const fields: Record<string, string> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) fields[raw[i]!] = raw[i + 1]!;
+  return fields;
+}
+
+function toEntries(stream: string, raw: RawEntry[]): StreamEntry[] {
+  return raw.map(([id, fields]) => ({ stream, id, fields: toFields(fields) }));
+}
+
+export function isNoGroupError(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith("NOGROUP");
+}
+
+export function createIoredisStreamPort(redis: Redis): StreamPort {
+  return {
+    async ensureGroup(stream, group) {
+      try {
+        // From id 0, not $: entries added before the group existed (after Redis came back empty) count too.
+        await redis.xgroup("CREATE", stream, group, "0", "MKSTREAM");
+      } catch (error) {
+        if (!(error instanceof Error) || !error.message.startsWith("BUSYGROUP")) throw error;
+      }
+    },
+    async readGroup(group, consumer, streams, count, blockMs) {
+      const reply = (await redis.xreadgroup(
+        "GROUP",
+        group,
+        consumer,
+        "COUNT",
+        count,
+        "BLOCK",
+        blockMs,
+        "STREAMS",
+        ...streams,
+        ...streams.map(() => ">"),
+      )) as [string, RawEntry[]][] | null;
+      if (!reply) return [];
+      return reply.flatMap(([stream, entries]) => toEntries(stream, entries));
+    },
+    async ack(stream, group, ids) {
+      if (ids.length > 0) await redis.xack(stream, group, ...ids);
+    },
+    async autoClaim(stream, group, consumer, minIdleMs, count) {
+      const reply = (await redis.call(
+        "XAUTOCLAIM",
+        stream,
+        group,
+        consumer,
+        String(minIdleMs),
+        "0-0",
+        "COUNT",
+        String(count),
+      )) as [string, RawEntry[], string[]?];
+      return { entries: toEntries(stream, reply[1] ?? []), deletedIds: reply[2] ?? [] };
+    },
+    async pendingIdle(stream, group, minIdleMs, count) {
+      const reply = (await redis.call(
+        "XPENDING",
+        stream,
+        group,
+        "IDLE",
+        String(minIdleMs),
+        "-",
+        "+",
+        String(count),
+      )) as [string, string, number, number][];
+      return reply.map(([id, consumer, idleMs, deliveries]) => ({ id, consumer, idleMs, deliveries }));
+    },
+    add(stream, fields) {
+      return redis.xadd(stream, "*", ...Object.entries(fields).flat()) as Promise<string>;
+    },
+    async range(stream, start, end, count) {
+      return toEntries(stream, (await redis.xrange(stream, start, end, "COUNT", count)) as RawEntry[]);
+    },
+    remove(stream, ids) {
+      return ids.length > 0 ? redis.xdel(stream, ...ids) : Promise.resolve(0);
+    },
+    trimBelow(stream, minId) {
+      return redis.xtrim(stream, "MINID", "~", minId);
+    },
+    async oldestPendingId(stream, group) {
+      const [count, smallest] = (await redis.xpending(stream, group)) as [
+        number,
+        string | null,
+        string | null,
+        unknown,
+      ];
+      return count > 0 ? smallest : null;
+    },
+    async groupState(stream, group) {
+      const length = await redis.xlen(stream);
+      const groups = (await redis.xinfo("GROUPS", stream).catch((error: Error) => {
+        if (error.message.includes("no such key")) return [];
+        throw error;
+      })) as unknown[][];
+      for (const raw of groups) {
+        const info: Record<string, unknown> = {};
+        for (let i = 0; i + 1 < raw.length; i += 2) info[String(raw[i])] = raw[i + 1];
+        if (info.name !== group) continue;
+        const pending = Number(info.pending ?? 0);
+        // Redis reports lag as nil when it cannot compute it cheaply (after deletions): fall back to an upper bound.
+        const lag =
+          info.lag === null || info.lag === undefined ? Math.max(length - pending, 0) : Number(info.lag);
+        return { length, lag, pending, lastDeliveredId: String(info["last-delivered-id"] ?? "0-0") };
+      }
+      return null;
+    },
+    length(stream) {
+      return redis.xlen(stream);
+    },
+  };
+}

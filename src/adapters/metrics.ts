@@ -1,0 +1,145 @@
+/**
+ * Every Prometheus metric this service exports, named per Prometheus conventions (base units in the
+ * name, `_total` counters). k8s/ (autoscaling, rules) and the Grafana dashboard use these very names;
+ * test/ops checks them against the real /metrics output.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+export type ProcessKind = "api" | "actors" | "all" | "exchange";
+
+export function createMetrics(kind: ProcessKind) {
+  const registry = new Registry();
+  registry.setDefaultLabels({ process_kind: kind });
+  collectDefaultMetrics({ register: registry });
+  const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+  const registers = [registry];
+  return {
+    registry,
+    httpRequestDuration: new Histogram({
+      name: "http_request_duration_seconds",
+      help: "HTTP request duration by route and status",
+      labelNames: ["method", "route", "status"] as const,
+      buckets: latencyBuckets,
+      registers,
+    }),
+    ordersAccepted: new Counter({
+      name: "orders_accepted_total",
+      help: "Orders stored and answered 201 (first time)",
+      registers,
+    }),
+    ordersReplayed: new Counter({
+      name: "orders_idempotent_replays_total",
+      help: "Requests answered with an earlier order of the same Idempotency-Key",
+      registers,
+    }),
+    ordersValidationRejected: new Counter({
+      name: "orders_validation_rejected_total",
+      help: "Requests rejected with a 4xx before anything was stored",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    ordersInternalErrors: new Counter({
+      name: "orders_internal_errors_total",
+      help: "POST /orders answered with the 500 body",
+      labelNames: ["cause"] as const,
+      registers,
+    }),
+    dispatchFailures: new Counter({
+      name: "orders_dispatch_failures_total",
+      help: "Orders stored but not appended to the placement stream at intake (the sweeper dispatches them)",
+      registers,
+    }),
+    placements: new Counter({
+      name: "placement_outcomes_total",
+      help: "Placement attempts by outcome: placed, retry (transient failure), rejected, skipped (already final or held)",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
+    placementAttemptDuration: new Histogram({
+      name: "placement_attempt_duration_seconds",
+      help: "Duration of one call to the exchange, by outcome",
+      labelNames: ["outcome"] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10],
+      registers,
+    }),
+    breakerState: new Gauge({
+      name: "exchange_breaker_state",
+      help: "Circuit breaker towards the exchange: 0 closed, 1 half-open, 2 open",
+      registers,
+    }),
+    breakerTransitions: new Counter({
+      name: "exchange_breaker_transitions_total",
+      help: "Circuit breaker state changes, by the state entered",
+      labelNames: ["to"] as const,
+      registers,
+    }),
+    streamLength: new Gauge({
+      name: "placement_stream_entries",
+      help: "XLEN of the placement streams",
+      registers,
+    }),
+    streamLag: new Gauge({
+      name: "placement_stream_lag_entries",
+      help: "Entries not yet delivered to the placement consumer group",
+      registers,
+    }),
+    streamPending: new Gauge({
+      name: "placement_stream_pending_entries",
+      help: "Entries delivered but not yet acknowledged",
+      registers,
+    }),
+    deadLetterEntries: new Gauge({
+      name: "placement_dead_letter_entries",
+      help: "XLEN of the dead-letter stream",
+      registers,
+    }),
+    deadLettered: new Counter({
+      name: "placement_dead_lettered_total",
+      help: "Entries moved to the dead-letter stream, by reason",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    reclaimed: new Counter({
+      name: "placement_reclaimed_entries_total",
+      help: "Pending entries taken over from a dead or hung consumer",
+      registers,
+    }),
+    reclaimedWithoutPayload: new Counter({
+      name: "placement_reclaimed_missing_payload_total",
+      help: "Pending entries whose payload was gone (the sweeper re-drives those orders from MongoDB)",
+      registers,
+    }),
+    sweeperRedispatched: new Counter({
+      name: "placement_sweeper_redispatched_total",
+      help: "Orders put on the placement stream again by the sweeper, by reason",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    actorInFlight: new Gauge({
+      name: "actor_in_flight_messages",
+      help: "Messages an actor is handling right now",
+      labelNames: ["actor"] as const,
+      registers,
+    }),
+    actorRestarts: new Counter({
+      name: "actor_restarts_total",
+      help: "Actor loops restarted by the supervisor after a crash",
+      labelNames: ["actor"] as const,
+      registers,
+    }),
+    actorMessages: new Counter({
+      name: "actor_messages_total",
+      help: "Messages handled by an actor, by result (ack, error)",
+      labelNames: ["actor", "result"] as const,
+      registers,
+    }),
+    venueSubmissions: new Counter({
+      name: "venue_submissions_total",
+      help: "Orders submitted to the simulated venue, by result (placed, duplicate, failed, rejected)",
+      labelNames: ["result"] as const,
+      registers,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,335 @@
+/**
+ * MongoDB adapters. Every write that a 201 or a state change relies on uses write concern
+ * {w: "majority", j: true} with a timeout. The same code runs on MongoDB and on FerretDB v1.24
+ * (no TTL or partial indexes, no Decimal128, write concerns accepted but ignored): prices are int64
+ * cents, every document of a unique index has the key, and expiry falls back to a periodic clean-up.
+ */
+import {
+  type Collection,
+  type Db,
+  Long,
+  MongoClient,
+  MongoServerError,
+  type WriteConcernSettings,
+} from "mongodb";
+import type { OrderRecord } from "../domain/order.ts";
+import {
+  DuplicateOrderIdError,
+  type IdempotencyRecord,
+  type IdempotencyStore,
+  type OrderRepository,
+} from "../domain/ports.ts";
+
+export function createMongoClient(url: string, timeoutMs: number): MongoClient {
+  return new MongoClient(url, {
+    serverSelectionTimeoutMS: timeoutMs,
+    connectTimeoutMS: timeoutMs,
+    socketTimeoutMS: timeoutMs * 2,
+    waitQueueTimeoutMS: timeoutMs,
+    heartbeatFrequencyMS: 2_000,
+    maxPoolSize: 100,
+    appName: "orders-service",
+  });
+}
+
+const DUPLICATE_KEY = 11000;
+
+export function durableWrite(timeoutMs: number): { writeConcern: WriteConcernSettings } {
+  return { writeConcern: { w: "majority", journal: true, wtimeoutMS: timeoutMs } };
+}
+
+type OrderDocument = Omit<OrderRecord, "limit_price_cents"> & { limit_price_cents: Long | number | null };
+
+export class MongoOrderRepository implements OrderRepository {
+  readonly collection: Collection<OrderDocument>;
+  private readonly durable: { writeConcern: WriteConcernSettings };
+
+  constructor(db: Db, timeoutMs: number, collectionName = "orders") {
+    this.collection = db.collection<OrderDocument>(collectionName);
+    this.durable = durableWrite(timeoutMs);
+  }
+
+  /** Idempotent: safe on every start of every process. */
+  async ensureIndexes(): Promise<void> {
+    await this.collection.createIndexes([
+      { key: { status: 1, sweep_at: 1 }, name: "status_sweep_at" },
+      { key: { status: 1, lease_until: 1 }, name: "status_lease_until" },
+    ]);
+  }
+
+  async insert(order: OrderRecord): Promise<void> {
+    const document: OrderDocument = {
+      ...order,
+      limit_price_cents: order.limit_price_cents === null ? null : Long.fromNumber(order.limit_price_cents),
+    };
+    try {
+      await this.collection.insertOne(document, this.durable);
+    } catch (error) {
+      if (error instanceof MongoServerError && error.code === DUPLICATE_KEY)
+        throw new DuplicateOrderIdError(order._id);
+      throw error;
+    }
+  }
+
+  async findById(id: string, options: { majority?: boolean } = {}): Promise<OrderRecord | null> {
+    const document = await this.collection.findOne(
+      { _id: id },
+      options.majority ? { readConcern: { level: "majority" } } : {},
+    );
+    return document ? fromDocument(document) : null;
+  }
+
+  async markDispatchFailed(id: string, now: Date): Promise<void> {
+    await this.collection.updateOne(
+      { _id: id, status: "accepted" },
+      { $set: { dispatch_failed_at: now, sweep_at: now } },
+    );
+  }
+
+  async claim(id: string, now: Date, leaseMs: number, token: string): Promise<OrderRecord | null> {
+    const document = await this.collection.findOneAndUpdate(
+      {
+        _id: id,
+        $or: [
+          { status: "accepted", next_attempt_at: { $lte: now } },
+          { status: "placing", lease_until: { $lte: now } },
+        ],
+      },
+      {
+        $set: {
+          status: "placing",
+          lease_until: new Date(now.getTime() + leaseMs),
+          lease_token: token,
+          updated_at: now,
+        },
+        $inc: { attempts: 1 },
+      },
+      { returnDocument: "after", ...this.durable },
+    );
+    return document ? fromDocument(document) : null;
+  }
+
+  async markPlaced(id: string, venueOrderId: string, now: Date): Promise<boolean> {
+    const result = await this.collection.updateOne(
+      { _id: id, status: { $in: ["accepted", "placing"] } },
+      {
+        $set: {
+          status: "placed",
+          placed_at: now,
+          venue_order_id: venueOrderId,
+          updated_at: now,
+          lease_until: null,
+          lease_token: null,
+        },
+      },
+      this.durable,
+    );
+    return result.modifiedCount === 1;
+  }
+
+  async markRejected(id: string, reason: string, now: Date): Promise<boolean> {
+    const result = await this.collection.updateOne(
+      { _id: id, status: { $in: ["accepted", "placing"] } },
+      {
+        $set: {
+          status: "rejected",
+          rejection_reason: reason,
+          updated_at: now,
+          lease_until: null,
+          lease_token: null,
+        },
+      },
+      this.durable,
+    );
+    return result.modifiedCount === 1;
+  }
+
+  async release(id: string, token: string, retryAt: Date, lastError: string, now: Date): Promise<boolean> {
+    const result = await this.collection.updateOne(
+      { _id: id, status: "placing", lease_token: token },
+      {
+        $set: {
+          status: "accepted",
+          next_attempt_at: retryAt,
+          sweep_at: retryAt,
+          lease_until: null,
+          lease_token: null,
+          last_error: lastError,
+          updated_at: now,
+        },
+      },
+      this.durable,
+    );
+    return result.modifiedCount === 1;
+  }
+
+  async findDueForDispatch(now: Date, limit: number) {
+    return this.collection
+      .find(
+        { status: "accepted", sweep_at: { $lte: now }, parked_at: null },
+        { projection: { _id: 1, partition: 1, sweep_at: 1, redispatches: 1 } },
+      )
+      .sort({ sweep_at: 1 })
+      .limit(limit)
+      .toArray();
+  }
+
+  async rescheduleSweep(id: string, expectedSweepAt: Date, nextSweepAt: Date): Promise<boolean> {
+    const result = await this.collection.updateOne(
+      { _id: id, status: "accepted", sweep_at: expectedSweepAt },
+      { $set: { sweep_at: nextSweepAt }, $inc: { redispatches: 1 } },
+      this.durable,
+    );
+    return result.modifiedCount === 1;
+  }
+
+  async findStalePlacing(now: Date, limit: number) {
+    return this.collection
+      .find(
+        { status: "placing", lease_until: { $lte: now }, parked_at: null },
+        { projection: { _id: 1, partition: 1, lease_token: 1 } },
+      )
+      .limit(limit)
+      .toArray();
+  }
+
+  async expireLease(id: string, token: string | null, now: Date, nextSweepAt: Date): Promise<boolean> {
+    const result = await this.collection.updateOne(
+      { _id: id, status: "placing", lease_token: token, lease_until: { $lte: now } },
+      {
+        $set: {
+          status: "accepted",
+          next_attempt_at: now,
+          sweep_at: nextSweepAt,
+          lease_until: null,
+          lease_token: null,
+          updated_at: now,
+        },
+        $inc: { redispatches: 1 },
+      },
+      this.durable,
+    );
+    return result.modifiedCount === 1;
+  }
+
+  async park(id: string, reason: string, now: Date): Promise<void> {
+    await this.collection.updateOne(
+      { _id: id },
+      { $set: { parked_at: now, last_error: reason, updated_at: now } },
+      this.durable,
+    );
+  }
+
+  async unpark(id: string, now: Date): Promise<OrderRecord | null> {
+    await this.collection.updateOne(
+      { _id: id, status: "placing" },
+      {
+        $set: {
+          status: "accepted",
+          lease_until: null,
+          lease_token: null,
+          next_attempt_at: now,
+          updated_at: now,
+        },
+      },
+      this.durable,
+    );
+    const document = await this.collection.findOneAndUpdate(
+      { _id: id },
+      { $set: { parked_at: null, sweep_at: now, updated_at: now } },
+      { returnDocument: "after", ...this.durable },
+    );
+    return document ? fromDocument(document) : null;
+  }
+}
+
+function fromDocument(document: OrderDocument): OrderRecord {
+  const cents = document.limit_price_cents;
+  return { ...document, limit_price_cents: cents === null ? null : Number(cents) };
+}
+
+interface IdempotencyDocument {
+  _id: string;
+  request_hash: string;
+  order_id: string;
+  claimed_at: Date;
+  expires_at: Date;
+}
+
+/**
+ * Idempotency keys. The unique `_id` makes the claim race-safe; the order id fixed at the first claim is
+ * the only id any request with that key may ever insert, so even a takeover cannot create a second order.
+ */
+export class MongoIdempotencyStore implements IdempotencyStore {
+  readonly collection: Collection<IdempotencyDocument>;
+  private readonly durable: { writeConcern: WriteConcernSettings };
+  /** True when the server expires keys itself (MongoDB's TTL index); otherwise `purgeExpired` must run. */
+  serverExpires = false;
+
+  constructor(db: Db, timeoutMs: number, collectionName = "idempotency_keys") {
+    this.collection = db.collection<IdempotencyDocument>(collectionName);
+    this.durable = durableWrite(timeoutMs);
+  }
+
+  async ensureIndexes(): Promise<void> {
+    try {
+      await this.collection.createIndex({ expires_at: 1 }, { name: "expires_at_ttl", expireAfterSeconds: 0 });
+      this.serverExpires = true;
+    } catch (error) {
+      if (!(error instanceof MongoServerError) || error.codeName !== "NotImplemented") throw error;
+      await this.collection.createIndex({ expires_at: 1 }, { name: "expires_at" });
+      this.serverExpires = false;
+    }
+  }
+
+  async claim(record: IdempotencyRecord, expiresAt: Date) {
+    try {
+      await this.collection.insertOne(
+        {
+          _id: record.key,
+          request_hash: record.requestHash,
+          order_id: record.orderId,
+          claimed_at: record.claimedAt,
+          expires_at: expiresAt,
+        },
+        this.durable,
+      );
+      return { claimed: true as const };
+    } catch (error) {
+      if (!(error instanceof MongoServerError) || error.code !== DUPLICATE_KEY) throw error;
+      const existing = await this.collection.findOne({ _id: record.key });
+      return {
+        claimed: false as const,
+        existing: existing && {
+          key: existing._id,
+          requestHash: existing.request_hash,
+          orderId: existing.order_id,
+          claimedAt: existing.claimed_at,
+        },
+      };
+    }
+  }
+
+  async takeOver(key: string, expectedClaimedAt: Date, now: Date): Promise<boolean> {
+    const result = await this.collection.updateOne(
+      { _id: key, claimed_at: expectedClaimedAt },
+      { $set: { claimed_at: now } },
+      this.durable,
+    );
+    return result.modifiedCount === 1;
+  }
+
+  async release(key: string, claimedAt: Date): Promise<void> {
+    await this.collection.updateOne(
+      { _id: key, claimed_at: claimedAt },
+      { $set: { claimed_at: new Date(0) } },
+      this.durable,
+    );
+  }
+
+  /** The clean-up for servers without TTL indexes. */
+  async purgeExpired(now: Date): Promise<number> {
+    const result = await this.collection.deleteMany({ expires_at: { $lte: now } });
+    return result.deletedCount;
+  }
+}

@@ -1,0 +1,51 @@
+/** Redis connections and the intake side of the placement stream. */
+import { Redis } from "ioredis";
+import type { OrderRecord } from "../domain/order.ts";
+import type { PlacementDispatcher } from "../domain/ports.ts";
+import type { RedisKeys } from "./redis-keys.ts";
+
+export interface RedisClientOptions {
+  /** Reject a command that got no reply in this many ms; unset for connections that block (XREADGROUP). */
+  commandTimeoutMs?: number;
+  /** Fail commands at once while disconnected instead of queueing them (the request path must not wait). */
+  failFastWhenDisconnected?: boolean;
+  name: string;
+}
+
+export function createRedisClient(url: string, options: RedisClientOptions): Redis {
+  return new Redis(url, {
+    connectionName: options.name,
+    commandTimeout: options.commandTimeoutMs,
+    enableOfflineQueue: !options.failFastWhenDisconnected,
+    maxRetriesPerRequest: options.failFastWhenDisconnected ? 0 : null,
+    // Reconnect forever with a capped backoff: Redis coming back must heal every process by itself.
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
+    lazyConnect: false,
+  });
+}
+
+/** XADD of the order id, nothing else: the order itself lives in MongoDB. No MAXLEN on the hot path. */
+export class RedisPlacementDispatcher implements PlacementDispatcher {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+  ) {}
+
+  async dispatch(order: Pick<OrderRecord, "_id" | "partition">): Promise<void> {
+    await this.redis.xadd(this.keys.placementStream(order.partition), "*", "order_id", order._id);
+  }
+}
+
+export async function pingRedis(redis: Redis): Promise<boolean> {
+  return (await redis.ping()) === "PONG";
+}
+
+/** Closes a connection, waiting for QUIT when connected, and never throwing. */
+export async function closeRedis(redis: Redis): Promise<void> {
+  try {
+    if (redis.status === "ready") await redis.quit();
+    else redis.disconnect();
+  } catch {
+    redis.disconnect();
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * The only module that reads `process.env`. Every variable is validated at start; a bad value stops the
+ * process with one message that names every bad variable (never its value when it may hold a secret).
+ */
+import { type Static, Type as T } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+
+const Int = (min: number, max: number, def: number) =>
+  T.Integer({ minimum: min, maximum: max, default: def });
+const Num = (min: number, max: number, def: number) => T.Number({ minimum: min, maximum: max, default: def });
+
+/** Variable name -> schema. Defaults are the documented safe defaults (README, configuration table). */
+const ConfigSchema = T.Object({
+  PORT: Int(0, 65535, 3000),
+  MONGO_URL: T.String({
+    pattern: "^mongodb(\\+srv)?://[^/]+/[A-Za-z0-9_-]+(\\?.*)?$",
+    default: "mongodb://127.0.0.1:27017/orders",
+  }),
+  REDIS_URL: T.String({ pattern: "^rediss?://.+", default: "redis://127.0.0.1:6379" }),
+  EXCHANGE_URL: T.Optional(T.String({ pattern: "^https?://.+" })),
+  EXCHANGE_FAILURE_RATE: Num(0, 1, 0.1),
+  EXCHANGE_LATENCY_MS: Int(0, 600_000, 500),
+  LOG_LEVEL: T.Union([T.Literal("debug"), T.Literal("info"), T.Literal("warn"), T.Literal("error")], {
+    default: "info",
+  }),
+  /** Prefix of every Redis key this deployment uses; lets tests and tenants share one Redis. */
+  REDIS_KEY_PREFIX: T.String({ pattern: "^[A-Za-z0-9:_-]{1,64}$", default: "orders" }),
+  /** Number of placement streams; orders are spread over them by id (Redis Cluster hash tags). */
+  PLACEMENT_PARTITIONS: Int(1, 1024, 1),
+  /** Messages one actor process works on at once. */
+  ACTOR_CONCURRENCY: Int(1, 10_000, 256),
+  /** A pending entry idle this long belongs to a dead or hung actor and is reclaimed. */
+  CLAIM_TIMEOUT_MS: Int(1_000, 3_600_000, 30_000),
+  /** How often the reclaimer looks for idle pending entries. */
+  RECLAIM_INTERVAL_MS: Int(100, 600_000, 5_000),
+  /** How often the sweeper looks for orders that are due for (re-)dispatch. */
+  SWEEP_INTERVAL_MS: Int(100, 600_000, 1_000),
+  /** An accepted order not picked up this long after intake is re-dispatched by the sweeper. */
+  DISPATCH_GRACE_MS: Int(100, 3_600_000, 10_000),
+  /** Deliveries without progress after which an entry is moved to the dead-letter stream. */
+  MAX_DELIVERIES: Int(2, 1_000, 10),
+  /** One placement attempt is abandoned (and aborted) after this long. */
+  BREAKER_TIMEOUT_MS: Int(100, 600_000, 5_000),
+  /** Failure percentage over the rolling window that opens the breaker. */
+  BREAKER_ERROR_THRESHOLD_PERCENT: Int(1, 100, 50),
+  /** Minimum calls in the window before the breaker may open. */
+  BREAKER_VOLUME_THRESHOLD: Int(1, 100_000, 10),
+  /** How long an open breaker waits before letting one trial call through. */
+  BREAKER_RESET_TIMEOUT_MS: Int(100, 3_600_000, 10_000),
+  /** First retry delay of a transiently failed placement; doubles per attempt, with full jitter. */
+  RETRY_BASE_DELAY_MS: Int(1, 600_000, 200),
+  /** Cap of the retry delay. */
+  RETRY_MAX_DELAY_MS: Int(1, 3_600_000, 60_000),
+  /** Timeout of one MongoDB operation on the request path (server selection, socket, write concern). */
+  MONGO_TIMEOUT_MS: Int(100, 120_000, 2_000),
+  /** Timeout of the XADD on the request path; past it the order is dispatched by the sweeper. */
+  REDIS_COMMAND_TIMEOUT_MS: Int(10, 60_000, 500),
+  /** Whole-request deadline of POST /orders; past it the answer is the 500 body. */
+  REQUEST_DEADLINE_MS: Int(100, 120_000, 5_000),
+  /** Idempotency keys are remembered at least this long. */
+  IDEMPOTENCY_TTL_HOURS: Int(24, 24 * 30, 24),
+  /** Deadline for draining in-flight work on SIGTERM. */
+  SHUTDOWN_DEADLINE_MS: Int(100, 600_000, 20_000),
+  /** How often the stream trimmer runs (XTRIM MINID below the oldest pending entry). */
+  TRIM_INTERVAL_MS: Int(1_000, 3_600_000, 30_000),
+  /** How often stream gauges (length, lag, pending, dead letters) are refreshed from Redis. */
+  STREAM_METRICS_INTERVAL_MS: Int(500, 600_000, 5_000),
+});
+
+export type Config = Static<typeof ConfigSchema>;
+
+const NUMERIC = new Set(
+  Object.entries(ConfigSchema.properties)
+    .filter(([, schema]) => schema.type === "integer" || schema.type === "number")
+    .map(([name]) => name),
+);
+const SECRET_BEARING = new Set(["MONGO_URL", "REDIS_URL"]);
+
+export class ConfigError extends Error {
+  readonly code = "CONFIG_INVALID";
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration: ${problems.join("; ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Reads and validates the configuration; throws one ConfigError naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const raw: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const name of Object.keys(ConfigSchema.properties)) {
+    const value = env[name];
+    if (value === undefined || value === "") continue;
+    if (NUMERIC.has(name)) {
+      const parsed = Number(value);
+      raw[name] = value.trim() === "" || Number.isNaN(parsed) ? value : parsed;
+    } else {
+      raw[name] = value;
+    }
+  }
+  const withDefaults = Value.Default(ConfigSchema, raw) as Record<string, unknown>;
+  const seen = new Set<string>();
+  for (const error of Value.Errors(ConfigSchema, withDefaults)) {
+    const name = error.path.split("/")[1] ?? error.path;
+    if (seen.has(name)) continue;
+    seen.add(name);
+    const shown = SECRET_BEARING.has(name) ? "" : ` (got ${JSON.stringify(env[name])})`;
+    problems.push(`${name} ${describe(name)}${shown}`);
+  }
+  const config = withDefaults as Config;
+  if (config.RETRY_MAX_DELAY_MS < config.RETRY_BASE_DELAY_MS) {
+    problems.push("RETRY_MAX_DELAY_MS must be at least RETRY_BASE_DELAY_MS");
+  }
+  if (config.CLAIM_TIMEOUT_MS <= config.BREAKER_TIMEOUT_MS) {
+    problems.push(
+      "CLAIM_TIMEOUT_MS must be longer than BREAKER_TIMEOUT_MS (an attempt must end before it is reclaimed)",
+    );
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+function describe(name: string): string {
+  const schema = (
+    ConfigSchema.properties as Record<
+      string,
+      { type?: string; minimum?: number; maximum?: number; pattern?: string; anyOf?: { const: string }[] }
+    >
+  )[name];
+  if (!schema) return "is invalid";
+  if (schema.anyOf) return `must be one of ${schema.anyOf.map((s) => s.const).join(", ")}`;
+  if (schema.type === "integer") return `must be an integer from ${schema.minimum} to ${schema.maximum}`;
+  if (schema.type === "number") return `must be a number from ${schema.minimum} to ${schema.maximum}`;
+  if (name === "MONGO_URL") return "must be a mongodb:// URL with the database in its path";
+  if (name === "REDIS_URL") return "must be a redis:// or rediss:// URL";
+  if (name === "EXCHANGE_URL") return "must be an http:// or https:// URL";
+  return `must match ${schema.pattern}`;
+}
+
+/** The database named in the path of MONGO_URL. */
+export function databaseName(mongoUrl: string): string {
+  const path = new URL(mongoUrl.replace(/^mongodb(\+srv)?:/, "http:")).pathname.slice(1);
+  return decodeURIComponent(path);
+}

@@ -1,0 +1,80 @@
+/**
+ * `orders dlq list [--limit N]` and `orders dlq replay <entry-id>... | --all`: the operator's view of
+ * the dead-letter stream. Replay unparks the order, makes a stuck `placing` claimable again, puts the
+ * order id back on its placement stream, and deletes the dead-letter entry. Orders already final
+ * (placed, rejected) are reported and their entries removed; nothing final is ever re-placed.
+ */
+import { createIoredisStreamPort } from "../actors/runtime/redis-streams.ts";
+import { createMongoClient, MongoOrderRepository } from "./adapters/mongo.ts";
+import { closeRedis, createRedisClient, RedisPlacementDispatcher } from "./adapters/redis.ts";
+import { createRedisKeys } from "./adapters/redis-keys.ts";
+import { type Config, databaseName } from "./config.ts";
+import { isPlacementFinal } from "./domain/order.ts";
+
+export async function runDeadLetterCommand(
+  config: Config,
+  args: string[],
+  print: (line: string) => void,
+): Promise<number> {
+  const [action, ...rest] = args;
+  if (action !== "list" && action !== "replay") {
+    print("usage: orders dlq list [--limit N] | orders dlq replay <entry-id>... | orders dlq replay --all");
+    return 2;
+  }
+  const redis = createRedisClient(config.REDIS_URL, { name: "orders-dlq", commandTimeoutMs: 5_000 });
+  const mongo = createMongoClient(config.MONGO_URL, config.MONGO_TIMEOUT_MS);
+  try {
+    const keys = createRedisKeys(config.REDIS_KEY_PREFIX, config.PLACEMENT_PARTITIONS);
+    const port = createIoredisStreamPort(redis);
+    if (action === "list") {
+      const limitIndex = rest.indexOf("--limit");
+      const limit = limitIndex >= 0 ? Number(rest[limitIndex + 1] ?? 100) : 100;
+      for (const entry of await port.range(keys.deadLetterStream, "-", "+", limit)) {
+        print(JSON.stringify({ id: entry.id, ...entry.fields }));
+      }
+      return 0;
+    }
+    const all = rest.includes("--all");
+    const entries = all
+      ? await port.range(keys.deadLetterStream, "-", "+", 10_000)
+      : (await Promise.all(rest.map((id) => port.range(keys.deadLetterStream, id, id, 1)))).flat();
+    const orders = new MongoOrderRepository(
+      mongo.db(databaseName(config.MONGO_URL)),
+      config.MONGO_TIMEOUT_MS,
+    );
+    const dispatcher = new RedisPlacementDispatcher(redis, keys);
+    for (const entry of entries) {
+      const orderId = entry.fields?.order_id ?? parsePayload(entry.fields?.payload)?.order_id;
+      if (!orderId) {
+        print(JSON.stringify({ id: entry.id, result: "no order id; left in place" }));
+        continue;
+      }
+      const order = await orders.unpark(orderId, new Date());
+      if (!order) {
+        print(JSON.stringify({ id: entry.id, order_id: orderId, result: "unknown order; left in place" }));
+        continue;
+      }
+      if (!isPlacementFinal(order.status)) await dispatcher.dispatch(order);
+      await port.remove(keys.deadLetterStream, [entry.id]);
+      print(
+        JSON.stringify({
+          id: entry.id,
+          order_id: orderId,
+          result: isPlacementFinal(order.status) ? `already ${order.status}` : "replayed",
+        }),
+      );
+    }
+    return 0;
+  } finally {
+    await closeRedis(redis);
+    await mongo.close();
+  }
+}
+
+function parsePayload(payload: string | undefined): Record<string, string> | null {
+  try {
+    return payload ? JSON.parse(payload) : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The order as the system keeps it, and its lifecycle. A transition only ever moves forward:
+ * accepted -> placing -> placed | rejected, and placing -> accepted when an attempt failed transiently
+ * (the order waits for its retry). Execution states extend `placed` later, never replace it.
+ */
+import type { Cents } from "./money.ts";
+
+export const ORDER_STATUSES = [
+  "accepted",
+  "placing",
+  "placed",
+  "rejected",
+  "partially_filled",
+  "filled",
+] as const;
+export type OrderStatus = (typeof ORDER_STATUSES)[number];
+export type OrderType = "market" | "limit";
+export type OrderSide = "buy" | "sell";
+
+const NEXT: Record<OrderStatus, readonly OrderStatus[]> = {
+  // accepted -> placed: a holder whose lease expired learns from the venue that its attempt landed.
+  accepted: ["placing", "placed"],
+  placing: ["placed", "rejected", "accepted"],
+  placed: ["partially_filled", "filled"],
+  partially_filled: ["partially_filled", "filled"],
+  rejected: [],
+  filled: [],
+};
+
+export function canTransition(from: OrderStatus, to: OrderStatus): boolean {
+  return NEXT[from].includes(to);
+}
+
+/** Statuses after which the exchange must never be called again for this order. */
+export function isPlacementFinal(status: OrderStatus): boolean {
+  return status !== "accepted" && status !== "placing";
+}
+
+/** What a validated request becomes: exact, normalised, ready to store. */
+export interface OrderDraft {
+  type: OrderType;
+  side: OrderSide;
+  instrument: string;
+  limitPriceCents: Cents | null;
+  quantity: number;
+}
+
+/** The stored order (MongoDB `orders`). Field names are the document's. */
+export interface OrderRecord {
+  _id: string;
+  type: OrderType;
+  side: OrderSide;
+  instrument: string;
+  limit_price_cents: number | null;
+  quantity: number;
+  status: OrderStatus;
+  attempts: number;
+  created_at: Date;
+  updated_at: Date;
+  /** Placement stream partition the order belongs to (hash of its id). */
+  partition: number;
+  /** Earliest time an actor may claim it (retry backoff gate). */
+  next_attempt_at: Date;
+  /** When the sweeper should (re-)dispatch it if it is still waiting. */
+  sweep_at: Date;
+  /** Set while an actor holds the order in `placing`; past it the claim is stale. */
+  lease_until: Date | null;
+  lease_token: string | null;
+  placed_at: Date | null;
+  venue_order_id: string | null;
+  rejection_reason: string | null;
+  last_error: string | null;
+  /** XADD at intake failed: the sweeper dispatches it. */
+  dispatch_failed_at: Date | null;
+  /** Set when its stream entry went to the dead-letter stream: the sweeper leaves it alone until replayed. */
+  parked_at: Date | null;
+  redispatches: number;
+  idempotency_key: string | null;
+}
+
+/** Deterministic partition of an order id, so every process agrees on the stream of an order. */
+export function partitionOf(orderId: string, partitions: number): number {
+  if (partitions <= 1) return 0;
+  let hash = 2166136261;
+  for (let i = 0; i < orderId.length; i++) {
+    hash ^= orderId.charCodeAt(i);
+    hash = Math.imul(hash, 16777619);
+  }
+  return (hash >>> 0) % partitions;
+}
+
+export function newOrderRecord(
+  id: string,
+  draft: OrderDraft,
+  now: Date,
+  options: { partitions: number; dispatchGraceMs: number; idempotencyKey: string | null },
+): OrderRecord {
+  return {
+    _id: id,
+    type: draft.type,
+    side: draft.side,
+    instrument: draft.instrument,
+    limit_price_cents: draft.limitPriceCents,
+    quantity: draft.quantity,
+    status: "accepted",
+    attempts: 0,
+    created_at: now,
+    updated_at: now,
+    partition: partitionOf(id, options.partitions),
+    next_attempt_at: now,
+    sweep_at: new Date(now.getTime() + options.dispatchGraceMs),
+    lease_until: null,
+    lease_token: null,
+    placed_at: null,
+    venue_order_id: null,
+    rejection_reason: null,
+    last_error: null,
+    dispatch_failed_at: null,
+    parked_at: null,
+    redispatches: 0,
+    idempotency_key: options.idempotencyKey,
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * The single entry point: `orders <api|actors|all|exchange|dlq>`, from source (`bun src/main.ts all`)
+ * or as the compiled binary (`dist/orders all`).
+ */
+import { ConfigError, loadConfig } from "./config.ts";
+import { runDeadLetterCommand } from "./dlq.ts";
+import { createLogger } from "./logger.ts";
+import { type RunningProcess, startExchange, startService } from "./processes.ts";
+
+const USAGE = "usage: orders <api|actors|all|exchange|dlq> (see README.md)";
+
+async function main(argv: string[]): Promise<number> {
+  const [command = "", ...rest] = argv;
+  if (!["api", "actors", "all", "exchange", "dlq"].includes(command)) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`orders: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  if (command === "dlq")
+    return runDeadLetterCommand(config, rest, (line) => process.stdout.write(`${line}\n`));
+
+  const logger = createLogger(config.LOG_LEVEL, { kind: command, pid: process.pid });
+  let running: RunningProcess;
+  try {
+    running =
+      command === "exchange"
+        ? await startExchange(config, logger)
+        : await startService(config, logger, command as "api" | "actors" | "all");
+  } catch (error) {
+    logger.error("start failed", { error, detail: String((error as Error)?.stack ?? error) });
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info("shutting down", { signal });
+      const hardStop = setTimeout(() => {
+        logger.error("shutdown deadline passed; exiting");
+        resolve(1);
+      }, config.SHUTDOWN_DEADLINE_MS + 5_000);
+      running
+        .close()
+        .then(() => {
+          clearTimeout(hardStop);
+          logger.info("stopped");
+          resolve(0);
+        })
+        .catch((error) => {
+          logger.error("shutdown failed", { error });
+          resolve(1);
+        });
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error) => {
+    process.stderr.write(`orders: ${String((error as Error)?.stack ?? error)}\n`);
+    process.exit(1);
+  },
+);

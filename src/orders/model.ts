@@ -1,0 +1,76 @@
+/** The HTTP contract of /orders (CONTRACT.md). These schemas are the only source of the matching types. */
+import { type Static, Type as T } from "@sinclair/typebox";
+import { ORDER_STATUSES } from "../domain/order.ts";
+
+export const MAX_QUANTITY = Number.MAX_SAFE_INTEGER;
+export const MAX_BODY_BYTES = 16 * 1024;
+
+export const OrderRequest = T.Object(
+  {
+    type: T.Union([T.Literal("market"), T.Literal("limit")], { description: "market or limit" }),
+    side: T.Union([T.Literal("buy"), T.Literal("sell")], { description: "buy or sell" }),
+    instrument: T.String({
+      minLength: 12,
+      maxLength: 12,
+      description: "ISIN, exactly 12 characters",
+      examples: ["US0378331005"],
+    }),
+    limit_price: T.Optional(
+      T.Union(
+        [T.Number({ exclusiveMinimum: 0 }), T.String({ pattern: "^(0|[1-9]\\d*)(\\.\\d{1,2})?$" }), T.Null()],
+        {
+          description:
+            'Required and > 0 for limit orders, at most 2 decimals (number or string such as "10.50"); absent or null for market orders',
+        },
+      ),
+    ),
+    quantity: T.Integer({ minimum: 1, maximum: MAX_QUANTITY, description: "Number of shares, 1 .. 2^53-1" }),
+  },
+  { additionalProperties: false },
+);
+export type OrderRequest = Static<typeof OrderRequest>;
+
+export const OrderResponse = T.Object({
+  id: T.String({ format: "uuid", description: "UUIDv7; also the client order id at the venue" }),
+  created_at: T.String({ format: "date-time" }),
+  type: T.Union([T.Literal("market"), T.Literal("limit")]),
+  side: T.Union([T.Literal("buy"), T.Literal("sell")]),
+  instrument: T.String(),
+  limit_price: T.Union([T.Number(), T.Null()]),
+  quantity: T.Integer(),
+  status: T.Union(ORDER_STATUSES.map((s) => T.Literal(s))),
+});
+export type OrderResponse = Static<typeof OrderResponse>;
+
+export const OrderDetailResponse = T.Composite([
+  OrderResponse,
+  T.Object({
+    attempts: T.Integer({ description: "Placement attempts so far" }),
+    placed_at: T.Union([T.String({ format: "date-time" }), T.Null()]),
+    rejection_reason: T.Union([T.String(), T.Null()]),
+    executions: T.Array(T.Object({ quantity: T.Integer(), price: T.Number(), executed_at: T.String() }), {
+      description: "Execution reports, once the venue sends them",
+    }),
+  }),
+]);
+export type OrderDetailResponse = Static<typeof OrderDetailResponse>;
+
+export const ValidationErrorResponse = T.Object({
+  message: T.String(),
+  errors: T.Array(T.Object({ field: T.String(), message: T.String() })),
+});
+export const MessageResponse = T.Object({ message: T.String() });
+
+export const INTERNAL_ERROR_BODY = { message: "Internal server error while placing the order" } as const;
+export const NOT_FOUND_BODY = { message: "Order not found" } as const;
+
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+
+export const MARKET_EXAMPLE = { type: "market", side: "buy", instrument: "US0378331005", quantity: 10 };
+export const LIMIT_EXAMPLE = {
+  type: "limit",
+  side: "sell",
+  instrument: "DE0007164600",
+  limit_price: "123.45",
+  quantity: 5,
+};

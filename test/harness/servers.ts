@@ -1,0 +1,265 @@
+/**
+ * Real servers for integration and fault tests: a redis-server and a MongoDB-wire server (a real
+ * `mongod` when one is on PATH, an external one from TEST_MONGO_URL, else FerretDB on SQLite) on free
+ * loopback ports with fresh temporary data directories. Each can be killed (-9), restarted on the same
+ * port and data, paused (SIGSTOP) and resumed, and is stopped with its directory deleted afterwards.
+ */
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+import { type OwnedProcess, spawnOwned } from "./child-process.ts";
+import { freePort, waitFor } from "./wait-for.ts";
+
+export interface TestServer {
+  readonly kind: string;
+  /** Base URL without a database, e.g. mongodb://127.0.0.1:40123 or redis://127.0.0.1:40124 */
+  readonly url: string;
+  readonly port: number;
+  /** False for an external server the harness does not own (no fault injection). */
+  readonly faultable: boolean;
+  kill(): Promise<void>;
+  /** Starts it again on the same port (and data directory unless `empty`) and waits until it answers. */
+  restart(options?: { empty?: boolean }): Promise<void>;
+  pause(): void;
+  resume(): void;
+  stop(): Promise<void>;
+}
+
+abstract class OwnedServer implements TestServer {
+  abstract readonly kind: string;
+  abstract readonly url: string;
+  readonly faultable = true;
+  protected process: OwnedProcess | undefined;
+  private stopped = false;
+
+  constructor(
+    readonly port: number,
+    protected readonly dir: string,
+  ) {}
+
+  protected abstract command(): string[];
+  protected abstract ready(): Promise<boolean>;
+  protected async afterStart(): Promise<void> {}
+
+  async start(): Promise<this> {
+    this.process = spawnOwned(this.kind, this.command(), { cleanupDir: this.dir });
+    await waitFor(() => this.ready(), {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+      message: `${this.kind} on ${this.port}`,
+    }).catch((error) => {
+      throw new Error(`${error.message}\n${this.process?.logs.slice(-2000)}`);
+    });
+    await this.afterStart();
+    return this;
+  }
+
+  async kill() {
+    await this.process?.kill();
+  }
+
+  async restart(options: { empty?: boolean } = {}) {
+    await this.kill();
+    if (options.empty) {
+      rmSync(this.dir, { recursive: true, force: true });
+    }
+    await Bun.$`mkdir -p ${this.dir}`.quiet();
+    await this.start();
+  }
+
+  pause() {
+    this.process?.signal("SIGSTOP");
+  }
+
+  resume() {
+    this.process?.signal("SIGCONT");
+  }
+
+  async stop() {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.resume();
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+class RedisServer extends OwnedServer {
+  readonly kind = "redis-server";
+  get url() {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+  protected command() {
+    return [
+      "redis-server",
+      "--port",
+      String(this.port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      this.dir,
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--protected-mode",
+      "no",
+      "--loglevel",
+      "warning",
+    ];
+  }
+  protected ready() {
+    return respondsTo(this.port, "PING\r\n", "+PONG");
+  }
+}
+
+class FerretServer extends OwnedServer {
+  readonly kind = "ferretdb";
+  constructor(
+    port: number,
+    dir: string,
+    private readonly binary: string,
+  ) {
+    super(port, dir);
+  }
+  get url() {
+    return `mongodb://127.0.0.1:${this.port}`;
+  }
+  protected command() {
+    return [
+      this.binary,
+      "--handler=sqlite",
+      `--sqlite-url=file:${this.dir}/`,
+      `--listen-addr=127.0.0.1:${this.port}`,
+      "--debug-addr=-",
+      "--telemetry=disable",
+      "--log-level=error",
+    ];
+  }
+  protected ready() {
+    return mongoHello(this.url);
+  }
+}
+
+class MongodServer extends OwnedServer {
+  readonly kind = "mongod";
+  get url() {
+    return `mongodb://127.0.0.1:${this.port}/?directConnection=true`;
+  }
+  protected command() {
+    return [
+      "mongod",
+      "--port",
+      String(this.port),
+      "--bind_ip",
+      "127.0.0.1",
+      "--dbpath",
+      this.dir,
+      "--replSet",
+      "rs0",
+      "--quiet",
+    ];
+  }
+  protected ready() {
+    return respondsTo(this.port, null, null);
+  }
+  protected override async afterStart() {
+    const { MongoClient } = await import("mongodb");
+    const client = new MongoClient(this.url, { serverSelectionTimeoutMS: 5_000 });
+    try {
+      await client
+        .db("admin")
+        .command({ replSetInitiate: { _id: "rs0", members: [{ _id: 0, host: `127.0.0.1:${this.port}` }] } });
+    } catch (error) {
+      if ((error as { codeName?: string }).codeName !== "AlreadyInitialized") throw error;
+    }
+    await waitFor(async () => (await client.db("admin").command({ hello: 1 })).isWritablePrimary, {
+      timeoutMs: 30_000,
+      message: "mongod primary",
+    });
+    await client.close();
+  }
+}
+
+class ExternalServer implements TestServer {
+  readonly kind = "external-mongodb";
+  readonly faultable = false;
+  readonly port: number;
+  constructor(readonly url: string) {
+    this.port = Number(new URL(url.replace(/^mongodb:/, "http:")).port || 27017);
+  }
+  private refuse(): never {
+    throw new Error("fault injection needs a server the harness owns; unset TEST_MONGO_URL");
+  }
+  async kill() {
+    this.refuse();
+  }
+  async restart() {
+    this.refuse();
+  }
+  pause() {
+    this.refuse();
+  }
+  resume() {
+    this.refuse();
+  }
+  async stop() {}
+}
+
+export async function startRedis(): Promise<TestServer> {
+  return new RedisServer(await freePort(), tempDir("redis")).start();
+}
+
+export async function startMongo(): Promise<TestServer> {
+  const external = process.env.TEST_MONGO_URL;
+  if (external) return new ExternalServer(external.replace(/\/[^/?]*(\?|$)/, "$1"));
+  if (Bun.which("mongod")) return new MongodServer(await freePort(), tempDir("mongod")).start();
+  return new FerretServer(await freePort(), tempDir("ferretdb"), ferretBinary()).start();
+}
+
+/** A MongoDB URL for `database` on `server`, with query options kept. */
+export function mongoUrlFor(server: TestServer, database: string): string {
+  const url = new URL(server.url.replace(/^mongodb:/, "http:"));
+  return `mongodb://${url.host}/${database}${url.search}`;
+}
+
+export function ferretBinary(): string {
+  const binary = process.env.FERRETDB_BIN ?? join(homedir(), ".cache/orders-service/bin/ferretdb");
+  if (!existsSync(binary)) {
+    throw new Error(`no mongod on PATH and no FerretDB at ${binary}: run scripts/install-ferretdb.sh`);
+  }
+  return binary;
+}
+
+function tempDir(kind: string): string {
+  return mkdtempSync(join(tmpdir(), `orders-test-${kind}-`));
+}
+
+/** Connects to a TCP port and, if `send` is given, expects `expect` in the first reply. */
+function respondsTo(port: number, send: string | null, expect: string | null): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1_000, () => done(false));
+    socket.once("error", () => done(false));
+    socket.once("connect", () => {
+      if (send === null) return done(true);
+      socket.write(send);
+    });
+    socket.once("data", (data) => done(expect === null || data.toString().includes(expect)));
+  });
+}
+
+async function mongoHello(url: string): Promise<boolean> {
+  const { MongoClient } = await import("mongodb");
+  const client = new MongoClient(url, { serverSelectionTimeoutMS: 1_000, connectTimeoutMS: 1_000 });
+  try {
+    return (await client.db("admin").command({ ping: 1 })).ok === 1;
+  } finally {
+    await client.close();
+  }
+}
