@@ -11,12 +11,19 @@ import { ExchangeBreaker } from "../actors/placement/exchange-breaker.ts";
 import { createPlacementBehaviour } from "../actors/placement/placement-actor.ts";
 import { createStreamUpkeep } from "../actors/placement/stream-upkeep.ts";
 import { createSweeper } from "../actors/placement/sweeper.ts";
+import { backoffDelay } from "../actors/runtime/backoff.ts";
 import { every } from "../actors/runtime/periodic.ts";
 import { createIoredisStreamPort } from "../actors/runtime/redis-streams.ts";
 import { StreamActor } from "../actors/runtime/stream-actor.ts";
 import { createMetrics, type Metrics, type ProcessKind } from "./adapters/metrics.ts";
 import { createMongoClient, MongoIdempotencyStore, MongoOrderRepository } from "./adapters/mongo.ts";
-import { closeRedis, createRedisClient, pingRedis, RedisPlacementDispatcher } from "./adapters/redis.ts";
+import {
+  awaitConnection,
+  closeRedis,
+  createRedisClient,
+  pingRedis,
+  RedisPlacementDispatcher,
+} from "./adapters/redis.ts";
 import { createRedisKeys, type RedisKeys } from "./adapters/redis-keys.ts";
 import { type Config, databaseName } from "./config.ts";
 import { uuidV7 } from "./domain/ids.ts";
@@ -33,10 +40,34 @@ import { createOrderService } from "./orders/service.ts";
 
 export interface RunningProcess {
   port: number;
+  /** Answers a request in process, without the network (tests use it as `app.handle`). */
+  handle(request: Request): Promise<Response>;
   close(): Promise<void>;
 }
 
 type Closer = { name: string; close: () => Promise<unknown> | unknown };
+
+/**
+ * Start-up steps that need MongoDB or Redis are retried with backoff for a while: a process that starts
+ * before its dependencies (or during a blip) should wait for them, not crash-loop.
+ */
+async function withStartupRetry<T>(
+  name: string,
+  logger: Logger,
+  step: () => Promise<T>,
+  attempts = 20,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (error) {
+      if (attempt >= attempts) throw error;
+      const delay = backoffDelay(attempt, { baseMs: 200, maxMs: 5_000 });
+      logger.warn("start-up step failed; retrying", { step: name, attempt, retry_in_ms: delay, error });
+      await Bun.sleep(delay);
+    }
+  }
+}
 
 /** Closes in reverse start order; every closer runs even when one fails. */
 async function closeAll(closers: Closer[], logger: Logger): Promise<void> {
@@ -76,6 +107,7 @@ async function connectShared(config: Config, kind: ProcessKind, closers: Closer[
   });
   commands.on("error", () => {}); // reconnects by itself; readiness and metrics report the outage
   closers.push({ name: "redis", close: () => closeRedis(commands) });
+  await awaitConnection(commands, config.MONGO_TIMEOUT_MS);
   return {
     mongo,
     db: mongo.db(databaseName(config.MONGO_URL)),
@@ -113,14 +145,14 @@ export async function startService(
   try {
     const shared = await connectShared(config, kind, closers);
     const orders = new MongoOrderRepository(shared.db, config.MONGO_TIMEOUT_MS);
-    await orders.ensureIndexes();
+    await withStartupRetry("order indexes", logger, () => orders.ensureIndexes());
     const app = new Elysia()
       .use(httpMetrics(shared.metrics))
       .use(opsRoutes(shared.metrics, readinessChecks(shared)));
 
     if (kind === "api" || kind === "all") {
       const idempotency = new MongoIdempotencyStore(shared.db, config.MONGO_TIMEOUT_MS);
-      await idempotency.ensureIndexes();
+      await withStartupRetry("idempotency indexes", logger, () => idempotency.ensureIndexes());
       const service = createOrderService({
         orders,
         idempotency,
@@ -187,7 +219,7 @@ export async function startService(
     const port = listen(app, config, logger, kind);
     // Stop accepting requests first on shutdown (it was started last).
     closers.push({ name: "http", close: () => app.stop() });
-    return { port, close: once(() => closeAll(closers, logger)) };
+    return { port, handle: (request) => app.handle(request), close: once(() => closeAll(closers, logger)) };
   } catch (error) {
     await closeAll(closers, logger);
     throw error;
@@ -279,7 +311,7 @@ async function startActors(
         }),
     },
   });
-  await actor.start();
+  await withStartupRetry("consumer groups", logger, () => actor.start());
   closers.push({ name: "placement-actor", close: () => actor.close(config.SHUTDOWN_DEADLINE_MS) });
 
   const sweeper = createSweeper({
@@ -331,5 +363,5 @@ export async function startExchange(config: Config, logger: Logger): Promise<Run
     .use(opsRoutes(metrics, []))
     .use(venueRoutes(venue, metrics));
   const port = listen(app, config, logger, "exchange");
-  return { port, close: once(async () => void (await app.stop())) };
+  return { port, handle: (request) => app.handle(request), close: once(async () => void (await app.stop())) };
 }

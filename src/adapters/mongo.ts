@@ -7,6 +7,8 @@
 import {
   type Collection,
   type Db,
+  type Document,
+  type IndexDescription,
   Long,
   MongoClient,
   MongoServerError,
@@ -51,7 +53,7 @@ export class MongoOrderRepository implements OrderRepository {
 
   /** Idempotent: safe on every start of every process. */
   async ensureIndexes(): Promise<void> {
-    await this.collection.createIndexes([
+    await ensureIndexes(this.collection, [
       { key: { status: 1, sweep_at: 1 }, name: "status_sweep_at" },
       { key: { status: 1, lease_until: 1 }, name: "status_lease_until" },
     ]);
@@ -243,6 +245,27 @@ export class MongoOrderRepository implements OrderRepository {
   }
 }
 
+/**
+ * Creates the indexes that are missing, one call each. Idempotent on every start of every process.
+ * (FerretDB v1.24 drops the connection when one createIndexes call re-creates several existing indexes.)
+ */
+async function ensureIndexes<T extends Document>(
+  collection: Collection<T>,
+  specs: IndexDescription[],
+): Promise<void> {
+  const existing = new Set(
+    (
+      await collection
+        .listIndexes()
+        .toArray()
+        .catch(() => [] as { name?: string }[])
+    ).map((index) => index.name),
+  );
+  for (const { key, ...options } of specs) {
+    if (!existing.has(options.name)) await collection.createIndex(key, options);
+  }
+}
+
 function fromDocument(document: OrderDocument): OrderRecord {
   const cents = document.limit_price_cents;
   return { ...document, limit_price_cents: cents === null ? null : Number(cents) };
@@ -273,11 +296,13 @@ export class MongoIdempotencyStore implements IdempotencyStore {
 
   async ensureIndexes(): Promise<void> {
     try {
-      await this.collection.createIndex({ expires_at: 1 }, { name: "expires_at_ttl", expireAfterSeconds: 0 });
+      await ensureIndexes(this.collection, [
+        { key: { expires_at: 1 }, name: "expires_at_ttl", expireAfterSeconds: 0 },
+      ]);
       this.serverExpires = true;
     } catch (error) {
       if (!(error instanceof MongoServerError) || error.codeName !== "NotImplemented") throw error;
-      await this.collection.createIndex({ expires_at: 1 }, { name: "expires_at" });
+      await ensureIndexes(this.collection, [{ key: { expires_at: 1 }, name: "expires_at" }]);
       this.serverExpires = false;
     }
   }

@@ -36,6 +36,21 @@ export class RedisPlacementDispatcher implements PlacementDispatcher {
   }
 }
 
+/** Waits up to `ms` for the first connection; never throws (Redis down must not stop the API starting). */
+export async function awaitConnection(redis: Redis, ms: number): Promise<boolean> {
+  if (redis.status === "ready") return true;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => finish(false), ms);
+    const onReady = () => finish(true);
+    function finish(ready: boolean) {
+      clearTimeout(timer);
+      redis.off("ready", onReady);
+      resolve(ready);
+    }
+    redis.once("ready", onReady);
+  });
+}
+
 export async function pingRedis(redis: Redis): Promise<boolean> {
   return (await redis.ping()) === "PONG";
 }

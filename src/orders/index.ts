@@ -5,6 +5,7 @@ import type { Metrics } from "../adapters/metrics.ts";
 import {
   DeadlineExceededError,
   type FieldError,
+  IdempotencyKeyReusedError,
   OrderNotFoundError,
   OrderValidationError,
 } from "../domain/errors.ts";
@@ -153,6 +154,12 @@ export function ordersController(deps: {
       metrics.ordersValidationRejected.inc({ reason: "422" });
       set.status = 422;
       return { message: "The order is invalid", errors: error.errors };
+    }
+    if (error instanceof IdempotencyKeyReusedError) {
+      metrics.ordersValidationRejected.inc({ reason: "422" });
+      set.status = 422;
+      // Every 422 has the documented shape and names the field at fault: here the header.
+      return { message: error.message, errors: [{ field: "Idempotency-Key", message: error.message }] };
     }
     const status = (error as { status?: unknown }).status;
     if (status === 409 || status === 422) {

@@ -134,6 +134,7 @@ class FerretServer extends OwnedServer {
       `--listen-addr=127.0.0.1:${this.port}`,
       "--debug-addr=-",
       "--telemetry=disable",
+      `--state-dir=${this.dir}`,
       "--log-level=error",
     ];
   }

@@ -1,0 +1,149 @@
+/** The compiled single binary, started as a user would start it, driven over HTTP. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawnOwned } from "../harness/child-process.ts";
+import { freePort, waitFor } from "../harness/wait-for.ts";
+import {
+  isolatedEnv,
+  orderBody,
+  postOrder,
+  ROOT,
+  type Servers,
+  spawnService,
+  startServers,
+} from "../support/system.ts";
+
+const BINARY = join(ROOT, "dist/orders");
+let servers: Servers;
+
+beforeAll(async () => {
+  const build = Bun.spawnSync(["bun", "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`);
+  servers = await startServers();
+});
+
+afterAll(async () => {
+  await servers?.stop();
+});
+
+async function ready(baseUrl: string): Promise<boolean> {
+  return (await fetch(`${baseUrl}/health/ready`)).status === 200;
+}
+
+describe("dist/orders", () => {
+  test("`all` becomes ready, places an order, and exits 0 on SIGTERM within a few seconds", async () => {
+    expect(existsSync(BINARY)).toBe(true);
+    const env = isolatedEnv(servers);
+    const service = await spawnService("all", env, { binary: BINARY });
+    try {
+      await waitFor(() => ready(service.baseUrl), { timeoutMs: 20_000, message: "/health/ready 200" });
+      const response = await postOrder(service.baseUrl, orderBody({ type: "limit", limit_price: "12.34" }));
+      expect(response.status).toBe(201);
+      const { id } = (await response.json()) as { id: string };
+      const placed = await waitFor(
+        async () => {
+          const order = (await (await fetch(`${service.baseUrl}/orders/${id}`)).json()) as {
+            status: string;
+            limit_price: number;
+          };
+          return order.status === "placed" ? order : null;
+        },
+        { timeoutMs: 20_000, message: "order placed" },
+      );
+      expect(placed.limit_price).toBe(12.34);
+      const metrics = await (await fetch(`${service.baseUrl}/metrics`)).text();
+      expect(metrics).toMatch(/placement_outcomes_total\{outcome="placed"[^}]*\} 1/);
+      expect((await fetch(`${service.baseUrl}/swagger/json`)).status).toBe(200);
+
+      const stopping = performance.now();
+      service.process.signal("SIGTERM");
+      expect(await service.process.exited).toBe(0);
+      expect(performance.now() - stopping).toBeLessThan(5_000);
+    } finally {
+      await service.process.kill();
+    }
+  });
+
+  test("each process kind serves health and metrics", async () => {
+    const env = isolatedEnv(servers);
+    for (const kind of ["api", "actors", "exchange"] as const) {
+      const service = await spawnService(kind, env, { binary: BINARY });
+      try {
+        expect((await fetch(`${service.baseUrl}/health/live`)).status).toBe(200);
+        await waitFor(() => ready(service.baseUrl), { timeoutMs: 20_000, message: `${kind} ready` });
+        expect(await (await fetch(`${service.baseUrl}/metrics`)).text()).toContain(`process_kind="${kind}"`);
+        service.process.signal("SIGTERM");
+        expect(await service.process.exited).toBe(0);
+      } finally {
+        await service.process.kill();
+      }
+    }
+  });
+
+  test("bad configuration stops the process with one message naming every bad variable", async () => {
+    const proc = spawnOwned("bad-config", [BINARY, "api"], {
+      env: {
+        ...process.env,
+        PORT: "http",
+        MONGO_URL: "postgres://nowhere/x",
+        REDIS_URL: "redis://127.0.0.1:1",
+      },
+    });
+    expect(await proc.exited).toBe(2);
+    const lines = proc.logs.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain("PORT");
+    expect(lines[0]).toContain("MONGO_URL");
+    expect(lines[0]).not.toContain("REDIS_URL");
+  });
+
+  test("an unknown subcommand prints the usage and exits 2", async () => {
+    const proc = spawnOwned("usage", [BINARY, "serve"]);
+    expect(await proc.exited).toBe(2);
+    expect(proc.logs).toContain("usage: orders <api|actors|all|exchange|dlq>");
+  });
+});
+
+describe("the README's run command", () => {
+  test("starts Redis and a MongoDB-wire server when none answers, then the service becomes ready", async () => {
+    const [port, mongoPort, redisPort] = [await freePort(), await freePort(), await freePort()];
+    const data = mkdtempSync(join(tmpdir(), "orders-run-local-"));
+    const run = spawnOwned("run-local", ["bash", join(ROOT, "scripts/run-local.sh")], {
+      cwd: ROOT,
+      cleanupDir: data,
+      env: {
+        ...process.env,
+        PORT: String(port),
+        MONGO_URL: `mongodb://127.0.0.1:${mongoPort}/orders`,
+        REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+        LOCAL_DATA_DIR: data,
+        LOG_LEVEL: "warn",
+      },
+    });
+    try {
+      await waitFor(() => ready(`http://127.0.0.1:${port}`), {
+        timeoutMs: 60_000,
+        intervalMs: 250,
+        message: "run-local ready",
+      });
+      expect(run.logs).toContain(`Swagger UI: http://127.0.0.1:${port}/swagger`);
+      expect((await postOrder(`http://127.0.0.1:${port}`, orderBody())).status).toBe(201);
+    } finally {
+      run.signal("SIGTERM");
+      await Promise.race([run.exited, Bun.sleep(15_000)]);
+      await run.kill();
+      // The servers the script started are gone with it.
+      await waitFor(
+        async () =>
+          !(await fetch(`http://127.0.0.1:${port}/health/live`).then(
+            () => true,
+            () => false,
+          )),
+        { timeoutMs: 15_000, message: "service stopped" },
+      );
+      rmSync(data, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,109 @@
+/**
+ * Shared fixtures: real servers per test file, a fresh database and key prefix per test, and helpers
+ * to run the service in process or as real processes (from source or the compiled binary).
+ */
+import { resolve } from "node:path";
+import { MongoClient } from "mongodb";
+import { type Config, loadConfig } from "../../src/config.ts";
+import { silentLogger } from "../../src/logger.ts";
+import { type RunningProcess, startExchange, startService } from "../../src/processes.ts";
+import { type OwnedProcess, spawnOwned } from "../harness/child-process.ts";
+import { mongoUrlFor, startMongo, startRedis, type TestServer } from "../harness/servers.ts";
+import { uniqueName } from "../harness/wait-for.ts";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+
+export interface Servers {
+  redis: TestServer;
+  mongo: TestServer;
+  stop(): Promise<void>;
+}
+
+export async function startServers(): Promise<Servers> {
+  const [redis, mongo] = await Promise.all([startRedis(), startMongo()]);
+  return {
+    redis,
+    mongo,
+    async stop() {
+      await Promise.allSettled([redis.stop(), mongo.stop()]);
+    },
+  };
+}
+
+/** Environment for one isolated deployment: its own database and Redis key prefix. */
+export function isolatedEnv(
+  servers: Servers,
+  overrides: Record<string, string> = {},
+): Record<string, string> {
+  const name = uniqueName("t");
+  return {
+    PORT: "0",
+    MONGO_URL: mongoUrlFor(servers.mongo, name),
+    REDIS_URL: servers.redis.url,
+    REDIS_KEY_PREFIX: name,
+    EXCHANGE_LATENCY_MS: "10",
+    EXCHANGE_FAILURE_RATE: "0",
+    ...overrides,
+  };
+}
+
+export function configFrom(env: Record<string, string>): Config {
+  return loadConfig(env);
+}
+
+/** The service in this process (`api`, `actors` or `all`). */
+export async function startInProcess(
+  env: Record<string, string>,
+  kind: "api" | "actors" | "all" = "all",
+): Promise<RunningProcess> {
+  return startService(configFrom(env), silentLogger, kind);
+}
+
+export async function startVenueInProcess(env: Record<string, string>): Promise<RunningProcess> {
+  return startExchange(configFrom(env), silentLogger);
+}
+
+export interface ServiceProcess {
+  process: OwnedProcess;
+  port: number;
+  baseUrl: string;
+}
+
+/** A real process of `bun src/main.ts <kind>` (or `binary <kind>`), waited for until it listens. */
+export async function spawnService(
+  kind: "api" | "actors" | "all" | "exchange",
+  env: Record<string, string>,
+  options: { binary?: string } = {},
+): Promise<ServiceProcess> {
+  const cmd = options.binary ? [options.binary, kind] : ["bun", resolve(ROOT, "src/main.ts"), kind];
+  // At least info: the "listening" line (with the port) is how the caller learns the process is up.
+  const owned = spawnOwned(kind, cmd, { env: { ...process.env, LOG_LEVEL: "info", ...env }, cwd: ROOT });
+  const match = await owned.waitForOutput(/"message":"listening"[^\n]*"port":(\d+)/, 30_000);
+  const port = Number(match[1]);
+  return { process: owned, port, baseUrl: `http://127.0.0.1:${port}` };
+}
+
+/** A MongoDB client on the test's database, for assertions. */
+export function mongoFor(env: Record<string, string>) {
+  const client = new MongoClient(env.MONGO_URL!, { serverSelectionTimeoutMS: 5_000 });
+  const db = client.db(new URL(env.MONGO_URL!.replace(/^mongodb:/, "http:")).pathname.slice(1));
+  return { client, db, orders: db.collection<Record<string, unknown> & { _id: string }>("orders") };
+}
+
+export function orderBody(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return { type: "market", side: "buy", instrument: "US0378331005", quantity: 1, ...overrides };
+}
+
+export function postOrder(
+  target: { handle(request: Request): Promise<Response> } | string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  const init = {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  };
+  if (typeof target === "string") return fetch(`${target}/orders`, init);
+  return target.handle(new Request("http://localhost/orders", init));
+}

@@ -1,0 +1,44 @@
+/** Dependencies point inward: the domain imports no driver, no adapter, no framework. */
+import { describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const ROOT = join(import.meta.dir, "../..");
+const DRIVERS = ["mongodb", "ioredis", "opossum", "prom-client", "elysia", "@elysiajs/swagger"];
+
+function importsOf(file: string): string[] {
+  const source = readFileSync(file, "utf8");
+  return [...source.matchAll(/^\s*import[^"']*["']([^"']+)["']/gm)].map((m) => m[1]!);
+}
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(join(ROOT, dir), { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith(".ts"))
+    .map((f) => join(ROOT, dir, f));
+}
+
+describe("dependency direction", () => {
+  test("src/domain imports no driver and nothing outside the domain", () => {
+    const files = filesUnder("src/domain");
+    expect(files.length).toBeGreaterThan(3);
+    for (const file of files) {
+      for (const spec of importsOf(file)) {
+        expect({ file, spec, driver: DRIVERS.includes(spec) }).toEqual({ file, spec, driver: false });
+        const leavesDomain = spec.startsWith(".") && !spec.startsWith("./");
+        expect({ file, spec, leavesDomain }).toEqual({ file, spec, leavesDomain: false });
+      }
+    }
+  });
+
+  test("the actor runtime knows nothing about orders", () => {
+    for (const file of filesUnder("actors/runtime")) {
+      for (const spec of importsOf(file))
+        expect({ file, spec, ok: !spec.includes("src/") && !spec.includes("placement") }).toEqual({
+          file,
+          spec,
+          ok: true,
+        });
+    }
+  });
+});
