@@ -31,7 +31,14 @@ export function createSweeper(deps: SweeperDeps) {
     for (const order of await orders.findDueForDispatch(now, batch)) {
       const next = new Date(now.getTime() + backoffDelay(order.redispatches + 1, deps.redispatchBackoff));
       if (!(await orders.rescheduleSweep(order._id, order.sweep_at, next))) continue;
-      await dispatcher.dispatch(order);
+      try {
+        await dispatcher.dispatch(order);
+      } catch (error) {
+        // Redis is down: keep the order due with its backoff unchanged, and end this pass (the next
+        // order would fail the same way). Otherwise an outage would push every order's next check out.
+        await orders.restoreSweep(order._id, next, order.sweep_at);
+        throw error;
+      }
       deps.onRedispatched?.("due");
       count += 1;
     }

@@ -185,6 +185,14 @@ export class MongoOrderRepository implements OrderRepository {
     return result.modifiedCount === 1;
   }
 
+  async restoreSweep(id: string, expectedSweepAt: Date, originalSweepAt: Date): Promise<void> {
+    await this.collection.updateOne(
+      { _id: id, status: "accepted", sweep_at: expectedSweepAt },
+      { $set: { sweep_at: originalSweepAt }, $inc: { redispatches: -1 } },
+      this.durable,
+    );
+  }
+
   async findStalePlacing(now: Date, limit: number) {
     return this.collection
       .find(

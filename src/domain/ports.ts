@@ -42,6 +42,8 @@ export interface OrderRepository {
   ): Promise<Pick<OrderRecord, "_id" | "partition" | "sweep_at" | "redispatches">[]>;
   /** Pushes the next sweep of an accepted order out; false when another sweeper (or an actor) got there first. */
   rescheduleSweep(id: string, expectedSweepAt: Date, nextSweepAt: Date): Promise<boolean>;
+  /** Undoes a rescheduleSweep whose dispatch failed (Redis down): the order stays due, its backoff unchanged. */
+  restoreSweep(id: string, expectedSweepAt: Date, originalSweepAt: Date): Promise<void>;
   /** Orders in placing whose lease expired (their holder died or hung). */
   findStalePlacing(
     now: Date,

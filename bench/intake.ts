@@ -1,0 +1,396 @@
+/**
+ * POST /orders throughput and latency: the real service (`bun src/main.ts api`, a real process,
+ * LOG_LEVEL=error) side by side with a floor (bench/floor-server.ts: Bun.serve doing the same insertOne +
+ * XADD and nothing else), on the same harness servers (redis-server + MongoDB-wire), at the same fixed
+ * concurrencies, one after the other (alternating which goes first), with the orders collection and the
+ * stream emptied before every run. Prints a table and the service/floor ratios; writes JSON.
+ *
+ *   bun bench/intake.ts [--duration-s 10] [--concurrency 8,32,64] [--rounds 1] [--warmup-s 2]
+ *                       [--requests N] [--json reports/bench-intake.json] [--smoke] [--assert]
+ *
+ * --requests N measures a fixed count per run instead of a duration; --rounds R repeats every
+ * (target, concurrency) run R times and pools the samples (storage noise evens out); --smoke: tiny
+ * sizes for CI (it checks that the benchmark runs, not the target); --assert: exit 1 when a level misses
+ * the target. Set TMPDIR (e.g. /dev/shm) to put the servers' data on another file system.
+ * Target (issue 3): service >= 0.8x the floor's throughput and p99 <= 1.5x the floor's.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
+import { dirname, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { MongoClient } from "mongodb";
+import { MongoOrderRepository } from "../src/adapters/mongo.ts";
+import { createRedisKeys } from "../src/adapters/redis-keys.ts";
+import { type OwnedProcess, spawnOwned } from "../test/harness/child-process.ts";
+import { freePort, waitFor } from "../test/harness/wait-for.ts";
+import { isolatedEnv, ROOT, type Servers, startServers } from "../test/support/system.ts";
+
+const THROUGHPUT_TARGET = 0.8;
+const P99_TARGET = 1.5;
+type TargetName = "service" | "floor";
+
+const { values: args } = parseArgs({
+  options: {
+    "duration-s": { type: "string" },
+    "warmup-s": { type: "string" },
+    concurrency: { type: "string" },
+    rounds: { type: "string" },
+    requests: { type: "string" },
+    json: { type: "string" },
+    smoke: { type: "boolean", default: false },
+    assert: { type: "boolean", default: false },
+  },
+});
+const smoke = args.smoke === true;
+const durationS = Number(args["duration-s"] ?? (smoke ? 1 : 10));
+const warmupS = Number(args["warmup-s"] ?? (smoke ? 0.5 : 2));
+const rounds = Number(args.rounds ?? 1);
+const requests = args.requests === undefined ? undefined : Number(args.requests);
+const levels = (args.concurrency ?? (smoke ? "4,16" : "8,32,64")).split(",").map(Number);
+const jsonPath = resolve(ROOT, args.json ?? "reports/bench-intake.json");
+for (const [name, value] of [
+  ["--duration-s", durationS],
+  ["--warmup-s", warmupS],
+  ["--rounds", rounds],
+  ["--requests", requests ?? 1],
+  ...levels.map((level) => ["--concurrency", level] as const),
+] as const) {
+  if (!Number.isFinite(value) || value <= 0) {
+    console.error(`bench:intake: ${name} must be a positive number`);
+    process.exit(2);
+  }
+}
+
+/** A market and a limit order, alternated: the service parses both price forms' paths. */
+const BODIES = [
+  JSON.stringify({ type: "market", side: "buy", instrument: "US0378331005", quantity: 10 }),
+  JSON.stringify({
+    type: "limit",
+    side: "sell",
+    instrument: "DE0007164600",
+    limit_price: "123.45",
+    quantity: 5,
+  }),
+];
+
+interface Sample {
+  latencies: number[];
+  statuses: Record<string, number>;
+  errors: number;
+  seconds: number;
+  cpuMs: number;
+}
+
+interface Summary {
+  target: TargetName;
+  concurrency: number;
+  requests: number;
+  ok: number;
+  errors: number;
+  statuses: Record<string, number>;
+  seconds: number;
+  throughput: number;
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  /** CPU time (user + system) of the target process per successful request: its own cost, free of queueing. */
+  cpu_ms_per_request: number;
+}
+
+/** User + system CPU time of a process in ms, from /proc (Linux; NaN elsewhere). */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+  } catch {
+    return Number.NaN;
+  }
+}
+const CLOCK_TICKS_PER_S = 100;
+
+/** N workers, each sending one request after the other, until the deadline or the request count. */
+async function load(
+  target: { baseUrl: string; pid: number },
+  concurrency: number,
+  stop: { seconds: number } | { count: number },
+): Promise<Sample> {
+  const url = `${target.baseUrl}/orders`;
+  const latencies: number[] = [];
+  const statuses: Record<string, number> = {};
+  let issued = 0;
+  let errors = 0;
+  const cpuBefore = cpuMs(target.pid);
+  const started = performance.now();
+  const deadline = "seconds" in stop ? started + stop.seconds * 1000 : Number.POSITIVE_INFINITY;
+  const limit = "count" in stop ? stop.count : Number.POSITIVE_INFINITY;
+  const worker = async () => {
+    while (issued < limit && performance.now() < deadline) {
+      const body = BODIES[issued++ % BODIES.length];
+      const t0 = performance.now();
+      try {
+        const response = await fetch(url, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+        });
+        await response.arrayBuffer();
+        const ms = performance.now() - t0;
+        statuses[response.status] = (statuses[response.status] ?? 0) + 1;
+        if (response.status === 201) latencies.push(ms);
+        else errors++;
+      } catch {
+        statuses.network = (statuses.network ?? 0) + 1;
+        errors++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return {
+    latencies,
+    statuses,
+    errors,
+    seconds: (performance.now() - started) / 1000,
+    cpuMs: cpuMs(target.pid) - cpuBefore,
+  };
+}
+
+function summarise(target: TargetName, concurrency: number, samples: Sample[]): Summary {
+  const latencies = samples.flatMap((s) => s.latencies).sort((a, b) => a - b);
+  const seconds = samples.reduce((sum, s) => sum + s.seconds, 0);
+  const errors = samples.reduce((sum, s) => sum + s.errors, 0);
+  const statuses: Record<string, number> = {};
+  for (const sample of samples) {
+    for (const [status, count] of Object.entries(sample.statuses))
+      statuses[status] = (statuses[status] ?? 0) + count;
+  }
+  const pct = (p: number) =>
+    latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)] ?? Number.NaN;
+  return {
+    target,
+    concurrency,
+    requests: latencies.length + errors,
+    ok: latencies.length,
+    errors,
+    statuses,
+    seconds,
+    throughput: latencies.length / seconds,
+    p50_ms: pct(50),
+    p90_ms: pct(90),
+    p99_ms: pct(99),
+    max_ms: latencies.at(-1) ?? Number.NaN,
+    cpu_ms_per_request: samples.reduce((sum, s) => sum + s.cpuMs, 0) / latencies.length,
+  };
+}
+
+/** Empty collection (with the service's indexes, so that both targets pay the same index upkeep) and stream. */
+async function resetStorage(env: Record<string, string>, mongo: MongoClient, servers: Servers) {
+  const db = mongo.db(new URL(env.MONGO_URL!.replace(/^mongodb:/, "http:")).pathname.slice(1));
+  await db
+    .collection("orders")
+    .drop()
+    .catch(() => {});
+  await new MongoOrderRepository(db, 5_000).ensureIndexes();
+  const stream = createRedisKeys(env.REDIS_KEY_PREFIX!, 1).placementStream(0);
+  const done = Promise.withResolvers<void>();
+  const redis = await Bun.connect({
+    hostname: "127.0.0.1",
+    port: servers.redis.port,
+    socket: { data: () => done.resolve(), error: (_socket, error) => done.reject(error) },
+  });
+  redis.write(`*2\r\n$3\r\nDEL\r\n$${stream.length}\r\n${stream}\r\n`);
+  await done.promise;
+  redis.end();
+}
+
+interface Target {
+  process: OwnedProcess;
+  baseUrl: string;
+  pid: number;
+}
+
+async function startTarget(name: TargetName, env: Record<string, string>): Promise<Target> {
+  const port = await freePort();
+  const childEnv = { ...process.env, ...env, PORT: String(port), LOG_LEVEL: "error" };
+  const cmd =
+    name === "service"
+      ? ["bun", resolve(ROOT, "src/main.ts"), "api"]
+      : ["bun", resolve(ROOT, "bench/floor-server.ts")];
+  const owned = spawnOwned(name, cmd, { env: childEnv, cwd: ROOT });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const probe = name === "service" ? "/health/ready" : "/health";
+  let exited = false;
+  void owned.exited.then(() => {
+    exited = true;
+  });
+  await waitFor(
+    async () => {
+      if (exited) throw new Error(`${name} exited`);
+      return (await fetch(`${baseUrl}${probe}`)).status === 200;
+    },
+    { timeoutMs: 30_000, intervalMs: 100, message: `${name} ready` },
+  ).catch((error) => {
+    throw new Error(`${(error as Error).message}\n${owned.logs.slice(-2000)}`);
+  });
+  return { process: owned, baseUrl, pid: owned.pid };
+}
+
+async function stopTarget(target: Target | undefined) {
+  if (!target) return;
+  target.process.signal("SIGTERM");
+  const exited = await Promise.race([
+    target.process.exited.then(() => true),
+    Bun.sleep(10_000).then(() => false),
+  ]);
+  if (!exited) await target.process.kill();
+}
+
+const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "-");
+
+function printTable(summaries: Summary[]) {
+  const header = ["target", "concurrency", "requests", "req/s", "p50 ms", "p99 ms", "errors", "cpu ms/req"];
+  const rows = summaries.map((s) => [
+    s.target,
+    String(s.concurrency),
+    String(s.requests),
+    fmt(s.throughput, 0),
+    fmt(s.p50_ms, 2),
+    fmt(s.p99_ms, 2),
+    String(s.errors),
+    fmt(s.cpu_ms_per_request, 3),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  console.log(line(header));
+  for (const row of rows) console.log(line(row));
+}
+
+function compare(summaries: Summary[]) {
+  return levels.map((concurrency) => {
+    const of = (target: TargetName) =>
+      summaries.find((s) => s.target === target && s.concurrency === concurrency)!;
+    const service = of("service");
+    const floor = of("floor");
+    const throughputRatio = service.throughput / floor.throughput;
+    const p99Ratio = service.p99_ms / floor.p99_ms;
+    return {
+      concurrency,
+      throughput_ratio: throughputRatio,
+      p99_ratio: p99Ratio,
+      cpu_ratio: service.cpu_ms_per_request / floor.cpu_ms_per_request,
+      service_errors: service.errors,
+      floor_errors: floor.errors,
+      meets_target: throughputRatio >= THROUGHPUT_TARGET && p99Ratio <= P99_TARGET,
+    };
+  });
+}
+
+async function main() {
+  const servers = await startServers();
+  const env = isolatedEnv(servers, { LOG_LEVEL: "error" });
+  const mongo = new MongoClient(env.MONGO_URL!, { serverSelectionTimeoutMS: 5_000 });
+  const targets: Partial<Record<TargetName, Target>> = {};
+  const loadBefore = loadavg();
+  try {
+    await resetStorage(env, mongo, servers);
+    targets.service = await startTarget("service", env);
+    targets.floor = await startTarget("floor", env);
+    const stop = requests !== undefined ? { count: requests } : { seconds: durationS };
+    console.log(
+      `bench:intake  ${servers.mongo.kind} + redis-server (data in ${tmpdir()})  ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}  ` +
+        `${requests !== undefined ? `${requests} requests` : `${durationS} s`} per run, ${rounds} round(s), warm-up ${warmupS} s, ` +
+        `load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")}`,
+    );
+    const summaries: Summary[] = [];
+    const runs: (Omit<Summary, "target" | "concurrency"> & {
+      target: TargetName;
+      concurrency: number;
+      round: number;
+    })[] = [];
+    for (const [i, concurrency] of levels.entries()) {
+      const samples: Record<TargetName, Sample[]> = { service: [], floor: [] };
+      for (let round = 1; round <= rounds; round++) {
+        // Alternate which target goes first, so that neither always meets a warmer or fuller server.
+        const order: TargetName[] = (i + round) % 2 === 1 ? ["service", "floor"] : ["floor", "service"];
+        for (const name of order) {
+          const target = targets[name]!;
+          await resetStorage(env, mongo, servers);
+          await load(target, concurrency, { seconds: warmupS });
+          const sample = await load(target, concurrency, stop);
+          samples[name].push(sample);
+          const one = summarise(name, concurrency, [sample]);
+          runs.push({ ...one, round });
+          console.log(
+            `  ${name.padEnd(7)} c=${String(concurrency).padEnd(3)} round ${round}: ${fmt(one.throughput, 0)} req/s  ` +
+              `p50 ${fmt(one.p50_ms, 2)} ms  p99 ${fmt(one.p99_ms, 2)} ms  errors ${one.errors}  cpu ${fmt(one.cpu_ms_per_request, 3)} ms/req`,
+          );
+        }
+      }
+      summaries.push(summarise("service", concurrency, samples.service));
+      summaries.push(summarise("floor", concurrency, samples.floor));
+    }
+    await resetStorage(env, mongo, servers);
+
+    console.log("");
+    printTable(summaries);
+    console.log("");
+    const compared = compare(summaries);
+    for (const r of compared) {
+      console.log(
+        `service/floor at c=${r.concurrency}: throughput ${fmt(r.throughput_ratio, 2)}x (target >= ${THROUGHPUT_TARGET}), ` +
+          `p99 ${fmt(r.p99_ratio, 2)}x (target <= ${P99_TARGET}), cpu/request ${fmt(r.cpu_ratio, 2)}x  ${r.meets_target ? "ok" : "MISSED"}`,
+      );
+    }
+    const report = {
+      benchmark: "intake",
+      date: new Date().toISOString(),
+      command: `bun bench/intake.ts ${process.argv.slice(2).join(" ")}`.trim(),
+      machine: {
+        cpus: cpus().length,
+        cpu_model: cpus()[0]?.model,
+        memory_gib: Math.round(totalmem() / 2 ** 30),
+        platform: `${process.platform} ${process.arch}`,
+        bun: Bun.version,
+        data_dir: tmpdir(),
+        // Other work on the machine skews both targets; the ratios are what the benchmark judges.
+        load_average_before: loadBefore,
+        load_average_after: loadavg(),
+      },
+      servers: { mongo: servers.mongo.kind, redis: servers.redis.kind },
+      settings: {
+        duration_s: durationS,
+        warmup_s: warmupS,
+        rounds,
+        requests: requests ?? null,
+        concurrency: levels,
+        smoke,
+      },
+      targets: { throughput_ratio_min: THROUGHPUT_TARGET, p99_ratio_max: P99_TARGET },
+      summaries,
+      ratios: compared,
+      runs,
+    };
+    mkdirSync(dirname(jsonPath), { recursive: true });
+    writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`\nwrote ${jsonPath}`);
+    if (args.assert && compared.some((r) => !r.meets_target)) {
+      console.error("bench:intake: the service missed the target at some concurrency");
+      process.exitCode = 1;
+    }
+    const empty = summaries.filter((s) => s.ok === 0);
+    if (empty.length > 0) {
+      console.error(
+        `no successful request for ${empty.map((s) => `${s.target} c=${s.concurrency}`).join(", ")}`,
+      );
+      process.exitCode = 1;
+    }
+  } finally {
+    await Promise.allSettled([stopTarget(targets.service), stopTarget(targets.floor)]);
+    await mongo.close().catch(() => {});
+    await servers.stop();
+  }
+}
+
+await main();

@@ -1,0 +1,190 @@
+/**
+ * MongoDB gone (killed, or paused with SIGSTOP past every timeout): POST /orders answers the exact 500
+ * body within a few seconds instead of hanging, and the same running service answers 201 again by
+ * itself once MongoDB is back. A key whose first request failed can be retried into exactly one order.
+ * The tests share one MongoDB-wire server and leave it running (restarted or resumed) even on failure.
+ */
+import {
+  afterAll,
+  afterEach,
+  beforeAll,
+  beforeEach,
+  describe,
+  expect,
+  setDefaultTimeout,
+  test,
+} from "bun:test";
+import type { RunningProcess } from "../../src/processes.ts";
+import { waitFor } from "../harness/wait-for.ts";
+import {
+  isolatedEnv,
+  mongoFor,
+  orderBody,
+  postOrder,
+  type Servers,
+  startInProcess,
+  startServers,
+} from "../support/system.ts";
+
+const MONGO_TIMEOUT_MS = 1_000;
+const REQUEST_DEADLINE_MS = 2_500;
+/** "Answered within a few seconds": the deadline plus generous slack for a loaded CI machine. */
+const ANSWER_BOUND_MS = REQUEST_DEADLINE_MS + 2_000;
+const INTERNAL_ERROR = JSON.stringify({ message: "Internal server error while placing the order" });
+
+// Real servers and fault injection take longer than bun's 5 s default (bunfig's timeout is not applied).
+setDefaultTimeout(60_000);
+
+let servers: Servers;
+beforeAll(async () => {
+  servers = await startServers();
+}, 60_000);
+afterAll(async () => {
+  await servers?.stop();
+});
+
+let app: RunningProcess;
+let mongo: ReturnType<typeof mongoFor>;
+let faultable = true;
+beforeEach(async () => {
+  faultable = servers.mongo.faultable;
+  const env = isolatedEnv(servers, {
+    MONGO_TIMEOUT_MS: String(MONGO_TIMEOUT_MS),
+    REQUEST_DEADLINE_MS: String(REQUEST_DEADLINE_MS),
+  });
+  mongo = mongoFor(env);
+  app = await startInProcess(env, "api");
+});
+afterEach(async () => {
+  // Whatever a test did to MongoDB, the next one finds it running.
+  if (faultable) {
+    servers.mongo.resume();
+    if (!(await mongoAnswers())) await servers.mongo.restart();
+  }
+  await Promise.allSettled([app?.close(), mongo?.client.close()]);
+});
+
+async function mongoAnswers(): Promise<boolean> {
+  return mongo.db
+    .command({ ping: 1 })
+    .then((r) => r.ok === 1)
+    .catch(() => false);
+}
+
+async function timedPost(body: unknown, headers: Record<string, string> = {}) {
+  const started = performance.now();
+  const response = await postOrder(app, body, headers);
+  return { status: response.status, text: await response.text(), ms: performance.now() - started };
+}
+
+function expectInternalError(answer: { status: number; text: string; ms: number }) {
+  expect({ status: answer.status, text: answer.text }).toEqual({ status: 500, text: INTERNAL_ERROR });
+  expect(answer.ms).toBeLessThan(ANSWER_BOUND_MS);
+}
+
+/** Retries (as a client would) until the same running service answers 201 again. */
+function until201(body: unknown, headers: Record<string, string> = {}) {
+  return waitFor(
+    async () => {
+      const response = await postOrder(app, body, headers);
+      return response.status === 201 ? ((await response.json()) as { id: string }) : null;
+    },
+    { timeoutMs: 30_000, intervalMs: 250, message: "201 again after MongoDB came back" },
+  );
+}
+
+describe("MongoDB unavailable", () => {
+  test("killed: the exact 500 body within a few seconds; after a restart, 201 again from the same process", async () => {
+    if (!faultable) return console.warn("external MongoDB: no fault injection");
+    expect((await postOrder(app, orderBody())).status).toBe(201);
+
+    await servers.mongo.kill();
+    expectInternalError(await timedPost(orderBody({ quantity: 2 })));
+    // Still no hanging requests on the second try: the driver does not queue forever.
+    expectInternalError(await timedPost(orderBody({ quantity: 3 })));
+
+    await servers.mongo.restart();
+    const order = await until201(orderBody({ quantity: 4 }));
+    const get = await app.handle(new Request(`http://localhost/orders/${order.id}`));
+    expect(get.status).toBe(200);
+    // The orders answered 500 were never stored (MongoDB was dead, nothing could have been written).
+    expect((await mongo.orders.find().toArray()).map((o) => o.quantity).sort()).toEqual([1, 4]);
+  });
+
+  test("paused (SIGSTOP) longer than every timeout: the exact 500 body within a few seconds; resumed, 201 again", async () => {
+    if (!faultable) return console.warn("external MongoDB: no fault injection");
+    expect((await postOrder(app, orderBody())).status).toBe(201);
+
+    servers.mongo.pause();
+    // Two requests one after the other keep MongoDB stopped for twice the request deadline, past the
+    // driver's operation and socket timeouts.
+    const first = await timedPost(orderBody({ quantity: 2 }));
+    const second = await timedPost(orderBody({ quantity: 3 }));
+    expectInternalError(first);
+    expectInternalError(second);
+    expect(first.ms + second.ms).toBeGreaterThan(MONGO_TIMEOUT_MS * 2);
+
+    servers.mongo.resume();
+    const order = await until201(orderBody({ quantity: 4 }));
+    expect(await mongo.orders.countDocuments({ _id: order.id })).toBe(1);
+  });
+
+  test("a request that cannot reach MongoDB is also answered by GET /health/ready as not ready", async () => {
+    if (!faultable) return console.warn("external MongoDB: no fault injection");
+    await servers.mongo.kill();
+    expectInternalError(await timedPost(orderBody()));
+    const ready = await app.handle(new Request("http://localhost/health/ready"));
+    expect(ready.status).toBe(503);
+    await servers.mongo.restart();
+    await waitFor(
+      async () => (await app.handle(new Request("http://localhost/health/ready"))).status === 200,
+      { timeoutMs: 30_000, message: "ready again" },
+    );
+  });
+});
+
+describe("a key whose first request failed", () => {
+  test("MongoDB killed during the first request: 500; the retry after recovery yields one order", async () => {
+    if (!faultable) return console.warn("external MongoDB: no fault injection");
+    const body = orderBody({ type: "limit", limit_price: "42.42" });
+    const key = { "idempotency-key": "failed-first-kill" };
+
+    await servers.mongo.kill();
+    expectInternalError(await timedPost(body, key));
+    await servers.mongo.restart();
+
+    const order = await until201(body, key);
+    const replay = await postOrder(app, body, key);
+    expect(replay.status).toBe(201);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await replay.json()) as { id: string }).id).toBe(order.id);
+    expect(await mongo.orders.countDocuments()).toBe(1);
+  });
+
+  test("MongoDB paused while the first request holds the key: 500; retries (409 until its lease ends) yield one order", async () => {
+    if (!faultable) return console.warn("external MongoDB: no fault injection");
+    const body = orderBody({ side: "sell", quantity: 5 });
+    const key = { "idempotency-key": "failed-first-pause" };
+    expect((await postOrder(app, orderBody())).status).toBe(201); // warm connections
+
+    servers.mongo.pause();
+    expectInternalError(await timedPost(body, key));
+    servers.mongo.resume();
+
+    const statuses = new Set<number>();
+    const order = await waitFor(
+      async () => {
+        const response = await postOrder(app, body, key);
+        statuses.add(response.status);
+        return response.status === 201 ? ((await response.json()) as { id: string }) : null;
+      },
+      { timeoutMs: 30_000, intervalMs: 250, message: "the retry with the key gets 201" },
+    );
+    // While waiting, only "still in flight" or the 500 body; never a 422 or a second order.
+    expect([...statuses].filter((s) => ![201, 409, 500].includes(s))).toEqual([]);
+    const replay = await postOrder(app, body, key);
+    expect(replay.status).toBe(201);
+    expect(((await replay.json()) as { id: string }).id).toBe(order.id);
+    expect(await mongo.orders.countDocuments({ side: "sell" })).toBe(1);
+  });
+});
