@@ -1,0 +1,126 @@
+/**
+ * k8s/prometheus: promtool checks the scrape configurations and the rules, runs the rules' unit tests,
+ * parses every PromQL expression of the dashboard, the rules and the ScaledObject, and evaluates the
+ * ScaledObject's query on made-up series to show it gates scaling on the breaker.
+ */
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import {
+  allPromqlUses,
+  checkPromql,
+  expectSuccess,
+  K8S,
+  parseYaml,
+  promtool,
+  removeDir,
+  ruleFiles,
+  run,
+  scaledObjectQueries,
+  tempDir,
+  UPSTREAM_PROMTOOL,
+} from "./ops-helpers.ts";
+
+const PROMETHEUS_DIR = join(K8S, "prometheus");
+
+describe("prometheus configuration and rules", () => {
+  test("promtool accepts the compose scrape configuration and the rule files it loads", async () => {
+    const result = await promtool(["check", "config", join(PROMETHEUS_DIR, "prometheus.compose.yml")]);
+    expectSuccess(result, "promtool check config prometheus.compose.yml");
+    expect(result.stdout).toContain(`${ruleFiles().length} rule files found`);
+  });
+
+  test("upstream promtool accepts the Kubernetes scrape configuration", async () => {
+    // Debian's promtool has no Kubernetes service discovery: it rejects any kubernetes_sd_configs.
+    if (!UPSTREAM_PROMTOOL)
+      throw new Error("no upstream promtool: run scripts/install-ops-tools.sh (or set UPSTREAM_PROMTOOL)");
+    const result = await run([
+      UPSTREAM_PROMTOOL,
+      "check",
+      "config",
+      "--lint=all",
+      join(PROMETHEUS_DIR, "prometheus.yml"),
+    ]);
+    expectSuccess(result, "promtool check config prometheus.yml");
+  });
+
+  test("promtool accepts every rule file", async () => {
+    for (const file of ruleFiles())
+      expectSuccess(await promtool(["check", "rules", file]), `promtool check rules ${file}`);
+  });
+
+  test("the rules' unit tests pass", async () => {
+    const result = await promtool(["test", "rules", join(PROMETHEUS_DIR, "tests", "orders.rules.test.yml")]);
+    expectSuccess(result, "promtool test rules");
+  });
+
+  test("every alert has a severity and a summary, every recording rule follows level:metric:operations", () => {
+    for (const file of ruleFiles()) {
+      const groups = (parseYaml(file) as { groups: { rules: Record<string, unknown>[] }[] }).groups;
+      for (const rule of groups.flatMap((g) => g.rules)) {
+        if (rule.alert) {
+          expect((rule.labels as Record<string, string>)?.severity, String(rule.alert)).toMatch(
+            /^(critical|warning|info)$/,
+          );
+          expect((rule.annotations as Record<string, string>)?.summary, String(rule.alert)).toBeTruthy();
+        } else {
+          expect(String(rule.record)).toMatch(/^[a-z_]+:[a-z0-9_]+:[a-z0-9_]+$/);
+        }
+      }
+    }
+  });
+
+  test("every PromQL expression of the dashboard, the rules and the ScaledObject parses", async () => {
+    const uses = allPromqlUses();
+    expect(uses.length).toBeGreaterThan(30);
+    expect(await checkPromql(uses)).toBe("");
+    // The check itself must reject a broken expression.
+    expect(await checkPromql([{ where: "probe", expr: "sum by (le (rate(x[5m]))" }])).not.toBe("");
+  });
+
+  test("the ScaledObject query is the backlog while the breaker is closed or half-open, and 0 while open", async () => {
+    const [keda] = scaledObjectQueries();
+    expect(keda).toBeDefined();
+    const pod = (name: string, kind = "actors") => `namespace="orders",pod="${name}",process_kind="${kind}"`;
+    const testFile = {
+      rule_files: [],
+      evaluation_interval: "1m",
+      tests: [
+        {
+          interval: "1m",
+          input_series: [
+            // Two actor pods report the same stream gauges; an API pod registers them too, at 0.
+            { series: `placement_stream_lag_entries{${pod("actors-a")}}`, values: "700x10" },
+            { series: `placement_stream_lag_entries{${pod("actors-b")}}`, values: "700x10" },
+            { series: `placement_stream_lag_entries{${pod("api-a", "api")}}`, values: "0x10" },
+            { series: `placement_stream_pending_entries{${pod("actors-a")}}`, values: "300x10" },
+            { series: `placement_stream_pending_entries{${pod("actors-b")}}`, values: "250x10" },
+            { series: `placement_stream_pending_entries{${pod("api-a", "api")}}`, values: "0x10" },
+            // Breaker of pod b: closed, then open from minute 3, half-open at minute 6.
+            { series: `exchange_breaker_state{${pod("actors-a")}}`, values: "0x10" },
+            { series: `exchange_breaker_state{${pod("actors-b")}}`, values: "0 0 0 2 2 2 1 0 0 0 0" },
+            { series: `exchange_breaker_state{${pod("api-a", "api")}}`, values: "0x10" },
+            // Another namespace sharing the Prometheus must not count.
+            {
+              series: 'placement_stream_lag_entries{namespace="staging",pod="x",process_kind="actors"}',
+              values: "99999x10",
+            },
+          ],
+          promql_expr_test: [
+            { expr: keda!.expr, eval_time: "1m", exp_samples: [{ labels: "{}", value: 1000 }] },
+            { expr: keda!.expr, eval_time: "4m", exp_samples: [{ labels: "{}", value: 0 }] },
+            { expr: keda!.expr, eval_time: "6m", exp_samples: [{ labels: "{}", value: 1000 }] },
+            { expr: keda!.expr, eval_time: "8m", exp_samples: [{ labels: "{}", value: 1000 }] },
+          ],
+        },
+      ],
+    };
+    const dir = tempDir("keda");
+    try {
+      const file = join(dir, "keda.test.yml");
+      await Bun.write(file, JSON.stringify(testFile));
+      expectSuccess(await promtool(["test", "rules", file]), `promtool test rules for ${keda!.where}`);
+    } finally {
+      removeDir(dir);
+    }
+  });
+});
