@@ -45,6 +45,9 @@ export interface RunningProcess {
   close(): Promise<void>;
 }
 
+/** Consumer names idle this long with nothing pending are removed from the group. */
+const CONSUMER_MAX_IDLE_MS = 24 * 3_600_000;
+
 type Closer = { name: string; close: () => Promise<unknown> | unknown };
 
 /**
@@ -334,7 +337,14 @@ async function startActors(
   const warn = (task: string) => (error: unknown) => logger.warn(`${task} failed`, { error });
   const timers = [
     every(config.SWEEP_INTERVAL_MS, sweeper.sweepOnce, warn("sweep")),
-    every(config.TRIM_INTERVAL_MS, upkeep.trimOnce, warn("trim")),
+    every(
+      config.TRIM_INTERVAL_MS,
+      async () => {
+        await upkeep.trimOnce();
+        await upkeep.pruneConsumers(CONSUMER_MAX_IDLE_MS);
+      },
+      warn("trim"),
+    ),
     every(
       config.STREAM_METRICS_INTERVAL_MS,
       async () => {

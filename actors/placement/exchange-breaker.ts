@@ -78,7 +78,9 @@ export class ExchangeBreaker {
     const timeout = new PlacementTimeoutError(this.options.timeoutMs);
     const timer = setTimeout(() => controller.abort(timeout), this.options.timeoutMs);
     const onShutdown = () => controller.abort(shutdown.reason);
-    shutdown.addEventListener("abort", onShutdown, { once: true });
+    // An already-aborted signal never fires "abort" again: a call started during shutdown stops at once.
+    if (shutdown.aborted) onShutdown();
+    else shutdown.addEventListener("abort", onShutdown, { once: true });
     const trial = this.state === "half-open";
     if (trial) this.trialsInFlight += 1;
     try {

@@ -52,8 +52,10 @@ export function createPlacementBehaviour(
     if (!order) return skipOrDeadLetter(orderId);
     const log = logger.child({ order_id: orderId, attempt: order.attempts });
 
-    if (order.attempts > 1) {
+    if (order.attempts > 1 || order.redispatches > 0) {
       // An earlier attempt may have reached the venue (a timeout, a crash): ask before resubmitting.
+      // `redispatches` too: a server without atomic updates (FerretDB v1 writes whole documents back)
+      // can let a sweeper's write undo an earlier claim, and that write always counts a re-dispatch.
       const known = await exchange
         .lookup(orderId, AbortSignal.any([signal, AbortSignal.timeout(deps.leaseMs / 2)]))
         .catch(() => null);
@@ -110,14 +112,51 @@ export function createPlacementBehaviour(
     return "skipped";
   }
 
+  // Handlers taken while the breaker was not closed and not finished yet. The breaker only learns of a
+  // half-open trial when the handler reaches it (after the MongoDB claim), so the gate counts these too:
+  // otherwise the read loop keeps taking entries during that claim and burns their attempts.
+  let admittedWhileNotClosed = 0;
+  // Orders this process is working on. A second entry for the same order (a sweeper re-dispatch next to
+  // the original in one read) is acknowledged at once: the first handler finishes or releases the order.
+  // The claim in MongoDB is conditional anyway, but a server whose findAndModify is not atomic under
+  // concurrency (FerretDB v1) would let both claims through and submit the order twice.
+  const ordersInProgress = new Set<string>();
+
   return {
     placeOne,
     async handle(message: ActorMessage, signal: AbortSignal) {
       const orderId = message.fields.order_id;
       if (!orderId) throw new PoisonMessageError(`entry ${message.id} has no order_id`);
-      await placeOne(orderId, signal);
+      if (ordersInProgress.has(orderId)) {
+        deps.observe?.("skipped", null, false);
+        return;
+      }
+      const counted = breaker.state !== "closed";
+      if (counted) admittedWhileNotClosed += 1;
+      ordersInProgress.add(orderId);
+      try {
+        await placeOne(orderId, signal);
+      } catch (error) {
+        // Only a poison message (and a shutdown) leaves the entry pending. A MongoDB or Redis failure is
+        // transient: redelivering the entry until it counts as poison would park an order that must be
+        // placed. The order document is its own outbox, so the entry is acknowledged and the sweeper
+        // re-drives the order (an `accepted` one when due, a `placing` one when its lease expires).
+        if (error instanceof PoisonMessageError || signal.aborted) throw error;
+        logger.warn("placement failed on MongoDB or Redis; the sweeper re-drives the order", {
+          order_id: orderId,
+          error,
+        });
+      } finally {
+        ordersInProgress.delete(orderId);
+        if (counted) admittedWhileNotClosed -= 1;
+      }
     },
-    gate: () => breaker.capacity(),
+    gate: () => {
+      const capacity = breaker.capacity();
+      return capacity === Number.POSITIVE_INFINITY
+        ? capacity
+        : Math.max(0, capacity - admittedWhileNotClosed);
+    },
     async onDeadLettered(entry, reason) {
       const orderId = entry.fields?.order_id;
       if (orderId) await orders.park(orderId, `dead-lettered: ${reason}`, clock.now());

@@ -41,7 +41,24 @@ export function createStreamUpkeep(deps: {
     return { length, lag, pending, deadLetters: await port.length(deps.deadLetterStream) };
   }
 
-  return { trimOnce, measure };
+  /**
+   * Every process start adds a consumer name to the group. Names with nothing pending that have been
+   * idle for `maxIdleMs` belong to processes that are gone; deleting them loses nothing (a live one
+   * that was merely idle is recreated by its next XREADGROUP).
+   */
+  async function pruneConsumers(maxIdleMs: number): Promise<number> {
+    let pruned = 0;
+    for (const stream of streams) {
+      for (const consumer of await port.consumers(stream, group).catch(() => [])) {
+        if (consumer.pending > 0 || consumer.idleMs < maxIdleMs) continue;
+        await port.deleteConsumer(stream, group, consumer.name);
+        pruned += 1;
+      }
+    }
+    return pruned;
+  }
+
+  return { trimOnce, measure, pruneConsumers };
 }
 
 export function compareIds(a: string, b: string): number {

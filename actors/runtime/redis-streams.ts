@@ -52,6 +52,8 @@ export interface StreamPort {
   oldestPendingId(stream: string, group: string): Promise<string | null>;
   groupState(stream: string, group: string): Promise<GroupState | null>;
   length(stream: string): Promise<number>;
+  consumers(stream: string, group: string): Promise<{ name: string; pending: number; idleMs: number }[]>;
+  deleteConsumer(stream: string, group: string, consumer: string): Promise<void>;
 }
 
 type RawEntry = [id: string, fields: string[] | null];
@@ -167,6 +169,21 @@ export function createIoredisStreamPort(redis: Redis): StreamPort {
     },
     length(stream) {
       return redis.xlen(stream);
+    },
+    async consumers(stream, group) {
+      const raw = (await redis.xinfo("CONSUMERS", stream, group)) as unknown[][];
+      return raw.map((fields) => {
+        const info: Record<string, unknown> = {};
+        for (let i = 0; i + 1 < fields.length; i += 2) info[String(fields[i])] = fields[i + 1];
+        return {
+          name: String(info.name),
+          pending: Number(info.pending ?? 0),
+          idleMs: Number(info.idle ?? 0),
+        };
+      });
+    },
+    async deleteConsumer(stream, group, consumer) {
+      await redis.xgroup("DELCONSUMER", stream, group, consumer);
     },
   };
 }

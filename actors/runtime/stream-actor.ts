@@ -66,6 +66,8 @@ type State = "not-started" | "running" | "stopping" | "stopped";
 export class StreamActor {
   private state: State = "not-started";
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Why each entry's last handling here failed (bounded): the dead-letter entry carries it. */
+  private readonly lastErrors = new Map<string, string>();
   private readonly shutdown = new AbortController();
   private wake: (() => void) | undefined;
   private loops: Promise<void>[] = [];
@@ -143,6 +145,8 @@ export class StreamActor {
         for (const stream of streams) await port.ensureGroup(stream, group);
         continue;
       }
+      // Entries read while stopping stay pending for the reclaimer: no new work starts during the drain.
+      if (this.state !== "running") return;
       for (const entry of entries) this.dispatch(entry);
     }
   }
@@ -160,10 +164,12 @@ export class StreamActor {
       .handle(message, this.shutdown.signal)
       .then(
         async () => {
+          this.lastErrors.delete(entry.id);
           await this.options.port.ack(entry.stream, this.options.group, [entry.id]);
           this.options.observer?.handled?.("ack");
         },
         (error) => {
+          this.rememberError(entry.id, error);
           this.options.observer?.handled?.("error");
           this.options.observer?.handlerFailed?.(entry, error);
         },
@@ -176,6 +182,15 @@ export class StreamActor {
       });
     this.inFlight.set(entry.id, work);
     this.options.observer?.inFlight?.(this.inFlight.size);
+  }
+
+  private rememberError(id: string, error: unknown): void {
+    this.lastErrors.delete(id);
+    this.lastErrors.set(id, error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+    if (this.lastErrors.size > 10_000) {
+      const oldest = this.lastErrors.keys().next().value;
+      if (oldest !== undefined) this.lastErrors.delete(oldest);
+    }
   }
 
   private waitForWake(ms: number): Promise<void> {
@@ -227,6 +242,8 @@ export class StreamActor {
         this.options.observer?.missingPayload?.(deletedIds.length);
         await port.ack(stream, group, deletedIds);
       }
+      // Claimed while stopping: they stay pending (idle again) for another consumer's reclaimer.
+      if (this.state !== "running") return;
       const fresh = entries.filter((entry) => !this.inFlight.has(entry.id));
       if (fresh.length > 0) this.options.observer?.reclaimed?.(fresh.length);
       for (const entry of fresh) this.dispatch(entry);
@@ -248,9 +265,12 @@ export class StreamActor {
       deliveries: String(pending.deliveries),
       last_consumer: pending.consumer,
       payload: JSON.stringify(entry?.fields ?? null),
+      // Known when this process handled it last; another consumer's error is in that consumer's log.
+      last_error: this.lastErrors.get(id) ?? "unknown (handled by another consumer)",
       dead_lettered_at: new Date().toISOString(),
     });
     await port.ack(stream, group, [id]);
+    this.lastErrors.delete(id);
     this.options.observer?.deadLettered?.("max_deliveries");
     await this.options.behaviour.onDeadLettered?.(entry ?? { stream, id, fields: null }, reason);
   }

@@ -23,7 +23,7 @@ import {
 } from "../domain/ports.ts";
 
 export function createMongoClient(url: string, timeoutMs: number): MongoClient {
-  return new MongoClient(url, {
+  const client = new MongoClient(url, {
     serverSelectionTimeoutMS: timeoutMs,
     connectTimeoutMS: timeoutMs,
     socketTimeoutMS: timeoutMs * 2,
@@ -32,6 +32,46 @@ export function createMongoClient(url: string, timeoutMs: number): MongoClient {
     maxPoolSize: 100,
     appName: "orders-service",
   });
+  restartStuckMonitors(client, timeoutMs * 2 + 5_000);
+  return client;
+}
+
+type MonitorHandle = { close(): void; connect(): void };
+
+/**
+ * Under Bun 1.4 with driver 7.9, a server heartbeat can hang for good when the server dies during the
+ * monitor's reconnect handshake (the driver awaits a socket 'drain' that never comes, and no timeout
+ * covers it). The server then stays Unknown and every operation fails server selection long after the
+ * server is back (seen with MongoDB-wire server restarts under load; Node with the same driver recovers).
+ * A heartbeat that has neither succeeded nor failed after `stuckAfterMs` (past its own connect and
+ * socket timeouts) gets its monitor restarted. Uses the driver's internal topology: if a driver
+ * upgrade moves it, this does nothing.
+ */
+function restartStuckMonitors(client: MongoClient, stuckAfterMs: number): void {
+  const started = new Map<string, number>();
+  client.on("serverHeartbeatStarted", (event) => {
+    if (!started.has(event.connectionId)) started.set(event.connectionId, Date.now());
+  });
+  const done = (event: { connectionId: string }) => started.delete(event.connectionId);
+  client.on("serverHeartbeatSucceeded", done);
+  client.on("serverHeartbeatFailed", done);
+  const timer = setInterval(
+    () => {
+      for (const [address, since] of started) {
+        if (Date.now() - since < stuckAfterMs) continue;
+        started.delete(address);
+        const servers = (client as unknown as { topology?: { s?: { servers?: Map<string, unknown> } } })
+          .topology?.s?.servers;
+        const monitor = (servers?.get(address) as { monitor?: MonitorHandle } | undefined)?.monitor;
+        if (typeof monitor?.close !== "function" || typeof monitor.connect !== "function") continue;
+        monitor.close();
+        monitor.connect();
+      }
+    },
+    Math.max(500, Math.floor(stuckAfterMs / 4)),
+  );
+  timer.unref();
+  client.on("topologyClosed", () => clearInterval(timer));
 }
 
 const DUPLICATE_KEY = 11000;

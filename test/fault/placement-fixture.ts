@@ -1,0 +1,312 @@
+/**
+ * Fixtures shared by the placement integration tests, the fault tests and bench/placement.ts: the
+ * simulated venue and actor processes, orders pre-loaded straight into MongoDB and the stream, and
+ * read-outs of MongoDB, the venue's /stats and a process's /metrics. Everything a test starts is
+ * registered in a `Cleanup` so that afterAll stops it even when the test failed half-way.
+ */
+import { Redis } from "ioredis";
+import { MongoOrderRepository } from "../../src/adapters/mongo.ts";
+import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.ts";
+import { uuidV7 } from "../../src/domain/ids.ts";
+import { newOrderRecord, type OrderRecord } from "../../src/domain/order.ts";
+import { spawnOwned } from "../harness/child-process.ts";
+import { freePort, waitFor } from "../harness/wait-for.ts";
+import {
+  isolatedEnv,
+  mongoFor,
+  orderBody,
+  postOrder,
+  ROOT,
+  type Servers,
+  type ServiceProcess,
+} from "../support/system.ts";
+
+export type Env = Record<string, string>;
+
+/**
+ * An isolated deployment's environment with timings for tests. The MongoDB-wire server here may be
+ * FerretDB on SQLite, which takes tens of milliseconds per write and queues them: generous MongoDB
+ * timeouts and a moderate actor concurrency keep the tests about placement, not about that queue.
+ */
+export function placementEnv(servers: Servers, overrides: Env = {}): Env {
+  return isolatedEnv(servers, {
+    LOG_LEVEL: "warn",
+    MONGO_TIMEOUT_MS: "10000",
+    REQUEST_DEADLINE_MS: "20000",
+    ACTOR_CONCURRENCY: "16",
+    SWEEP_INTERVAL_MS: "500",
+    RECLAIM_INTERVAL_MS: "250",
+    DISPATCH_GRACE_MS: "5000",
+    RETRY_BASE_DELAY_MS: "50",
+    RETRY_MAX_DELAY_MS: "500",
+    STREAM_METRICS_INTERVAL_MS: "500",
+    ...overrides,
+  });
+}
+
+/** Stops everything registered, newest first; every stop runs even when one fails. */
+export class Cleanup {
+  private readonly tasks: (() => Promise<unknown> | unknown)[] = [];
+  add(task: () => Promise<unknown> | unknown): void {
+    this.tasks.push(task);
+  }
+  async run(): Promise<void> {
+    while (this.tasks.length > 0) {
+      const task = this.tasks.pop()!;
+      try {
+        await task();
+      } catch {
+        // keep going: the next resource must still be released
+      }
+    }
+  }
+}
+
+export interface VenueStats {
+  orders: number;
+  submissions: number;
+  duplicates: number;
+  failures: number;
+  failure_rate: number;
+  latency_ms: number;
+  outage: boolean;
+}
+
+/**
+ * A real `bun src/main.ts <kind>` process on a port chosen here, waited for until /health/live answers.
+ * (Unlike spawnService it does not need the info-level "listening" line, so LOG_LEVEL can stay quiet:
+ * per-order info logs would cost the benchmark CPU.)
+ */
+export async function spawnService(
+  kind: "api" | "actors" | "all" | "exchange",
+  env: Env,
+  options: { port?: number } = {},
+): Promise<ServiceProcess> {
+  const port = options.port ?? (await freePort());
+  const owned = spawnOwned(kind, ["bun", `${ROOT}/src/main.ts`, kind], {
+    env: { ...process.env, LOG_LEVEL: "warn", ...env, PORT: String(port) },
+    cwd: ROOT,
+  });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const listening = waitFor(async () => (await fetch(`${baseUrl}/health/live`)).status === 200, {
+    timeoutMs: 30_000,
+    intervalMs: 50,
+    message: `${kind} listening on ${port}`,
+  });
+  const died = owned.exited.then((code) => {
+    throw new Error(`${kind} exited with ${code} before listening`);
+  });
+  try {
+    await Promise.race([listening, died]);
+  } catch (error) {
+    owned.signal("SIGKILL");
+    throw new Error(`${(error as Error).message}\n${owned.logs.slice(-4000)}`);
+  } finally {
+    died.catch(() => {});
+  }
+  return { process: owned, port, baseUrl };
+}
+
+/** A real `exchange` process with the given failure rate and latency. */
+export async function spawnVenue(
+  env: Env,
+  settings: { failureRate: number; latencyMs: number },
+  cleanup: Cleanup,
+): Promise<ServiceProcess> {
+  const venue = await spawnService("exchange", {
+    ...env,
+    EXCHANGE_FAILURE_RATE: String(settings.failureRate),
+    EXCHANGE_LATENCY_MS: String(settings.latencyMs),
+  });
+  cleanup.add(() => venue.process.kill());
+  return venue;
+}
+
+/** A real `actors` process; killed (-9) at cleanup if the test did not end it. */
+export async function spawnActors(env: Env, cleanup: Cleanup): Promise<ServiceProcess> {
+  const actors = await spawnService("actors", env);
+  cleanup.add(() => actors.process.kill());
+  return actors;
+}
+
+export async function venueStats(venue: ServiceProcess): Promise<VenueStats> {
+  const response = await fetch(`${venue.baseUrl}/stats`);
+  if (response.status !== 200) throw new Error(`venue /stats answered ${response.status}`);
+  return (await response.json()) as VenueStats;
+}
+
+export async function configureVenue(
+  venue: ServiceProcess,
+  patch: { failure_rate?: number; latency_ms?: number; outage?: boolean },
+): Promise<void> {
+  const response = await fetch(`${venue.baseUrl}/admin/settings`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(patch),
+  });
+  if (response.status !== 200) throw new Error(`venue /admin/settings answered ${response.status}`);
+}
+
+/**
+ * The value of one sample in a process's /metrics; labels must all match (extra labels such as
+ * process_kind are ignored). Missing sample -> null.
+ */
+export async function metricValue(
+  process: ServiceProcess,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number | null> {
+  const text = await (await fetch(`${process.baseUrl}/metrics`)).text();
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name)) continue;
+    const match = line.match(/^([A-Za-z_:][\w:]*)(\{([^}]*)\})?\s+(\S+)/);
+    if (!match || match[1] !== name) continue;
+    const found = Object.fromEntries(
+      [...(match[3] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]),
+    );
+    if (Object.entries(labels).every(([key, value]) => found[key] === value)) return Number(match[4]);
+  }
+  return null;
+}
+
+export type OrdersCollection = ReturnType<typeof mongoFor>["orders"];
+
+/** Order counts by status. */
+export async function statusCounts(orders: OrdersCollection): Promise<Record<string, number>> {
+  const rows = await orders.aggregate<{ _id: string; n: number }>([
+    { $group: { _id: "$status", n: { $sum: 1 } } },
+  ]);
+  const counts: Record<string, number> = {};
+  for (const row of await rows.toArray()) counts[row._id] = row.n;
+  return counts;
+}
+
+export async function countPlaced(orders: OrdersCollection, ids?: readonly string[]): Promise<number> {
+  return orders.countDocuments(ids ? { status: "placed", _id: { $in: [...ids] } } : { status: "placed" });
+}
+
+/** Sum of `attempts` over every order: how often actors claimed an order to call the venue. */
+export async function totalAttempts(orders: OrdersCollection): Promise<number> {
+  const rows = await orders
+    .aggregate<{ total: number }>([{ $group: { _id: null, total: { $sum: "$attempts" } } }])
+    .toArray();
+  return rows[0]?.total ?? 0;
+}
+
+/**
+ * A connection for assertions and set-up on the test's Redis (commands fail fast while Redis is down,
+ * and it reconnects by itself).
+ */
+export function redisFor(env: Env, cleanup: Cleanup): { redis: Redis; keys: RedisKeys; stream: string } {
+  const redis = new Redis(env.REDIS_URL!, {
+    maxRetriesPerRequest: 1,
+    retryStrategy: () => 100,
+    lazyConnect: false,
+  });
+  redis.on("error", () => {});
+  cleanup.add(() => redis.disconnect());
+  const keys = createRedisKeys(env.REDIS_KEY_PREFIX!, Number(env.PLACEMENT_PARTITIONS ?? 1));
+  return { redis, keys, stream: keys.placementStreams[0]! };
+}
+
+/**
+ * Orders written the way the API writes them (MongoDB first, then XADD of the id; the sweep time is
+ * DISPATCH_GRACE_MS of `env` after now, as the API sets it), without HTTP: the benchmark and tests
+ * that need a backlog before any actor runs. `dispatch: false` leaves them to the sweeper.
+ */
+export async function preloadOrders(
+  env: Env,
+  count: number,
+  options: {
+    dispatchGraceMs?: number;
+    dispatch?: boolean;
+    batch?: number;
+    shape?: (record: OrderRecord, index: number) => Record<string, unknown>;
+  } = {},
+): Promise<string[]> {
+  const { client, db } = mongoFor(env);
+  const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 3 });
+  try {
+    const repository = new MongoOrderRepository(db, 10_000);
+    await repository.ensureIndexes();
+    const partitions = Number(env.PLACEMENT_PARTITIONS ?? 1);
+    const keys = createRedisKeys(env.REDIS_KEY_PREFIX!, partitions);
+    const ids: string[] = [];
+    const batch = options.batch ?? 200;
+    for (let start = 0; start < count; start += batch) {
+      const now = new Date();
+      const records = Array.from({ length: Math.min(batch, count - start) }, (_, i) =>
+        newOrderRecord(
+          uuidV7(),
+          {
+            type: "market",
+            side: (start + i) % 2 === 0 ? "buy" : "sell",
+            instrument: "US0378331005",
+            limitPriceCents: null,
+            quantity: 1 + ((start + i) % 7),
+          },
+          now,
+          {
+            partitions,
+            dispatchGraceMs: options.dispatchGraceMs ?? Number(env.DISPATCH_GRACE_MS ?? 600_000),
+            idempotencyKey: null,
+          },
+        ),
+      );
+      const documents = records.map((record, i) =>
+        options.shape ? options.shape(record, start + i) : (record as unknown as Record<string, unknown>),
+      );
+      await db.collection("orders").insertMany(documents, { writeConcern: { w: "majority", journal: true } });
+      if (options.dispatch !== false) {
+        const pipeline = redis.pipeline();
+        for (const record of records) {
+          pipeline.xadd(keys.placementStream(record.partition), "*", "order_id", record._id);
+        }
+        await pipeline.exec();
+      }
+      ids.push(...records.map((record) => record._id));
+    }
+    return ids;
+  } finally {
+    redis.disconnect();
+    await client.close();
+  }
+}
+
+/** POSTs `count` orders with at most `concurrency` requests at once; returns every 201's order id. */
+export async function submitOrders(
+  target: { handle(request: Request): Promise<Response> } | string,
+  count: number,
+  concurrency = 20,
+): Promise<{ ids: string[]; statuses: number[] }> {
+  const ids: string[] = [];
+  const statuses: number[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const index = next++;
+      const response = await postOrder(target, orderBody({ quantity: 1 + (index % 9) }));
+      statuses.push(response.status);
+      if (response.status === 201) ids.push(((await response.json()) as { id: string }).id);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  return { ids, statuses };
+}
+
+/** Runs `bun src/main.ts dlq ...` as an operator would, with the deployment's environment. */
+export async function runDlq(env: Env, args: string[]): Promise<{ code: number; lines: string[] }> {
+  const proc = Bun.spawn(["bun", `${ROOT}/src/main.ts`, "dlq", ...args], {
+    env: { ...process.env, ...env },
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0) throw new Error(`dlq ${args.join(" ")} exited ${code}: ${stderr}${stdout}`);
+  return { code, lines: stdout.split("\n").filter((line) => line.trim() !== "") };
+}
