@@ -93,7 +93,10 @@ function until201(body: unknown, headers: Record<string, string> = {}) {
   );
 }
 
-describe("MongoDB unavailable", () => {
+// An external MongoDB (TEST_MONGO_URL, e.g. a CI service container) cannot be killed by the harness.
+const ownsMongo = !process.env.TEST_MONGO_URL;
+
+describe.skipIf(!ownsMongo)("MongoDB unavailable", () => {
   test("killed: the exact 500 body within a few seconds; after a restart, 201 again from the same process", async () => {
     if (!faultable) return console.warn("external MongoDB: no fault injection");
     expect((await postOrder(app, orderBody())).status).toBe(201);
@@ -143,7 +146,7 @@ describe("MongoDB unavailable", () => {
   });
 });
 
-describe("a key whose first request failed", () => {
+describe.skipIf(!ownsMongo)("a key whose first request failed", () => {
   test("MongoDB killed during the first request: 500; the retry after recovery yields one order", async () => {
     if (!faultable) return console.warn("external MongoDB: no fault injection");
     const body = orderBody({ type: "limit", limit_price: "42.42" });
