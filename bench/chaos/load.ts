@@ -1,0 +1,70 @@
+/** A closed-loop POST /orders load for the benchmarks: `concurrency` workers, each one request at a time. */
+
+export interface Sample {
+  /** ms since the load started. */
+  startMs: number;
+  latencyMs: number;
+  /** HTTP status, or 0 for a connection error or timeout. */
+  status: number;
+}
+
+export interface LoadOptions {
+  baseUrl: string;
+  concurrency: number;
+  /** Stop starting requests after this many ms (default: unbounded). */
+  durationMs?: number;
+  /** Stop after this many requests (default: unbounded). */
+  requests?: number;
+  timeoutMs?: number;
+  /** A unique body per request. */
+  body?: (n: number) => Record<string, unknown>;
+  /** An Idempotency-Key per request (default: `bench-<run>-<n>`). */
+  key?: (n: number) => string | null;
+}
+
+const run = Math.random().toString(36).slice(2, 8);
+
+export const defaultBody = (n: number): Record<string, unknown> =>
+  n % 3 === 0
+    ? { type: "limit", side: "sell", instrument: "DE0007164600", limit_price: "123.45", quantity: n + 1 }
+    : { type: "market", side: n % 2 === 0 ? "buy" : "sell", instrument: "US0378331005", quantity: n + 1 };
+
+/** Runs the load until `durationMs` or `requests` is reached; every sample is kept. */
+export async function closedLoop(options: LoadOptions): Promise<Sample[]> {
+  if (options.durationMs === undefined && options.requests === undefined) {
+    throw new Error("closedLoop needs durationMs or requests");
+  }
+  const samples: Sample[] = [];
+  const started = performance.now();
+  const body = options.body ?? defaultBody;
+  const key = options.key ?? ((n: number) => `bench-${run}-${n}`);
+  let next = 0;
+  const more = () =>
+    (options.requests === undefined || next < options.requests) &&
+    (options.durationMs === undefined || performance.now() - started < options.durationMs);
+  const worker = async () => {
+    while (more()) {
+      const n = next++;
+      const headers: Record<string, string> = { "content-type": "application/json" };
+      const k = key(n);
+      if (k !== null) headers["idempotency-key"] = k;
+      const t = performance.now();
+      let status = 0;
+      try {
+        const response = await fetch(`${options.baseUrl}/orders`, {
+          method: "POST",
+          headers,
+          body: JSON.stringify(body(n)),
+          signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+        });
+        await response.arrayBuffer();
+        status = response.status;
+      } catch {
+        status = 0;
+      }
+      samples.push({ startMs: t - started, latencyMs: performance.now() - t, status });
+    }
+  };
+  await Promise.all(Array.from({ length: options.concurrency }, worker));
+  return samples;
+}

@@ -1,0 +1,254 @@
+/** The chaos run's report: latency by phase, a per-second timeline, the summary tables and the JSON file. */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Checks, DrainResult } from "./checker.ts";
+import type { OpResult } from "./client.ts";
+import type { FaultKind, FaultRecord } from "./faults.ts";
+import { formatTable, type LatencySummary, ms, summarize } from "./stats.ts";
+
+export type Phase = FaultKind | "no-fault" | "settling";
+
+export interface TimelinePoint {
+  /** Second since the load started. */
+  t: number;
+  count: number;
+  p50: number | null;
+  p99: number | null;
+  errors: number;
+  fault: FaultKind | null;
+}
+
+export interface LatencyReport {
+  /** Each attempt belongs to the phase it started in; "settling" is the first seconds after a fault. */
+  byPhase: Record<string, LatencySummary & { errors: number }>;
+  /** p99 during venue outages / p99 with no fault. */
+  venueOutageP99Ratio: number | null;
+  timeline: TimelinePoint[];
+}
+
+const isError = (status: OpResult["attempts"][number]["status"]) =>
+  typeof status !== "number" || status >= 500;
+
+export function latencyReport(
+  results: readonly OpResult[],
+  faults: readonly FaultRecord[],
+  settleMs = 2_000,
+): LatencyReport {
+  const phaseAt = (t: number): Phase => {
+    for (const fault of faults) {
+      if (t >= fault.startMs && t < fault.endMs) return fault.kind;
+    }
+    for (const fault of faults) {
+      if (t >= fault.endMs && t < fault.endMs + settleMs) return "settling";
+    }
+    return "no-fault";
+  };
+  const phases = new Map<Phase, { latencies: number[]; errors: number }>();
+  const seconds = new Map<number, { latencies: number[]; errors: number }>();
+  for (const result of results) {
+    for (const attempt of result.attempts) {
+      const phase = phaseAt(attempt.startMs);
+      const bucket = phases.get(phase) ?? { latencies: [], errors: 0 };
+      bucket.latencies.push(attempt.latencyMs);
+      if (isError(attempt.status)) bucket.errors += 1;
+      phases.set(phase, bucket);
+      const second = Math.floor(attempt.startMs / 1000);
+      const slot = seconds.get(second) ?? { latencies: [], errors: 0 };
+      slot.latencies.push(attempt.latencyMs);
+      if (isError(attempt.status)) slot.errors += 1;
+      seconds.set(second, slot);
+    }
+  }
+  const byPhase: LatencyReport["byPhase"] = {};
+  for (const [phase, bucket] of phases)
+    byPhase[phase] = { ...summarize(bucket.latencies), errors: bucket.errors };
+  const baseline = byPhase["no-fault"]?.p99 ?? null;
+  const outage = byPhase["venue-outage"]?.p99 ?? null;
+  const last = Math.max(0, ...seconds.keys());
+  const timeline: TimelinePoint[] = [];
+  for (let t = 0; t <= last; t++) {
+    const slot = seconds.get(t) ?? { latencies: [], errors: 0 };
+    const summary = summarize(slot.latencies);
+    const phase = phaseAt(t * 1000 + 500);
+    timeline.push({
+      t,
+      count: summary.count,
+      p50: summary.p50,
+      p99: summary.p99,
+      errors: slot.errors,
+      fault: phase === "no-fault" || phase === "settling" ? null : phase,
+    });
+  }
+  return {
+    byPhase,
+    venueOutageP99Ratio: baseline && outage !== null ? Math.round((outage / baseline) * 100) / 100 : null,
+    timeline,
+  };
+}
+
+export interface ChaosReport {
+  tool: "bench/chaos.ts";
+  command: string;
+  ok: boolean;
+  violations: string[];
+  config: Record<string, unknown>;
+  machine: Record<string, unknown>;
+  startedAt: string;
+  timings: { loadMs: number; drainMs: number; totalMs: number; drained: boolean };
+  requests: {
+    operations: number;
+    byKind: Record<string, number>;
+    attempts: number;
+    attemptsByStatus: Record<string, number>;
+    outcomes: Record<string, number>;
+  };
+  faults: { total: number; byKind: Record<string, number>; failed: number; list: FaultRecord[] };
+  drain: DrainResult;
+  checks: Checks;
+  latency: LatencyReport;
+  samples: Record<string, string[]>;
+}
+
+export function requestSummary(results: readonly OpResult[]): ChaosReport["requests"] {
+  const byKind: Record<string, number> = {};
+  const attemptsByStatus: Record<string, number> = {};
+  const outcomes: Record<string, number> = {};
+  let attempts = 0;
+  for (const result of results) {
+    byKind[result.op.kind] = (byKind[result.op.kind] ?? 0) + 1;
+    outcomes[result.outcome] = (outcomes[result.outcome] ?? 0) + 1;
+    for (const attempt of result.attempts) {
+      attempts += 1;
+      const label = String(attempt.status);
+      attemptsByStatus[label] = (attemptsByStatus[label] ?? 0) + 1;
+    }
+  }
+  return { operations: results.length, byKind, attempts, attemptsByStatus, outcomes };
+}
+
+export function faultSummary(faults: readonly FaultRecord[]): ChaosReport["faults"] {
+  const byKind: Record<string, number> = {};
+  for (const fault of faults) byKind[fault.kind] = (byKind[fault.kind] ?? 0) + 1;
+  return { total: faults.length, byKind, failed: faults.filter((f) => f.error).length, list: [...faults] };
+}
+
+const verdict = (ok: boolean) => (ok ? "ok" : "VIOLATION");
+
+export function summaryText(report: ChaosReport): string {
+  const c = report.checks;
+  const r = report.requests;
+  const idem = c.idempotency;
+  const rows: (string | number)[][] = [
+    ["check", "value", "verdict"],
+    ["operations / HTTP attempts", `${r.operations} / ${r.attempts}`, ""],
+    [
+      "attempts by status",
+      Object.entries(r.attemptsByStatus)
+        .map(([k, v]) => `${k}:${v}`)
+        .join(" "),
+      "",
+    ],
+    [
+      "faults injected",
+      `${report.faults.total} (${Object.entries(report.faults.byKind)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ")})`,
+      report.faults.failed > 0 ? `${report.faults.failed} failed` : "",
+    ],
+    [
+      "backlog drained",
+      `${report.timings.drained ? "yes" : "NO"} in ${(report.timings.drainMs / 1000).toFixed(1)} s`,
+      verdict(report.timings.drained),
+    ],
+    ["ids answered 201", c.answeredIds, ""],
+    ["lost (201 id not in MongoDB)", c.lost, verdict(c.lost === 0)],
+    ["201 id not placed", c.notPlaced, verdict(c.notPlaced === 0)],
+    ["orders in MongoDB / placed", `${c.storedOrders} / ${c.placedOrders}`, ""],
+    [
+      "venue orders == placed ids (placed once)",
+      `${c.venue.orders} == ${c.placedOrders}`,
+      verdict(c.venue.placedOnce),
+    ],
+    [
+      "MongoDB vs venue mismatches",
+      c.venue.placedUnknownAtVenue + c.venue.venueOrderIdMismatch + c.venue.notPlacedButAtVenue,
+      verdict(
+        c.venue.placedUnknownAtVenue + c.venue.venueOrderIdMismatch + c.venue.notPlacedButAtVenue === 0,
+      ),
+    ],
+    ["venue duplicates absorbed / submissions", `${c.venue.duplicates} / ${c.venue.submissions}`, "reported"],
+    ["unexpected orders (stored, never 201)", c.unexpectedOrders.total, ""],
+    [
+      "  from unknown-outcome requests (placed)",
+      `${c.unexpectedOrders.unknownOutcomeStored} (${c.unexpectedOrders.unknownOutcomeStoredPlaced})`,
+      verdict(c.unexpectedOrders.unknownOutcomeStored === c.unexpectedOrders.unknownOutcomeStoredPlaced),
+    ],
+    ["  unexplained", c.unexpectedOrders.unexplained, verdict(c.unexpectedOrders.unexplained === 0)],
+    [
+      "unknown-outcome requests (keyed/unkeyed)",
+      `${c.unknownOutcome.requests} (${c.unknownOutcome.keyed}/${c.unknownOutcome.unkeyed})`,
+      "",
+    ],
+    [
+      "  stored+placed (recovered) / not stored",
+      `${c.unknownOutcome.stored} / ${c.unknownOutcome.notStored}`,
+      "",
+    ],
+    ["retried after 5xx/timeout, answered as replay", idem.retriesAnsweredReplayedAfterFailure, ""],
+    [
+      "same-key retries: replayed same id",
+      `${idem.replaysCorrect}/${idem.sameKeyRetries} (unverified ${idem.replaysUnverified})`,
+      verdict(idem.replaysWrong === 0),
+    ],
+    [
+      "different-body key reuse: 422",
+      `${idem.reuse422}/${idem.differentBodyReuses} (unverified ${idem.reuseUnverified})`,
+      verdict(idem.reuseWrong === 0),
+    ],
+    [
+      "keys with >1 order / >1 answered id",
+      `${idem.keysWithSeveralOrders} / ${idem.keysWithSeveralAnsweredIds}`,
+      verdict(idem.keysWithSeveralOrders + idem.keysWithSeveralAnsweredIds === 0),
+    ],
+    [
+      "409 answers (unexplained)",
+      `${idem.conflicts409} (${idem.conflicts409Unexplained})`,
+      verdict(idem.conflicts409Unexplained === 0),
+    ],
+    ["unexpected statuses", c.unexpectedStatuses, verdict(c.unexpectedStatuses === 0)],
+    ["dead-letter entries / pending at end", `${c.deadLetters} / ${c.streamPending ?? "?"}`, ""],
+  ];
+  const latencyRows: (string | number | null)[][] = [
+    ["phase", "attempts", "p50 ms", "p90 ms", "p99 ms", "max ms", "5xx/err"],
+  ];
+  const order = [
+    "no-fault",
+    "venue-outage",
+    "actor-kill",
+    "actor-stop",
+    "redis-restart-empty",
+    "mongo-restart",
+    "api-kill",
+    "settling",
+  ];
+  for (const phase of order) {
+    const s = report.latency.byPhase[phase];
+    if (s) latencyRows.push([phase, s.count, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max), s.errors]);
+  }
+  return [
+    formatTable(rows),
+    "",
+    "POST /orders latency by phase (attempt start):",
+    formatTable(latencyRows),
+    `p99 during venue outage / p99 without faults: ${report.latency.venueOutageP99Ratio ?? "-"}`,
+    "",
+    report.ok
+      ? "RESULT: ok (no violation)"
+      : `RESULT: ${report.violations.length} violation(s):\n- ${report.violations.join("\n- ")}`,
+  ].join("\n");
+}
+
+export function writeReport(path: string, report: ChaosReport): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
+}

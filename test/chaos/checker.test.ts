@@ -1,0 +1,191 @@
+/**
+ * The chaos checker's rules on hand-made client logs and read-outs (pure, no I/O): a checker that never
+ * fails proves nothing, so each violation it exists to catch is shown to be caught.
+ */
+import { describe, expect, test } from "bun:test";
+import { analyze, type Collected, type StoredOrder } from "../../bench/chaos/checker.ts";
+import type { Attempt, OpKind, OpResult } from "../../bench/chaos/client.ts";
+import { latencyReport } from "../../bench/chaos/report.ts";
+
+function op(
+  index: number,
+  kind: OpKind,
+  attempts: Attempt[],
+  extra: { key?: string | null; ref?: number; quantity?: number } = {},
+): OpResult {
+  const last = attempts.at(-1);
+  const outcome =
+    last?.status === 201
+      ? last.replayed
+        ? "replayed"
+        : "created"
+      : last?.status === 422
+        ? "rejected-422"
+        : "unknown";
+  return {
+    op: {
+      index,
+      kind,
+      key: extra.key === undefined ? (kind === "new-unkeyed" ? null : `k${index}`) : extra.key,
+      body: {},
+      quantity: extra.quantity ?? index + 1,
+      ref: extra.ref ?? null,
+      scheduledMs: index,
+    },
+    attempts,
+    outcome,
+    id: last?.status === 201 ? (last.id ?? null) : null,
+    finishedMs: index + 10,
+  };
+}
+
+const ok = (id: string, startMs = 0, replayed = false): Attempt => ({
+  startMs,
+  latencyMs: 5,
+  status: 201,
+  id,
+  replayed,
+});
+const fail = (status: Attempt["status"], startMs = 0): Attempt => ({ startMs, latencyMs: 5, status });
+
+function stored(id: string, quantity: number, extra: Partial<StoredOrder> = {}): StoredOrder {
+  return {
+    _id: id,
+    status: "placed",
+    quantity,
+    idempotency_key: null,
+    venue_order_id: `v-${id}`,
+    attempts: 1,
+    redispatches: 0,
+    parked_at: null,
+    rejection_reason: null,
+    ...extra,
+  };
+}
+
+function collected(orders: StoredOrder[], venue: Partial<Collected["venue"]> = {}): Collected {
+  const placed = orders.filter((o) => o.status === "placed");
+  return {
+    orders,
+    venue: {
+      orders: placed.length,
+      submissions: placed.length,
+      duplicates: 0,
+      failures: 0,
+      failure_rate: 0,
+      latency_ms: 0,
+      outage: false,
+      ...venue,
+    },
+    venueRecords: new Map(orders.map((o) => [o._id, o.status === "placed" ? o.venue_order_id : null])),
+    deadLetters: 0,
+    streamPending: 0,
+  };
+}
+
+const options = { inFlightWindowMs: 8_000 };
+
+describe("chaos checker", () => {
+  test("a clean run has no violation; a stored order of an unknown-outcome request is explained", () => {
+    const results = [
+      op(0, "new-keyed", [fail(500), ok("a", 100, true)]),
+      op(1, "new-unkeyed", [fail(500)]),
+      op(2, "same-key-retry", [ok("a", 200, true)], { key: "k0", ref: 0, quantity: 1 }),
+      op(3, "reuse-different-body", [fail(422)], { key: "k0", ref: 0 }),
+      op(4, "new-unkeyed", [fail("conn-error")]),
+    ];
+    const { checks, violations } = analyze(
+      results,
+      collected([stored("a", 1, { idempotency_key: "k0" }), stored("b", 2)]),
+      options,
+    );
+    expect(violations).toEqual([]);
+    expect(checks.unexpectedOrders).toEqual({
+      total: 1,
+      unknownOutcomeStored: 1,
+      unknownOutcomeStoredPlaced: 1,
+      unexplained: 0,
+    });
+    expect(checks.unknownOutcome).toMatchObject({ requests: 2, unkeyed: 2, stored: 1, notStored: 1 });
+    expect(checks.idempotency).toMatchObject({
+      replaysCorrect: 1,
+      reuse422: 1,
+      retriesAnsweredReplayedAfterFailure: 1,
+    });
+  });
+
+  test("a lost, an unplaced and a doubly placed order are violations", () => {
+    const results = [
+      op(0, "new-keyed", [ok("a")]),
+      op(1, "new-keyed", [ok("b")]),
+      op(2, "new-keyed", [ok("c")]),
+    ];
+    const orders = [stored("b", 2, { status: "placing" }), stored("c", 3)];
+    const { checks, violations } = analyze(results, collected(orders, { orders: 2 }), options);
+    expect(checks.lost).toBe(1);
+    expect(checks.notPlaced).toBe(1);
+    expect(checks.venue.placedOnce).toBe(false);
+    expect(violations.join("\n")).toContain("lost");
+    expect(violations.join("\n")).toContain("not placed");
+    expect(violations.join("\n")).toContain("venue holds 2 orders");
+  });
+
+  test("MongoDB and the venue must agree on every order", () => {
+    const results = [op(0, "new-keyed", [ok("a")]), op(1, "new-keyed", [ok("b")])];
+    const data = collected([stored("a", 1), stored("b", 2)]);
+    data.venueRecords.set("a", null);
+    data.venueRecords.set("b", "another");
+    const { checks, violations } = analyze(results, data, options);
+    expect(checks.venue.placedUnknownAtVenue).toBe(1);
+    expect(checks.venue.venueOrderIdMismatch).toBe(1);
+    expect(violations).toHaveLength(2);
+  });
+
+  test("a wrong replay, a second order for a key and an accepted reuse are violations", () => {
+    const results = [
+      op(0, "new-keyed", [ok("a")]),
+      op(1, "same-key-retry", [ok("x", 10, false)], { key: "k0", ref: 0, quantity: 1 }),
+      op(2, "reuse-different-body", [ok("y")], { key: "k0", ref: 0 }),
+    ];
+    const orders = [
+      stored("a", 1, { idempotency_key: "k0" }),
+      stored("x", 1, { idempotency_key: "k0" }),
+      stored("y", 3, { idempotency_key: "k0" }),
+    ];
+    const { checks, violations } = analyze(results, collected(orders), options);
+    expect(checks.idempotency.replaysWrong).toBe(1);
+    expect(checks.idempotency.reuseWrong).toBe(1);
+    expect(checks.idempotency.keysWithSeveralOrders).toBe(1);
+    expect(checks.idempotency.keysWithSeveralAnsweredIds).toBe(1);
+    expect(violations.length).toBeGreaterThanOrEqual(4);
+  });
+
+  test("an order nobody asked for is unexplained; a 409 with nothing in flight is flagged", () => {
+    const results = [op(0, "new-keyed", [ok("a")]), op(1, "new-keyed", [fail(409, 50_000), ok("b", 51_000)])];
+    const { checks, violations } = analyze(
+      results,
+      collected([stored("a", 1), stored("b", 2), stored("ghost", 999)]),
+      options,
+    );
+    expect(checks.unexpectedOrders.unexplained).toBe(1);
+    expect(checks.idempotency.conflicts409Unexplained).toBe(1);
+    expect(violations).toHaveLength(2);
+
+    const explained = [op(0, "new-keyed", [fail(500, 1_000), fail(409, 2_000), ok("a", 9_000)])];
+    expect(analyze(explained, collected([stored("a", 1)]), options).checks.idempotency).toMatchObject({
+      conflicts409: 1,
+      conflicts409Unexplained: 0,
+    });
+  });
+
+  test("latency is split by the fault active when an attempt started", () => {
+    const results = [op(0, "new-keyed", [ok("a", 100), ok("b", 1_500), fail(500, 5_000)])];
+    const report = latencyReport(results, [
+      { kind: "venue-outage", target: "exchange", startMs: 1_000, endMs: 2_000, detail: {} },
+    ]);
+    expect(report.byPhase["no-fault"]?.count).toBe(2);
+    expect(report.byPhase["no-fault"]?.errors).toBe(1);
+    expect(report.byPhase["venue-outage"]?.count).toBe(1);
+    expect(report.timeline[1]?.fault).toBe("venue-outage");
+  });
+});
