@@ -2,16 +2,7 @@
  * Idempotency-Key (CONTRACT.md): a retry with the same key and body gets the first order again, another
  * body gets 422, a concurrent retry gets 409, and however the requests race there is one order.
  */
-import {
-  afterAll,
-  afterEach,
-  beforeAll,
-  beforeEach,
-  describe,
-  expect,
-  setDefaultTimeout,
-  test,
-} from "bun:test";
+import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { hashDraft } from "../../src/orders/service.ts";
 import { validateOrderRequest } from "../../src/orders/validation.ts";
 import type { RunningProcess } from "../../src/processes.ts";
@@ -21,21 +12,14 @@ import {
   mongoFor,
   orderBody,
   postOrder,
-  type Servers,
   startInProcess,
-  startServers,
+  useServers,
 } from "../support/system.ts";
 
 // Real servers and fault injection take longer than bun's 5 s default (bunfig's timeout is not applied).
 setDefaultTimeout(60_000);
 
-let servers: Servers;
-beforeAll(async () => {
-  servers = await startServers();
-}, 60_000);
-afterAll(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 let app: RunningProcess;
 let mongo: ReturnType<typeof mongoFor>;

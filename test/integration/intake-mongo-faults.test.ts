@@ -4,16 +4,7 @@
  * itself once MongoDB is back. A key whose first request failed can be retried into exactly one order.
  * The tests share one MongoDB-wire server and leave it running (restarted or resumed) even on failure.
  */
-import {
-  afterAll,
-  afterEach,
-  beforeAll,
-  beforeEach,
-  describe,
-  expect,
-  setDefaultTimeout,
-  test,
-} from "bun:test";
+import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { RunningProcess } from "../../src/processes.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
@@ -21,9 +12,8 @@ import {
   mongoFor,
   orderBody,
   postOrder,
-  type Servers,
   startInProcess,
-  startServers,
+  useServers,
 } from "../support/system.ts";
 
 const MONGO_TIMEOUT_MS = 1_000;
@@ -35,13 +25,7 @@ const INTERNAL_ERROR = JSON.stringify({ message: "Internal server error while pl
 // Real servers and fault injection take longer than bun's 5 s default (bunfig's timeout is not applied).
 setDefaultTimeout(60_000);
 
-let servers: Servers;
-beforeAll(async () => {
-  servers = await startServers();
-}, 60_000);
-afterAll(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 let app: RunningProcess;
 let mongo: ReturnType<typeof mongoFor>;

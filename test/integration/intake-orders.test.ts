@@ -2,16 +2,7 @@
  * Accepted orders: exact money through POST, storage (int64 cents) and GET; GET for known and unknown
  * ids, before and after placement; and the OpenAPI document describing what the service really answers.
  */
-import {
-  afterAll,
-  afterEach,
-  beforeAll,
-  beforeEach,
-  describe,
-  expect,
-  setDefaultTimeout,
-  test,
-} from "bun:test";
+import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import Ajv from "ajv";
 import addFormats from "ajv-formats";
 import { hashDraft } from "../../src/orders/service.ts";
@@ -23,21 +14,14 @@ import {
   mongoFor,
   orderBody,
   postOrder,
-  type Servers,
   startInProcess,
-  startServers,
+  useServers,
 } from "../support/system.ts";
 
 // Real servers and fault injection take longer than bun's 5 s default (bunfig's timeout is not applied).
 setDefaultTimeout(60_000);
 
-let servers: Servers;
-beforeAll(async () => {
-  servers = await startServers();
-}, 60_000);
-afterAll(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 let env: Record<string, string>;
 let mongo: ReturnType<typeof mongoFor>;

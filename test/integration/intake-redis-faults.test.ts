@@ -4,16 +4,7 @@
  * orders_dispatch_failures_total, and the sweeper of the actors (same process, kind "all") places it
  * once Redis is back, even though Redis came back empty.
  */
-import {
-  afterAll,
-  afterEach,
-  beforeAll,
-  beforeEach,
-  describe,
-  expect,
-  setDefaultTimeout,
-  test,
-} from "bun:test";
+import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { RunningProcess } from "../../src/processes.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
@@ -21,9 +12,8 @@ import {
   mongoFor,
   orderBody,
   postOrder,
-  type Servers,
   startInProcess,
-  startServers,
+  useServers,
 } from "../support/system.ts";
 
 // Real servers and fault injection take longer than bun's 5 s default (bunfig's timeout is not applied).
@@ -32,13 +22,7 @@ setDefaultTimeout(90_000);
 const REQUEST_DEADLINE_MS = 5_000;
 const ANSWER_BOUND_MS = REQUEST_DEADLINE_MS + 2_000;
 
-let servers: Servers;
-beforeAll(async () => {
-  servers = await startServers();
-}, 60_000);
-afterAll(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 let app: RunningProcess;
 let mongo: ReturnType<typeof mongoFor>;

@@ -3,37 +3,21 @@
  * field(s), and stores nothing: checked against real Redis and MongoDB-wire servers, a fresh database
  * and key prefix per test.
  */
-import {
-  afterAll,
-  afterEach,
-  beforeAll,
-  beforeEach,
-  describe,
-  expect,
-  setDefaultTimeout,
-  test,
-} from "bun:test";
+import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { RunningProcess } from "../../src/processes.ts";
 import {
   isolatedEnv,
   mongoFor,
   orderBody,
   postOrder,
-  type Servers,
   startInProcess,
-  startServers,
+  useServers,
 } from "../support/system.ts";
 
 // Real servers and fault injection take longer than bun's 5 s default (bunfig's timeout is not applied).
 setDefaultTimeout(60_000);
 
-let servers: Servers;
-beforeAll(async () => {
-  servers = await startServers();
-}, 60_000);
-afterAll(async () => {
-  await servers?.stop();
-});
+const servers = useServers();
 
 let app: RunningProcess;
 let mongo: ReturnType<typeof mongoFor>;

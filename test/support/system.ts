@@ -2,6 +2,8 @@
  * Shared fixtures: real servers per test file, a fresh database and key prefix per test, and helpers
  * to run the service in process or as real processes (from source or the compiled binary).
  */
+
+import { afterAll, beforeAll } from "bun:test";
 import { resolve } from "node:path";
 import { MongoClient } from "mongodb";
 import { type Config, loadConfig } from "../../src/config.ts";
@@ -27,6 +29,33 @@ export async function startServers(): Promise<Servers> {
     async stop() {
       await Promise.allSettled([redis.stop(), mongo.stop()]);
     },
+  };
+}
+
+/**
+ * Starts the harness servers before this file's tests and stops them after, even when a test fails.
+ * The returned object may be used in tests and hooks (once beforeAll has run).
+ */
+export function useServers(): Servers {
+  let started: Servers | undefined;
+  beforeAll(async () => {
+    started = await startServers();
+  }, 60_000);
+  afterAll(async () => {
+    await started?.stop();
+  }, 60_000);
+  const get = (): Servers => {
+    if (!started) throw new Error("the servers start in beforeAll");
+    return started;
+  };
+  return {
+    get redis() {
+      return get().redis;
+    },
+    get mongo() {
+      return get().mongo;
+    },
+    stop: () => get().stop(),
   };
 }
 
