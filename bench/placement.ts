@@ -266,7 +266,7 @@ async function measure(
     const placed =
       options.store === "mongo"
         ? () => mongo.orders.countDocuments({ status: "placed" })
-        : async () => (await venueStats({ baseUrl: venueUrl } as never)).orders;
+        : async () => (await venueStats({ baseUrl: venueUrl })).orders;
 
     const started = performance.now();
     const samples: [number, number][] = [];

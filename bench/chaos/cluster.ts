@@ -165,34 +165,7 @@ export class Cluster {
   }
 }
 
-export interface VenueStats {
-  orders: number;
-  submissions: number;
-  duplicates: number;
-  failures: number;
-  failure_rate: number;
-  latency_ms: number;
-  outage: boolean;
-}
-
-export async function venueStats(venue: Service): Promise<VenueStats> {
-  const response = await fetch(`${venue.baseUrl}/stats`, { signal: AbortSignal.timeout(5_000) });
-  if (response.status !== 200) throw new Error(`venue /stats answered ${response.status}`);
-  return (await response.json()) as VenueStats;
-}
-
-export async function configureVenue(
-  venue: Service,
-  patch: { failure_rate?: number; latency_ms?: number; outage?: boolean },
-): Promise<void> {
-  const response = await fetch(`${venue.baseUrl}/admin/settings`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(patch),
-    signal: AbortSignal.timeout(5_000),
-  });
-  if (response.status !== 200) throw new Error(`venue /admin/settings answered ${response.status}`);
-}
+export { configureVenue, type VenueStats, venueStats } from "../../test/support/venue-admin.ts";
 
 /** The sum of every sample of `name` in a process's /metrics whose labels include `labels`. */
 export async function metricSum(

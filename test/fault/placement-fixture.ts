@@ -62,16 +62,6 @@ export class Cleanup {
   }
 }
 
-export interface VenueStats {
-  orders: number;
-  submissions: number;
-  duplicates: number;
-  failures: number;
-  failure_rate: number;
-  latency_ms: number;
-  outage: boolean;
-}
-
 /**
  * A real `bun src/main.ts <kind>` process on a port chosen here, waited for until /health/live answers.
  * (Unlike spawnService it does not need the info-level "listening" line, so LOG_LEVEL can stay quiet:
@@ -129,23 +119,7 @@ export async function spawnActors(env: Env, cleanup: Cleanup): Promise<ServicePr
   return actors;
 }
 
-export async function venueStats(venue: ServiceProcess): Promise<VenueStats> {
-  const response = await fetch(`${venue.baseUrl}/stats`);
-  if (response.status !== 200) throw new Error(`venue /stats answered ${response.status}`);
-  return (await response.json()) as VenueStats;
-}
-
-export async function configureVenue(
-  venue: ServiceProcess,
-  patch: { failure_rate?: number; latency_ms?: number; outage?: boolean },
-): Promise<void> {
-  const response = await fetch(`${venue.baseUrl}/admin/settings`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(patch),
-  });
-  if (response.status !== 200) throw new Error(`venue /admin/settings answered ${response.status}`);
-}
+export { configureVenue, type VenueStats, venueStats } from "../support/venue-admin.ts";
 
 /**
  * The value of one sample in a process's /metrics; labels must all match (extra labels such as
