@@ -9,7 +9,7 @@
  * `floor listening <port>` when ready; exits on SIGTERM.
  */
 import { Long } from "mongodb";
-import { createMongoClient } from "../src/adapters/mongo.ts";
+import { createMongoClient, durableWrite } from "../src/adapters/mongo.ts";
 import { createRedisClient } from "../src/adapters/redis.ts";
 import { createRedisKeys } from "../src/adapters/redis-keys.ts";
 import { databaseName } from "../src/config.ts";
@@ -28,7 +28,6 @@ const redis = createRedisClient(env.REDIS_URL ?? "redis://127.0.0.1:6379", {
 });
 redis.on("error", () => {});
 const stream = createRedisKeys(env.REDIS_KEY_PREFIX ?? "orders", 1).placementStream(0);
-const durable = { writeConcern: { w: "majority" as const, journal: true, wtimeoutMS: timeoutMs } };
 const JSON_HEADERS = { "content-type": "application/json" };
 
 await mongo.connect();
@@ -60,7 +59,7 @@ const server = Bun.serve({
       );
       await orders.insertOne(
         { ...order, limit_price_cents: cents === null ? null : Long.fromNumber(cents) } as never,
-        durable,
+        durableWrite(timeoutMs),
       );
       await redis.xadd(stream, "*", "order_id", order._id);
       return new Response(

@@ -122,7 +122,7 @@ async function connectShared(config: Config, kind: ProcessKind, closers: Closer[
 
 function readinessChecks(shared: Shared): ReadinessCheck[] {
   return [
-    { name: "mongodb", ping: async () => (await shared.db.command({ ping: 1 })).ok === 1 },
+    { name: "mongodb", ping: async (signal) => (await shared.db.command({ ping: 1 }, { signal })).ok === 1 },
     { name: "redis", ping: () => pingRedis(shared.commands) },
   ];
 }

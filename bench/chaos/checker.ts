@@ -47,7 +47,10 @@ async function statusCounts(client: MongoClient, database: string): Promise<Reco
   const rows = await client
     .db(database)
     .collection("orders")
-    .aggregate<{ _id: string; n: number }>([{ $group: { _id: "$status", n: { $sum: 1 } } }])
+    // The deadline: a read on a connection that a MongoDB kill reset can otherwise wait forever under Bun.
+    .aggregate<{ _id: string; n: number }>([{ $group: { _id: "$status", n: { $sum: 1 } } }], {
+      signal: AbortSignal.timeout(10_000),
+    })
     .toArray();
   const counts: Record<string, number> = {};
   for (const row of rows) counts[row._id] = row.n;

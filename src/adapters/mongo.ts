@@ -76,19 +76,45 @@ function restartStuckMonitors(client: MongoClient, stuckAfterMs: number): void {
 
 const DUPLICATE_KEY = 11000;
 
-export function durableWrite(timeoutMs: number): { writeConcern: WriteConcernSettings } {
-  return { writeConcern: { w: "majority", journal: true, wtimeoutMS: timeoutMs } };
+/**
+ * An abort deadline for one operation: server selection, a write-concern wait and a round trip
+ * (selection timeout + socket timeout). The driver's own timeouts do not cover a write that Bun 1.4
+ * buffers on a connection the server reset: its socket then emits neither 'drain' nor 'error', and
+ * driver 7 ignores `timeoutMS`, so without a signal such an operation waits forever (seen: kill -9 of
+ * the server between two writes of one client). The driver honours `signal` on every operation and
+ * closes the connection it aborts.
+ */
+export function operationDeadline(timeoutMs: number): { signal: AbortSignal } {
+  return { signal: AbortSignal.timeout(timeoutMs * 3) };
+}
+
+/** Options for a write that a 201 or a state change relies on; fresh for each operation. */
+export function durableWrite(timeoutMs: number): { writeConcern: WriteConcernSettings; signal: AbortSignal } {
+  return {
+    writeConcern: { w: "majority", journal: true, wtimeoutMS: timeoutMs },
+    ...operationDeadline(timeoutMs),
+  };
 }
 
 type OrderDocument = Omit<OrderRecord, "limit_price_cents"> & { limit_price_cents: Long | number | null };
 
 export class MongoOrderRepository implements OrderRepository {
   readonly collection: Collection<OrderDocument>;
-  private readonly durable: { writeConcern: WriteConcernSettings };
 
-  constructor(db: Db, timeoutMs: number, collectionName = "orders") {
+  constructor(
+    db: Db,
+    private readonly timeoutMs: number,
+    collectionName = "orders",
+  ) {
     this.collection = db.collection<OrderDocument>(collectionName);
-    this.durable = durableWrite(timeoutMs);
+  }
+
+  private durable() {
+    return durableWrite(this.timeoutMs);
+  }
+
+  private deadline() {
+    return operationDeadline(this.timeoutMs);
   }
 
   /** Idempotent: safe on every start of every process. */
@@ -105,7 +131,7 @@ export class MongoOrderRepository implements OrderRepository {
       limit_price_cents: order.limit_price_cents === null ? null : Long.fromNumber(order.limit_price_cents),
     };
     try {
-      await this.collection.insertOne(document, this.durable);
+      await this.collection.insertOne(document, this.durable());
     } catch (error) {
       if (error instanceof MongoServerError && error.code === DUPLICATE_KEY)
         throw new DuplicateOrderIdError(order._id);
@@ -116,7 +142,7 @@ export class MongoOrderRepository implements OrderRepository {
   async findById(id: string, options: { majority?: boolean } = {}): Promise<OrderRecord | null> {
     const document = await this.collection.findOne(
       { _id: id },
-      options.majority ? { readConcern: { level: "majority" } } : {},
+      options.majority ? { readConcern: { level: "majority" }, ...this.deadline() } : this.deadline(),
     );
     return document ? fromDocument(document) : null;
   }
@@ -146,7 +172,7 @@ export class MongoOrderRepository implements OrderRepository {
         },
         $inc: { attempts: 1 },
       },
-      { returnDocument: "after", ...this.durable },
+      { returnDocument: "after", ...this.durable() },
     );
     return document ? fromDocument(document) : null;
   }
@@ -164,7 +190,7 @@ export class MongoOrderRepository implements OrderRepository {
           lease_token: null,
         },
       },
-      this.durable,
+      this.durable(),
     );
     return result.modifiedCount === 1;
   }
@@ -181,7 +207,7 @@ export class MongoOrderRepository implements OrderRepository {
           lease_token: null,
         },
       },
-      this.durable,
+      this.durable(),
     );
     return result.modifiedCount === 1;
   }
@@ -200,7 +226,7 @@ export class MongoOrderRepository implements OrderRepository {
           updated_at: now,
         },
       },
-      this.durable,
+      this.durable(),
     );
     return result.modifiedCount === 1;
   }
@@ -209,7 +235,7 @@ export class MongoOrderRepository implements OrderRepository {
     return this.collection
       .find(
         { status: "accepted", sweep_at: { $lte: now }, parked_at: null },
-        { projection: { _id: 1, partition: 1, sweep_at: 1, redispatches: 1 } },
+        { projection: { _id: 1, partition: 1, sweep_at: 1, redispatches: 1 }, ...this.deadline() },
       )
       .sort({ sweep_at: 1 })
       .limit(limit)
@@ -220,7 +246,7 @@ export class MongoOrderRepository implements OrderRepository {
     const result = await this.collection.updateOne(
       { _id: id, status: "accepted", sweep_at: expectedSweepAt },
       { $set: { sweep_at: nextSweepAt }, $inc: { redispatches: 1 } },
-      this.durable,
+      this.durable(),
     );
     return result.modifiedCount === 1;
   }
@@ -229,7 +255,7 @@ export class MongoOrderRepository implements OrderRepository {
     await this.collection.updateOne(
       { _id: id, status: "accepted", sweep_at: expectedSweepAt },
       { $set: { sweep_at: originalSweepAt }, $inc: { redispatches: -1 } },
-      this.durable,
+      this.durable(),
     );
   }
 
@@ -237,7 +263,7 @@ export class MongoOrderRepository implements OrderRepository {
     return this.collection
       .find(
         { status: "placing", lease_until: { $lte: now }, parked_at: null },
-        { projection: { _id: 1, partition: 1, lease_token: 1 } },
+        { projection: { _id: 1, partition: 1, lease_token: 1 }, ...this.deadline() },
       )
       .limit(limit)
       .toArray();
@@ -257,7 +283,7 @@ export class MongoOrderRepository implements OrderRepository {
         },
         $inc: { redispatches: 1 },
       },
-      this.durable,
+      this.durable(),
     );
     return result.modifiedCount === 1;
   }
@@ -266,7 +292,7 @@ export class MongoOrderRepository implements OrderRepository {
     await this.collection.updateOne(
       { _id: id },
       { $set: { parked_at: now, last_error: reason, updated_at: now } },
-      this.durable,
+      this.durable(),
     );
   }
 
@@ -282,12 +308,12 @@ export class MongoOrderRepository implements OrderRepository {
           updated_at: now,
         },
       },
-      this.durable,
+      this.durable(),
     );
     const document = await this.collection.findOneAndUpdate(
       { _id: id },
       { $set: { parked_at: null, sweep_at: now, updated_at: now } },
-      { returnDocument: "after", ...this.durable },
+      { returnDocument: "after", ...this.durable() },
     );
     return document ? fromDocument(document) : null;
   }
@@ -296,6 +322,8 @@ export class MongoOrderRepository implements OrderRepository {
 /**
  * Creates the indexes that are missing, one call each. Idempotent on every start of every process.
  * (FerretDB v1.24 drops the connection when one createIndexes call re-creates several existing indexes.)
+ * No operation deadline here: building an index on a large collection may rightly take minutes, and a
+ * process that never gets past start-up is never ready, so it takes no traffic.
  */
 async function ensureIndexes<T extends Document>(
   collection: Collection<T>,
@@ -333,13 +361,23 @@ interface IdempotencyDocument {
  */
 export class MongoIdempotencyStore implements IdempotencyStore {
   readonly collection: Collection<IdempotencyDocument>;
-  private readonly durable: { writeConcern: WriteConcernSettings };
   /** True when the server expires keys itself (MongoDB's TTL index); otherwise `purgeExpired` must run. */
   serverExpires = false;
 
-  constructor(db: Db, timeoutMs: number, collectionName = "idempotency_keys") {
+  constructor(
+    db: Db,
+    private readonly timeoutMs: number,
+    collectionName = "idempotency_keys",
+  ) {
     this.collection = db.collection<IdempotencyDocument>(collectionName);
-    this.durable = durableWrite(timeoutMs);
+  }
+
+  private durable() {
+    return durableWrite(this.timeoutMs);
+  }
+
+  private deadline() {
+    return operationDeadline(this.timeoutMs);
   }
 
   async ensureIndexes(): Promise<void> {
@@ -365,12 +403,12 @@ export class MongoIdempotencyStore implements IdempotencyStore {
           claimed_at: record.claimedAt,
           expires_at: expiresAt,
         },
-        this.durable,
+        this.durable(),
       );
       return { claimed: true as const };
     } catch (error) {
       if (!(error instanceof MongoServerError) || error.code !== DUPLICATE_KEY) throw error;
-      const existing = await this.collection.findOne({ _id: record.key });
+      const existing = await this.collection.findOne({ _id: record.key }, this.deadline());
       return {
         claimed: false as const,
         existing: existing && {
@@ -387,7 +425,7 @@ export class MongoIdempotencyStore implements IdempotencyStore {
     const result = await this.collection.updateOne(
       { _id: key, claimed_at: expectedClaimedAt },
       { $set: { claimed_at: now } },
-      this.durable,
+      this.durable(),
     );
     return result.modifiedCount === 1;
   }
@@ -396,13 +434,13 @@ export class MongoIdempotencyStore implements IdempotencyStore {
     await this.collection.updateOne(
       { _id: key, claimed_at: claimedAt },
       { $set: { claimed_at: new Date(0) } },
-      this.durable,
+      this.durable(),
     );
   }
 
   /** The clean-up for servers without TTL indexes. */
   async purgeExpired(now: Date): Promise<number> {
-    const result = await this.collection.deleteMany({ expires_at: { $lte: now } });
+    const result = await this.collection.deleteMany({ expires_at: { $lte: now } }, this.durable());
     return result.deletedCount;
   }
 }

@@ -2,10 +2,13 @@
 import { Elysia } from "elysia";
 import type { Metrics } from "../adapters/metrics.ts";
 
-/** A dependency the process needs to do its work; `ping` rejects or returns false when it is down. */
+/**
+ * A dependency the process needs to do its work; `ping` rejects or returns false when it is down, and
+ * gives up its work when `signal` aborts (an unanswered ping must not hold a connection for good).
+ */
 export interface ReadinessCheck {
   name: string;
-  ping(): Promise<boolean>;
+  ping(signal: AbortSignal): Promise<boolean>;
 }
 
 const READINESS_TIMEOUT_MS = 1_000;
@@ -39,17 +42,11 @@ export function opsRoutes(metrics: Metrics, checks: ReadinessCheck[]) {
 }
 
 async function pingWithTimeout(check: ReadinessCheck): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  const signal = AbortSignal.timeout(READINESS_TIMEOUT_MS);
+  const timedOut = new Promise<boolean>((resolve) => signal.addEventListener("abort", () => resolve(false)));
   try {
-    return await Promise.race([
-      check.ping(),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), READINESS_TIMEOUT_MS);
-      }),
-    ]);
+    return await Promise.race([check.ping(signal), timedOut]);
   } catch {
     return false;
-  } finally {
-    clearTimeout(timer);
   }
 }

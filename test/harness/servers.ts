@@ -259,7 +259,7 @@ async function mongoHello(url: string): Promise<boolean> {
   const { MongoClient } = await import("mongodb");
   const client = new MongoClient(url, { serverSelectionTimeoutMS: 1_000, connectTimeoutMS: 1_000 });
   try {
-    return (await client.db("admin").command({ ping: 1 })).ok === 1;
+    return (await client.db("admin").command({ ping: 1 }, { signal: AbortSignal.timeout(3_000) })).ok === 1;
   } finally {
     await client.close();
   }

@@ -50,7 +50,7 @@ afterEach(async () => {
 
 async function mongoAnswers(): Promise<boolean> {
   return mongo.db
-    .command({ ping: 1 })
+    .command({ ping: 1 }, { signal: AbortSignal.timeout(3_000) })
     .then((r) => r.ok === 1)
     .catch(() => false);
 }
