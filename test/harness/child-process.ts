@@ -6,6 +6,27 @@ import { rmSync } from "node:fs";
 import type { Subprocess } from "bun";
 
 const live = new Set<OwnedProcess>();
+/** The watchdog that guards each data directory: the one of its newest process. */
+const directoryGuards = new Map<string, Subprocess>();
+
+/**
+ * $1 test process, $2 child, $3 data directory (may be empty). While the test process lives it waits;
+ * a dead child ends the watch only once its directory is gone too (a server killed by a fault keeps
+ * its directory until the restart, and the test process may die in between). When the test process
+ * dies: SIGKILL for the child if it still ran at the last look, and the directory is deleted.
+ */
+const WATCHDOG = `
+child_alive=1
+while kill -0 "$1" 2>/dev/null; do
+  if ! kill -0 "$2" 2>/dev/null; then
+    child_alive=0
+    if [ -z "$3" ] || [ ! -e "$3" ]; then exit 0; fi
+  fi
+  sleep 1
+done
+if [ "$child_alive" = 1 ]; then kill -9 "$2" 2>/dev/null; fi
+if [ -n "$3" ]; then rm -rf "$3"; fi
+`;
 
 export class OwnedProcess {
   private output = "";
@@ -20,25 +41,21 @@ export class OwnedProcess {
     live.add(this);
     this.exitedPromise = proc.exited.then((code) => {
       live.delete(this);
-      this.watchdog?.kill(9);
+      // With a directory, the watchdog stays until the directory is gone or a newer process took over.
+      if (!cleanupDir) this.watchdog?.kill(9);
       return proc.signalCode ? 128 + signalNumber(String(proc.signalCode)) : code;
     });
     void this.collect(proc.stdout);
     void this.collect(proc.stderr);
-    const dirArg = cleanupDir ?? "";
     this.watchdog = Bun.spawn(
-      [
-        "bash",
-        "-c",
-        'while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done; kill -0 "$1" 2>/dev/null || { kill -9 "$2" 2>/dev/null; [ -n "$3" ] && rm -rf "$3"; }',
-        "watchdog",
-        String(process.pid),
-        String(proc.pid),
-        dirArg,
-      ],
+      ["bash", "-c", WATCHDOG, "watchdog", String(process.pid), String(proc.pid), cleanupDir ?? ""],
       { stdio: ["ignore", "ignore", "ignore"] },
     );
     this.watchdog.unref();
+    if (cleanupDir) {
+      directoryGuards.get(cleanupDir)?.kill(9);
+      directoryGuards.set(cleanupDir, this.watchdog);
+    }
   }
 
   get pid(): number {

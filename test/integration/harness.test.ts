@@ -3,16 +3,36 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { createMongoClient, durableWrite } from "../../src/adapters/mongo.ts";
 import { createRedisClient } from "../../src/adapters/redis.ts";
-import { mongoUrlFor, startMongo, startRedis, type TestServer } from "../harness/servers.ts";
+import {
+  mongoUrlFor,
+  postgresAvailable,
+  startMongo,
+  startRedis,
+  type TestServer,
+} from "../harness/servers.ts";
 import { uniqueName, waitFor } from "../harness/wait-for.ts";
 
 const TIMEOUT_MS = 1_000;
 
-// An external MongoDB (TEST_MONGO_URL) is not the harness's to kill.
-describe.skipIf(Boolean(process.env.TEST_MONGO_URL))("MongoDB-wire server", () => {
+/**
+ * The suite's MongoDB-wire server, and FerretDB on its own PostgreSQL (the server for runs with
+ * thousands of orders) where that is not already the suite's. An external MongoDB (TEST_MONGO_URL) is
+ * not the harness's to kill.
+ */
+const mongoServers: { name: string; start: () => Promise<TestServer> }[] = [
+  { name: "MongoDB-wire server", start: () => startMongo() },
+];
+if (!Bun.which("mongod") && postgresAvailable() && process.env.TEST_FERRETDB_BACKEND !== "postgresql") {
+  mongoServers.push({
+    name: "MongoDB-wire server (FerretDB on PostgreSQL)",
+    start: () => startMongo({ ferretBackend: "postgresql" }),
+  });
+}
+
+describe.skipIf(Boolean(process.env.TEST_MONGO_URL)).each(mongoServers)("$name", ({ start }) => {
   let mongo: TestServer;
   beforeAll(async () => {
-    mongo = await startMongo();
+    mongo = await start();
   });
   afterAll(async () => {
     await mongo.stop();
@@ -133,6 +153,29 @@ describe("redis-server", () => {
       redis.resume();
       client.disconnect();
     }
+  });
+
+  test("a test process killed while its server is down still leaves no directory behind", async () => {
+    const servers = new URL("../harness/servers.ts", import.meta.url).pathname;
+    const script = `
+      const { startRedis } = await import(${JSON.stringify(servers)});
+      const redis = await startRedis();
+      await redis.kill();
+      console.log("DIR " + redis.dir);
+      await Bun.sleep(60_000);`;
+    const child = Bun.spawn(["bun", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    let output = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stdout) {
+      output += decoder.decode(chunk);
+      if (output.includes("\n")) break;
+    }
+    const dir = output.match(/DIR (\S+)/)?.[1];
+    expect(dir).toBeDefined();
+    expect(existsSync(dir as string)).toBe(true);
+    child.kill(9);
+    await child.exited;
+    await waitFor(() => !existsSync(dir as string), { timeoutMs: 10_000, message: `${dir} removed` });
   });
 
   test("stop removes the data directory and the process", async () => {
