@@ -7,9 +7,9 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type OwnedProcess, spawnOwned } from "../../test/harness/child-process.ts";
-import { freePort, waitFor } from "../../test/harness/wait-for.ts";
-import { isolatedEnv, ROOT, type Servers, startServers } from "../../test/support/system.ts";
+import type { OwnedProcess } from "../../test/harness/child-process.ts";
+import { freePort } from "../../test/harness/wait-for.ts";
+import { isolatedEnv, type Servers, spawnService, startServers } from "../../test/support/system.ts";
 
 export type ServiceKind = "api" | "actors" | "exchange";
 
@@ -41,30 +41,14 @@ export class Service {
   /** Starts the process and waits until GET /health/live answers 200 (the process listens last). */
   async start(timeoutMs = 30_000): Promise<void> {
     if (this.current) throw new Error(`${this.name} is already running`);
-    const owned = spawnOwned(this.name, ["bun", join(ROOT, "src/main.ts"), this.kind], {
-      env: { ...process.env, LOG_LEVEL: "warn", ...this.env(), PORT: String(this.port) },
-      cwd: ROOT,
+    const started = Date.now();
+    const { process: owned } = await spawnService(this.kind, this.env(), {
+      port: this.port,
+      name: this.name,
+      timeoutMs,
     });
     this.current = owned;
-    this.history.push({ started: Date.now(), logs: () => owned.logs });
-    let exited: number | undefined;
-    void owned.exited.then((code) => {
-      exited = code;
-    });
-    try {
-      await waitFor(
-        async () => {
-          if (exited !== undefined) throw new Error(`exited with ${exited}`);
-          const response = await fetch(`${this.baseUrl}/health/live`, { signal: AbortSignal.timeout(1_000) });
-          return response.status === 200;
-        },
-        { timeoutMs, intervalMs: 50, message: `${this.name} listening on ${this.port}` },
-      );
-    } catch (error) {
-      owned.signal("SIGKILL");
-      this.current = undefined;
-      throw new Error(`${this.name}: ${(error as Error).message}\n${owned.logs.slice(-3000)}`);
-    }
+    this.history.push({ started, logs: () => owned.logs });
   }
 
   /** kill -9 and wait until it is gone. */

@@ -9,8 +9,6 @@ import { MongoOrderRepository } from "../../src/adapters/mongo.ts";
 import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.ts";
 import { uuidV7 } from "../../src/domain/ids.ts";
 import { newOrderRecord, type OrderRecord } from "../../src/domain/order.ts";
-import { spawnOwned } from "../harness/child-process.ts";
-import { freePort, waitFor } from "../harness/wait-for.ts";
 import {
   isolatedEnv,
   mongoFor,
@@ -19,6 +17,7 @@ import {
   ROOT,
   type Servers,
   type ServiceProcess,
+  spawnService,
 } from "../support/system.ts";
 
 export type Env = Record<string, string>;
@@ -62,41 +61,6 @@ export class Cleanup {
   }
 }
 
-/**
- * A real `bun src/main.ts <kind>` process on a port chosen here, waited for until /health/live answers.
- * (Unlike spawnService it does not need the info-level "listening" line, so LOG_LEVEL can stay quiet:
- * per-order info logs would cost the benchmark CPU.)
- */
-export async function spawnService(
-  kind: "api" | "actors" | "all" | "exchange",
-  env: Env,
-  options: { port?: number } = {},
-): Promise<ServiceProcess> {
-  const port = options.port ?? (await freePort());
-  const owned = spawnOwned(kind, ["bun", `${ROOT}/src/main.ts`, kind], {
-    env: { ...process.env, LOG_LEVEL: "warn", ...env, PORT: String(port) },
-    cwd: ROOT,
-  });
-  const baseUrl = `http://127.0.0.1:${port}`;
-  const listening = waitFor(async () => (await fetch(`${baseUrl}/health/live`)).status === 200, {
-    timeoutMs: 30_000,
-    intervalMs: 50,
-    message: `${kind} listening on ${port}`,
-  });
-  const died = owned.exited.then((code) => {
-    throw new Error(`${kind} exited with ${code} before listening`);
-  });
-  try {
-    await Promise.race([listening, died]);
-  } catch (error) {
-    owned.signal("SIGKILL");
-    throw new Error(`${(error as Error).message}\n${owned.logs.slice(-4000)}`);
-  } finally {
-    died.catch(() => {});
-  }
-  return { process: owned, port, baseUrl };
-}
-
 /** A real `exchange` process with the given failure rate and latency. */
 export async function spawnVenue(
   env: Env,
@@ -119,6 +83,7 @@ export async function spawnActors(env: Env, cleanup: Cleanup): Promise<ServicePr
   return actors;
 }
 
+export { spawnService } from "../support/system.ts";
 export { configureVenue, type VenueStats, venueStats } from "../support/venue-admin.ts";
 
 /**

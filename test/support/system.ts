@@ -11,7 +11,7 @@ import { silentLogger } from "../../src/logger.ts";
 import { type RunningProcess, startExchange, startService } from "../../src/processes.ts";
 import { type OwnedProcess, spawnOwned } from "../harness/child-process.ts";
 import { mongoUrlFor, startMongo, startRedis, type TestServer } from "../harness/servers.ts";
-import { uniqueName } from "../harness/wait-for.ts";
+import { freePort, uniqueName, waitFor } from "../harness/wait-for.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 
@@ -98,18 +98,43 @@ export interface ServiceProcess {
   baseUrl: string;
 }
 
-/** A real process of `bun src/main.ts <kind>` (or `binary <kind>`), waited for until it listens. */
+/**
+ * A real process of `bun src/main.ts <kind>` (or `<binary> <kind>`) on `port` (a free one unless
+ * given), waited for until GET /health/live answers 200 (every process kind listens last, after its
+ * start-up), or failed with its output when it exits first. LOG_LEVEL defaults to warn: per-order info
+ * logs would cost benchmarks CPU.
+ */
 export async function spawnService(
   kind: "api" | "actors" | "all" | "exchange",
   env: Record<string, string>,
-  options: { binary?: string } = {},
+  options: { binary?: string; port?: number; name?: string; timeoutMs?: number } = {},
 ): Promise<ServiceProcess> {
+  const port = options.port ?? (await freePort());
+  const name = options.name ?? kind;
   const cmd = options.binary ? [options.binary, kind] : ["bun", resolve(ROOT, "src/main.ts"), kind];
-  // At least info: the "listening" line (with the port) is how the caller learns the process is up.
-  const owned = spawnOwned(kind, cmd, { env: { ...process.env, LOG_LEVEL: "info", ...env }, cwd: ROOT });
-  const match = await owned.waitForOutput(/"message":"listening"[^\n]*"port":(\d+)/, 30_000);
-  const port = Number(match[1]);
-  return { process: owned, port, baseUrl: `http://127.0.0.1:${port}` };
+  const owned = spawnOwned(name, cmd, {
+    env: { ...process.env, LOG_LEVEL: "warn", ...env, PORT: String(port) },
+    cwd: ROOT,
+  });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const listening = waitFor(
+    async () =>
+      (await fetch(`${baseUrl}/health/live`, { signal: AbortSignal.timeout(1_000) })).status === 200,
+    { timeoutMs: options.timeoutMs ?? 30_000, intervalMs: 50, message: `${name} listening on ${port}` },
+  );
+  const died = owned.exited.then((code) => {
+    throw new Error(`${name} exited with ${code} before listening`);
+  });
+  try {
+    await Promise.race([listening, died]);
+  } catch (error) {
+    owned.signal("SIGKILL");
+    throw new Error(`${(error as Error).message}\n${owned.logs.slice(-4000)}`);
+  } finally {
+    died.catch(() => {});
+    listening.catch(() => {});
+  }
+  return { process: owned, port, baseUrl };
 }
 
 /** A MongoDB client on the test's database, for assertions. */
