@@ -28,8 +28,8 @@ import {
   latencyReport,
   requestSummary,
   summaryText,
-  writeReport,
 } from "./chaos/report.ts";
+import { runBenchmark, writeJsonReport } from "./output.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -259,7 +259,7 @@ async function main(): Promise<number> {
       latency: latencyReport(results, faultRecords),
       samples,
     };
-    writeReport(reportPath, report);
+    writeJsonReport(reportPath, report);
     const logDir = `${reportPath.replace(/\.json$/, "")}-logs`;
     cluster.writeLogs(logDir);
     process.stdout.write(`\n${summaryText(report)}\n\nreport: ${reportPath}\nprocess logs: ${logDir}/\n`);
@@ -269,10 +269,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error) => {
-    process.stderr.write(`chaos: ${String((error as Error)?.stack ?? error)}\n`);
-    process.exit(2);
-  },
-);
+runBenchmark("chaos", main, 2);

@@ -14,9 +14,9 @@
  * the target. Set TMPDIR (e.g. /dev/shm) to put the servers' data on another file system.
  * Target (issue 3): service >= 0.8x the floor's throughput and p99 <= 1.5x the floor's.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
 import { MongoOrderRepository } from "../src/adapters/mongo.ts";
@@ -24,6 +24,7 @@ import { createRedisKeys } from "../src/adapters/redis-keys.ts";
 import { type OwnedProcess, spawnOwned } from "../test/harness/child-process.ts";
 import { freePort, waitFor } from "../test/harness/wait-for.ts";
 import { isolatedEnv, ROOT, type Servers, startServers } from "../test/support/system.ts";
+import { runBenchmark, writeJsonReport } from "./output.ts";
 
 const THROUGHPUT_TARGET = 0.8;
 const P99_TARGET = 1.5;
@@ -287,7 +288,7 @@ function compare(summaries: Summary[]) {
   });
 }
 
-async function main() {
+async function main(): Promise<number> {
   const servers = await startServers();
   const env = isolatedEnv(servers, { LOG_LEVEL: "error" });
   const mongo = new MongoClient(env.MONGO_URL!, { serverSelectionTimeoutMS: 5_000 });
@@ -372,20 +373,21 @@ async function main() {
       ratios: compared,
       runs,
     };
-    mkdirSync(dirname(jsonPath), { recursive: true });
-    writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+    writeJsonReport(jsonPath, report);
     console.log(`\nwrote ${jsonPath}`);
+    let code = 0;
     if (args.assert && compared.some((r) => !r.meets_target)) {
       console.error("bench:intake: the service missed the target at some concurrency");
-      process.exitCode = 1;
+      code = 1;
     }
     const empty = summaries.filter((s) => s.ok === 0);
     if (empty.length > 0) {
       console.error(
         `no successful request for ${empty.map((s) => `${s.target} c=${s.concurrency}`).join(", ")}`,
       );
-      process.exitCode = 1;
+      code = 1;
     }
+    return code;
   } finally {
     await Promise.allSettled([stopTarget(targets.service), stopTarget(targets.floor)]);
     await mongo.close().catch(() => {});
@@ -393,4 +395,4 @@ async function main() {
   }
 }
 
-await main();
+runBenchmark("bench:intake", main);

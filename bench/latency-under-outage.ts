@@ -1,33 +1,11 @@
-/**
- * POST /orders latency with a healthy venue versus a venue that fails every submission, with the
- * placement actors running against it (ARCHITECTURE.md guarantee 3: the exchange cannot hurt the
- * endpoint). The real processes (api, actors, venue) on the harness servers; one closed-loop load at a
- * fixed concurrency runs through five phases back to back, the venue switched at each boundary:
- *
- *   healthy        failure_rate 0
- *   failing        failure_rate 1 (every submission fails after the venue's latency)
- *   outage         outage on (every submission fails at once, HTTP 503)
- *   healthy-again  failure_rate 0, outage off (shows drift over the run)
- *   actors-paused  actor processes stopped (SIGSTOP): the api alone on the database, for reference
- *
- * Per phase: latency percentiles, errors, venue submissions (no retry storm: the breaker opens and the
- * actors stop taking work) and the actors' placement outcomes. Prints a table and writes JSON.
- *
- *   bun bench/latency-under-outage.ts [--duration-s 10] [--concurrency 16] [--warmup-s 2] [--actors 2]
- *                                     [--actor-concurrency 16] [--venue-latency-ms 100]
- *                                     [--json reports/bench-outage.json] [--smoke]
- *
- * Actor concurrency defaults to 16, not the service's 256: on FerretDB (no mongod here) every claim is a
- * full collection scan, and 256 concurrent claims per process saturate the database the api shares.
- */
-import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT } from "../test/support/system.ts";
 import { Cluster, configureVenue, metricSum, type Service, venueStats } from "./chaos/cluster.ts";
 import { closedLoop } from "./chaos/load.ts";
 import { formatTable, type LatencySummary, ms, summarize } from "./chaos/stats.ts";
+import { runBenchmark, writeJsonReport } from "./output.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -114,7 +92,7 @@ interface PhaseResult {
 
 const BREAKER = ["closed", "half-open", "open"];
 
-async function main(): Promise<void> {
+async function main(): Promise<undefined> {
   console.log(
     `latency under outage: ${PHASES.length} phases x ${durationS} s at concurrency ${concurrency}, ${actorCount} actor processes (concurrency ${actorConcurrency}), venue latency ${venueLatencyMs} ms`,
   );
@@ -236,18 +214,11 @@ async function main(): Promise<void> {
     console.log(
       `\np99 failing/healthy ${ratios.failingP99 ?? "-"}x, outage/healthy ${ratios.outageP99 ?? "-"}x, healthy-again/healthy ${ratios.healthyAgainP99 ?? "-"}x (p50: ${ratios.failingP50 ?? "-"}x, ${ratios.outageP50 ?? "-"}x); MongoDB-wire server: ${mongo}`,
     );
-    mkdirSync(dirname(jsonPath), { recursive: true });
-    writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+    writeJsonReport(jsonPath, report);
     console.log(`json: ${jsonPath}`);
   } finally {
     await cluster.stop();
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (error) => {
-    console.error(`latency-under-outage: ${String((error as Error)?.stack ?? error)}`);
-    process.exit(1);
-  },
-);
+runBenchmark("latency-under-outage", main);

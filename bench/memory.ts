@@ -1,21 +1,12 @@
-/**
- * Resident memory (RSS) of an `api` and an `actors` process at idle, under load and after the load,
- * the real processes on the harness servers with a venue. RSS is read twice: from the kernel
- * (`ps -o rss`) and from each process's own /metrics (process_resident_memory_bytes), plus the JS heap
- * in use (nodejs_heap_size_used_bytes) where the runtime reports it. Prints a table and writes JSON.
- *
- *   bun bench/memory.ts [--orders 2000] [--concurrency 16] [--idle-s 5] [--json reports/bench-memory.json]
- *                       [--smoke]
- */
-import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT } from "../test/support/system.ts";
 import { createStatusProbe } from "./chaos/checker.ts";
 import { Cluster, metricSum, type Service } from "./chaos/cluster.ts";
 import { closedLoop } from "./chaos/load.ts";
 import { formatTable, summarize } from "./chaos/stats.ts";
+import { runBenchmark, writeJsonReport } from "./output.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -69,7 +60,7 @@ async function sample(service: Service): Promise<MemorySample> {
   return { rssMiB: mib(rss), metricsRssMiB: mib(metricsRss), heapUsedMiB: mib(heap) };
 }
 
-async function main(): Promise<void> {
+async function main(): Promise<undefined> {
   console.log(`memory: api + 1 actors process, ${orders} orders at concurrency ${concurrency}`);
   // Actor concurrency 16 as in the other benchmarks: on FerretDB every claim scans the collection.
   const cluster = await Cluster.start({
@@ -174,18 +165,11 @@ async function main(): Promise<void> {
       drain: { drained, seconds: drainS },
       memoryMiB: { idle, peak, endOfLoad, after },
     };
-    mkdirSync(dirname(jsonPath), { recursive: true });
-    writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+    writeJsonReport(jsonPath, report);
     console.log(`json: ${jsonPath}`);
   } finally {
     await cluster.stop();
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (error) => {
-    console.error(`memory: ${String((error as Error)?.stack ?? error)}`);
-    process.exit(1);
-  },
-);
+runBenchmark("memory", main);

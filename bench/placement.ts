@@ -1,32 +1,5 @@
-/**
- * Placement throughput: orders pre-loaded on the placement stream, then placed by actor processes at the
- * simulated venue (a real `exchange` process) through the consumer group, the breaker and HTTP. Measured
- * against the theoretical limit  processes x in-flight / latency x (1 - failure rate)  (a failed attempt
- * takes the full latency too), and 2 (and 3) processes against 1.
- *
- *   bun bench/placement.ts [--store mongo,memory] [--in-flight 64] [--latency-ms 500] [--failure 0.1]
- *                          [--processes 1,2,3] [--mongo-processes 1,2] [--duration-s 12]
- *                          [--max-mongo-orders 300]
- *                          [--json reports/bench-placement.json] [--smoke] [--assert]
- *
- * Two order stores, each a row set of the table:
- * - mongo: the real thing. `bun src/main.ts actors` processes on the harness's MongoDB-wire server
- *   (a real mongod when one is on PATH or TEST_MONGO_URL is set, else FerretDB on SQLite); orders are
- *   inserted into MongoDB and XADDed, counts come from MongoDB.
- * - memory: the same actor runtime, placement behaviour, breaker, HTTP venue client, sweeper and Redis,
- *   wired by this script (`--child`) over an in-memory order store, so that the runtime is measured on
- *   its own; counts come from the venue (distinct orders recorded). FerretDB v1 writes take 5-100 ms
- *   each, one at a time and growing with the collection, which caps the mongo rows far below the limit.
- *
- * Throughput is orders placed per second over the run's steady part (10% -> 90% placed); the total
- * (start of the pre-load -> last order placed) includes the retry tail and is shown beside it.
- * --smoke: tiny sizes for CI (it checks that the benchmark runs, not the targets); --assert: exit 1 on a
- * missed target. Set TMPDIR (e.g. /dev/shm) to put the servers' data on another file system.
- * Targets (issue 4): >= 0.9x the limit; 2 processes >= 1.8x one.
- */
-import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { ExchangeBreaker } from "../actors/placement/exchange-breaker.ts";
@@ -54,6 +27,7 @@ import {
 import { type OwnedProcess, spawnOwned } from "../test/harness/child-process.ts";
 import { waitFor } from "../test/harness/wait-for.ts";
 import { isolatedEnv, mongoFor, ROOT, type Servers, startServers } from "../test/support/system.ts";
+import { writeJsonReport } from "./output.ts";
 
 const LIMIT_TARGET = 0.9;
 const SCALE_TARGET = 1.8;
@@ -216,24 +190,16 @@ async function runBenchmark(): Promise<number> {
       `2 processes >= ${SCALE_TARGET}x one`,
   );
   console.log(misses.length === 0 ? "all targets met" : `missed: ${misses.join("; ")}`);
-  mkdirSync(dirname(jsonPath), { recursive: true });
-  writeFileSync(
-    jsonPath,
-    `${JSON.stringify(
-      {
-        benchmark: "placement",
-        at: new Date().toISOString(),
-        smoke: args.smoke === true,
-        cpus: cpus().length,
-        loadavg: loadavg(),
-        targets: { ofLimit: LIMIT_TARGET, twoProcessesVsOne: SCALE_TARGET },
-        runs,
-        misses,
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  writeJsonReport(jsonPath, {
+    benchmark: "placement",
+    at: new Date().toISOString(),
+    smoke: args.smoke === true,
+    cpus: cpus().length,
+    loadavg: loadavg(),
+    targets: { ofLimit: LIMIT_TARGET, twoProcessesVsOne: SCALE_TARGET },
+    runs,
+    misses,
+  });
   console.log(`wrote ${jsonPath}`);
   return args.assert && misses.length > 0 ? 1 : 0;
 }

@@ -1,6 +1,3 @@
-/** The chaos run's report: latency by phase, a per-second timeline, the summary tables and the JSON file. */
-import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
 import type { Checks, DrainResult } from "./checker.ts";
 import type { OpResult } from "./client.ts";
 import type { FaultKind, FaultRecord } from "./faults.ts";
@@ -246,9 +243,4 @@ export function summaryText(report: ChaosReport): string {
       ? "RESULT: ok (no violation)"
       : `RESULT: ${report.violations.length} violation(s):\n- ${report.violations.join("\n- ")}`,
   ].join("\n");
-}
-
-export function writeReport(path: string, report: ChaosReport): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
 }
