@@ -67,6 +67,20 @@ export function createPlacementBehaviour(
       }
     }
 
+    // Fencing: a process paused past its lease (SIGSTOP, a stalled VM) resumes here while another actor
+    // may hold the order; a submission now would be stopped only by the venue's client-order-id check.
+    // Released instead: a no-op when another actor holds the order (the token differs), otherwise it
+    // is retried like a failed attempt. No safety margin: claim + look-up + venue call would all have
+    // to fit in it, and with slow look-ups (bounded by half the lease) orders could starve.
+    const leaseLeftMs = order.lease_until ? order.lease_until.getTime() - clock.now().getTime() : Infinity;
+    if (leaseLeftMs <= 0) {
+      const retryAt = new Date(clock.now().getTime() + backoffDelay(order.attempts, deps.retry, deps.random));
+      await orders.release(orderId, token, retryAt, "lease ran out before the submission", clock.now());
+      log.warn("lease ran out before the submission; released", { lease_left_ms: leaseLeftMs });
+      deps.observe?.("retry", null, false);
+      return "retry";
+    }
+
     // Outside the try: a malformed order is a poison message (left pending, dead-lettered after
     // MAX_DELIVERIES), not a transport failure to retry forever.
     const request = toExchangeOrder(order);

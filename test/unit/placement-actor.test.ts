@@ -122,7 +122,11 @@ describe("ExchangeBreaker gate", () => {
 });
 
 describe("placement behaviour", () => {
-  function setup(stored: OrderRecord, claimDelay?: Promise<void>) {
+  function setup(
+    stored: OrderRecord,
+    claimDelay?: Promise<void>,
+    clock: { now(): Date } = { now: () => new Date() },
+  ) {
     const venue = scriptedVenue();
     const breaker = new ExchangeBreaker(venue.exchange, breakerOptions);
     const calls: string[] = [];
@@ -130,10 +134,16 @@ describe("placement behaviour", () => {
     const deadLetters: Record<string, string>[] = [];
     let claims = 0;
     const orders = strict<OrderRepository>("orders", {
-      claim: async () => {
+      claim: async (_id, now, leaseMs, token) => {
         claims += 1;
         await claimDelay;
-        return { ...stored, status: "placing", attempts: stored.attempts + 1 };
+        return {
+          ...stored,
+          status: "placing",
+          attempts: stored.attempts + 1,
+          lease_until: new Date(now.getTime() + leaseMs),
+          lease_token: token,
+        };
       },
       findById: async () => stored,
       markPlaced: async () => {
@@ -153,7 +163,7 @@ describe("placement behaviour", () => {
       orders,
       exchange: venue.exchange,
       breaker,
-      clock: { now: () => new Date() },
+      clock,
       logger: silentLogger,
       leaseMs: 1_000,
       retry: { baseMs: 10, maxMs: 100 },
@@ -204,6 +214,30 @@ describe("placement behaviour", () => {
       { order_id: "o5", reason: "order rejected by the venue: instrument unknown", kind: "rejected" },
     ]);
     rejecting.breaker.shutdown();
+  });
+
+  test("a lease that runs out before the submission (a paused process) releases the order unsubmitted", async () => {
+    // Paused during the claim for `pausedMs`, with a lease of 1,000 ms.
+    for (const [pausedMs, submits] of [
+      [999, true],
+      [1_000, false],
+      [5_000, false],
+    ] as const) {
+      let t = 0;
+      let resume: () => void = () => {};
+      const paused = new Promise<void>((resolve) => (resume = resolve));
+      const { behaviour, venue, calls, outcomes, breaker } = setup(order(`p${pausedMs}`), paused, {
+        now: () => new Date(t),
+      });
+      const handled = behaviour.handle(message(`p${pausedMs}`), signal);
+      t = pausedMs;
+      resume();
+      await handled;
+      expect({ pausedMs, submitted: venue.submitted.length > 0 }).toEqual({ pausedMs, submitted: submits });
+      expect(calls).toEqual([submits ? "placed" : "released"]);
+      expect(outcomes).toEqual([submits ? "placed" : "retry"]);
+      breaker.shutdown();
+    }
   });
 
   test("a second entry for an order already in progress here is skipped without a claim", async () => {
