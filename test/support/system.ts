@@ -10,7 +10,13 @@ import { type Config, loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { type RunningProcess, startExchange, startService } from "../../src/processes.ts";
 import { type OwnedProcess, spawnOwned } from "../harness/child-process.ts";
-import { mongoUrlFor, startMongo, startRedis, type TestServer } from "../harness/servers.ts";
+import {
+  type FerretBackend,
+  mongoUrlFor,
+  startMongo,
+  startRedis,
+  type TestServer,
+} from "../harness/servers.ts";
 import { freePort, uniqueName, waitFor } from "../harness/wait-for.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
@@ -21,8 +27,8 @@ export interface Servers {
   stop(): Promise<void>;
 }
 
-export async function startServers(): Promise<Servers> {
-  const [redis, mongo] = await Promise.all([startRedis(), startMongo()]);
+export async function startServers(options: { ferretBackend?: FerretBackend } = {}): Promise<Servers> {
+  const [redis, mongo] = await Promise.all([startRedis(), startMongo(options)]);
   return {
     redis,
     mongo,
