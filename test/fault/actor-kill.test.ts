@@ -4,11 +4,10 @@
  * order up at the venue before resubmitting, so every order is placed and the venue records each once
  * (ARCHITECTURE.md guarantees 1 and 2).
  */
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, type Servers, startServers } from "../support/system.ts";
+import { mongoFor, useServers } from "../support/system.ts";
 import {
-  Cleanup,
   countPlaced,
   metricValue,
   placementEnv,
@@ -21,15 +20,8 @@ import {
 
 setDefaultTimeout(110_000);
 
-let servers: Servers;
-const cleanup = new Cleanup();
-
-beforeAll(async () => {
-  servers = await startServers();
-  cleanup.add(() => servers.stop());
-}, 60_000);
-
-afterAll(() => cleanup.run(), 60_000);
+const servers = useServers();
+const { cleanup } = servers;
 
 test("kill -9 of an actor mid-placement: a second actor reclaims its orders, each placed once", async () => {
   const env = placementEnv(servers, {

@@ -4,11 +4,10 @@
  * shorter than the venue's answer), and exits 0. A second actor process places everything else; no
  * order is lost and the venue records each one once.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, type Servers, startServers } from "../support/system.ts";
+import { mongoFor, useServers } from "../support/system.ts";
 import {
-  Cleanup,
   countPlaced,
   metricValue,
   placementEnv,
@@ -21,15 +20,8 @@ import {
 
 setDefaultTimeout(110_000);
 
-let servers: Servers;
-const cleanup = new Cleanup();
-
-beforeAll(async () => {
-  servers = await startServers();
-  cleanup.add(() => servers.stop());
-}, 60_000);
-
-afterAll(() => cleanup.run(), 60_000);
+const servers = useServers();
+const { cleanup } = servers;
 
 const VENUE_LATENCY_MS = 1500;
 

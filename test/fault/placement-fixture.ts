@@ -10,6 +10,7 @@ import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.t
 import { uuidV7 } from "../../src/domain/ids.ts";
 import { newOrderRecord, type OrderRecord } from "../../src/domain/order.ts";
 import {
+  type Cleanup,
   isolatedEnv,
   mongoFor,
   orderBody,
@@ -43,24 +44,6 @@ export function placementEnv(servers: Servers, overrides: Env = {}): Env {
   });
 }
 
-/** Stops everything registered, newest first; every stop runs even when one fails. */
-export class Cleanup {
-  private readonly tasks: (() => Promise<unknown> | unknown)[] = [];
-  add(task: () => Promise<unknown> | unknown): void {
-    this.tasks.push(task);
-  }
-  async run(): Promise<void> {
-    while (this.tasks.length > 0) {
-      const task = this.tasks.pop()!;
-      try {
-        await task();
-      } catch {
-        // keep going: the next resource must still be released
-      }
-    }
-  }
-}
-
 /** A real `exchange` process with the given failure rate and latency. */
 export async function spawnVenue(
   env: Env,
@@ -83,7 +66,7 @@ export async function spawnActors(env: Env, cleanup: Cleanup): Promise<ServicePr
   return actors;
 }
 
-export { spawnService } from "../support/system.ts";
+export { Cleanup, spawnService } from "../support/system.ts";
 export { configureVenue, type VenueStats, venueStats } from "../support/venue-admin.ts";
 
 /**

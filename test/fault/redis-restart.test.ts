@@ -4,11 +4,10 @@
  * the actors recreate the group on NOGROUP, and the sweeper re-dispatches every order still waiting
  * from MongoDB, so each order that got a 201 before, during and after the gap is placed.
  */
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, orderBody, postOrder, type Servers, startServers } from "../support/system.ts";
+import { mongoFor, orderBody, postOrder, useServers } from "../support/system.ts";
 import {
-  Cleanup,
   countPlaced,
   metricValue,
   placementEnv,
@@ -22,15 +21,8 @@ import {
 
 setDefaultTimeout(110_000);
 
-let servers: Servers;
-const cleanup = new Cleanup();
-
-beforeAll(async () => {
-  servers = await startServers();
-  cleanup.add(() => servers.stop());
-}, 60_000);
-
-afterAll(() => cleanup.run(), 60_000);
+const servers = useServers();
+const { cleanup } = servers;
 
 test("Redis restarted empty while orders flow: every 201 is placed, the group is recreated", async () => {
   const env = placementEnv(servers, {

@@ -3,11 +3,10 @@
  * opens, the actors stop taking entries (no attempts burned, no retry storm: only the half-open trials
  * reach the venue), POST /orders keeps answering 201, and once the venue is back everything drains.
  */
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, orderBody, postOrder, type Servers, startServers } from "../support/system.ts";
+import { mongoFor, orderBody, postOrder, useServers } from "../support/system.ts";
 import {
-  Cleanup,
   configureVenue,
   countPlaced,
   metricValue,
@@ -23,15 +22,8 @@ import {
 
 setDefaultTimeout(110_000);
 
-let servers: Servers;
-const cleanup = new Cleanup();
-
-beforeAll(async () => {
-  servers = await startServers();
-  cleanup.add(() => servers.stop());
-}, 60_000);
-
-afterAll(() => cleanup.run(), 60_000);
+const servers = useServers();
+const { cleanup } = servers;
 
 const RESET_MS = 1500;
 

@@ -5,9 +5,8 @@
  * document is repaired, `dlq replay --all` places it. A venue rejection is final at once: the order
  * is `rejected` with the venue's reason, a dead-letter entry says why, and the breaker does not count it.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
-  Cleanup,
   type Env,
   metricValue,
   placementEnv,
@@ -19,19 +18,12 @@ import {
   venueStats,
 } from "../fault/placement-fixture.ts";
 import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, type Servers, startServers } from "../support/system.ts";
+import { mongoFor, useServers } from "../support/system.ts";
 
 setDefaultTimeout(110_000);
 
-let servers: Servers;
-const cleanup = new Cleanup();
-
-beforeAll(async () => {
-  servers = await startServers();
-  cleanup.add(() => servers.stop());
-}, 60_000);
-
-afterAll(() => cleanup.run(), 60_000);
+const servers = useServers();
+const { cleanup } = servers;
 
 type DeadLetter = Record<string, string>;
 

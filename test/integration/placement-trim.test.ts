@@ -4,9 +4,8 @@
  * read the entry and never acknowledged it) survives every trim, and so does everything after it;
  * once it is acknowledged, the next trim moves past it.
  */
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import {
-  Cleanup,
   countPlaced,
   placementEnv,
   preloadOrders,
@@ -15,19 +14,12 @@ import {
   spawnVenue,
 } from "../fault/placement-fixture.ts";
 import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, type Servers, startServers } from "../support/system.ts";
+import { mongoFor, useServers } from "../support/system.ts";
 
 setDefaultTimeout(110_000);
 
-let servers: Servers;
-const cleanup = new Cleanup();
-
-beforeAll(async () => {
-  servers = await startServers();
-  cleanup.add(() => servers.stop());
-}, 60_000);
-
-afterAll(() => cleanup.run(), 60_000);
+const servers = useServers();
+const { cleanup } = servers;
 
 type RawEntry = [string, string[]];
 

@@ -3,9 +3,8 @@
  * on a real Redis and MongoDB-wire server. Every order that got a 201 ends `placed`, and the venue
  * records each one exactly once (ARCHITECTURE.md guarantees 1 and 2).
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
-  Cleanup,
   countPlaced,
   placementEnv,
   preloadOrders,
@@ -18,20 +17,13 @@ import {
 } from "../fault/placement-fixture.ts";
 import { postgresAvailable } from "../harness/servers.ts";
 import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, type Servers, startServers } from "../support/system.ts";
+import { mongoFor, useServers } from "../support/system.ts";
 
 setDefaultTimeout(110_000);
 
-let servers: Servers;
-const cleanup = new Cleanup();
-
-beforeAll(async () => {
-  // Without mongod, FerretDB on PostgreSQL where it can run: it places 500 orders in about 10 s.
-  servers = await startServers({ ferretBackend: postgresAvailable() ? "postgresql" : undefined });
-  cleanup.add(() => servers.stop());
-}, 60_000);
-
-afterAll(() => cleanup.run(), 60_000);
+// Without mongod, FerretDB on PostgreSQL where it can run: it places 500 orders in about 10 s.
+const servers = useServers({ ferretBackend: postgresAvailable() ? "postgresql" : undefined });
+const { cleanup } = servers;
 
 /**
  * 500 orders on a real mongod and on FerretDB over PostgreSQL. FerretDB v1 on SQLite (the fallback

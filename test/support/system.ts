@@ -38,18 +38,42 @@ export async function startServers(options: { ferretBackend?: FerretBackend } = 
   };
 }
 
+/** Stops everything registered, newest first; every stop runs even when one fails. */
+export class Cleanup {
+  private readonly tasks: (() => Promise<unknown> | unknown)[] = [];
+  add(task: () => Promise<unknown> | unknown): void {
+    this.tasks.push(task);
+  }
+  async run(): Promise<void> {
+    while (this.tasks.length > 0) {
+      const task = this.tasks.pop()!;
+      try {
+        await task();
+      } catch {
+        // keep going: the next resource must still be released
+      }
+    }
+  }
+}
+
+/** The servers of one test file, with the Cleanup that its afterAll runs. */
+export interface FileServers extends Servers {
+  /** Runs newest first at afterAll, the servers' stop last: what a test spawned stops before them. */
+  readonly cleanup: Cleanup;
+}
+
 /**
  * Starts the harness servers before this file's tests and stops them after, even when a test fails.
  * The returned object may be used in tests and hooks (once beforeAll has run).
  */
-export function useServers(): Servers {
+export function useServers(options: { ferretBackend?: FerretBackend } = {}): FileServers {
   let started: Servers | undefined;
+  const cleanup = new Cleanup();
   beforeAll(async () => {
-    started = await startServers();
+    started = await startServers(options);
+    cleanup.add(() => started?.stop());
   }, 60_000);
-  afterAll(async () => {
-    await started?.stop();
-  }, 60_000);
+  afterAll(() => cleanup.run(), 60_000);
   const get = (): Servers => {
     if (!started) throw new Error("the servers start in beforeAll");
     return started;
@@ -62,6 +86,7 @@ export function useServers(): Servers {
       return get().mongo;
     },
     stop: () => get().stop(),
+    cleanup,
   };
 }
 
