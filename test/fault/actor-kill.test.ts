@@ -5,17 +5,14 @@
  * (ARCHITECTURE.md guarantees 1 and 2).
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
-import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, useServers } from "../support/system.ts";
+import { useServers } from "../support/system.ts";
 import {
-  countPlaced,
+  firstActorHoldingOrders,
   metricValue,
   placementEnv,
-  preloadOrders,
   spawnActors,
-  spawnVenue,
-  statusCounts,
   venueStats,
+  waitUntilPlaced,
 } from "./placement-fixture.ts";
 
 setDefaultTimeout(110_000);
@@ -34,33 +31,18 @@ test("kill -9 of an actor mid-placement: a second actor reclaims its orders, eac
     DISPATCH_GRACE_MS: "10000",
     ACTOR_CONCURRENCY: "16",
   });
-  const venue = await spawnVenue(env, { failureRate: 0, latencyMs: 1500 }, cleanup);
-  const actorEnv = { ...env, EXCHANGE_URL: venue.baseUrl };
-  const mongo = mongoFor(env);
-  cleanup.add(() => mongo.client.close());
-  const ids = await preloadOrders(env, 40);
-
-  const first = await spawnActors(actorEnv, cleanup);
-  // In flight: claimed in MongoDB (`placing`) and waiting for the venue's answer.
-  await waitFor(
-    async () =>
-      ((await metricValue(first, "actor_in_flight_messages", { actor: "placement" })) ?? 0) >= 8 &&
-      (await mongo.orders.countDocuments({ status: "placing" })) >= 8,
-    { timeoutMs: 30_000, intervalMs: 50, message: "first actor holds orders in flight" },
-  );
-  const held = (await mongo.orders.find({ status: "placing" }, { projection: { _id: 1 } }).toArray()).map(
-    (order) => order._id,
-  );
+  const { venue, actorEnv, mongo, ids, first, held } = await firstActorHoldingOrders(env, cleanup, {
+    venueLatencyMs: 1500,
+  });
   const killedAt = Date.now();
   expect(await first.process.kill()).toBe(137);
 
   const second = await spawnActors(actorEnv, cleanup);
-  await waitFor(async () => (await countPlaced(mongo.orders, ids)) === ids.length, {
+  await waitUntilPlaced(mongo.orders, ids.length, {
+    ids,
     timeoutMs: 60_000,
     intervalMs: 250,
     message: "every order placed after the kill",
-  }).catch(async (error) => {
-    throw new Error(`${error.message}; statuses ${JSON.stringify(await statusCounts(mongo.orders))}`);
   });
 
   const orders = await mongo.orders.find({ _id: { $in: ids } }).toArray();

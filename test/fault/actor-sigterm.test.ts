@@ -5,17 +5,13 @@
  * order is lost and the venue records each one once.
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, useServers } from "../support/system.ts";
+import { useServers } from "../support/system.ts";
 import {
-  countPlaced,
-  metricValue,
+  firstActorHoldingOrders,
   placementEnv,
-  preloadOrders,
   spawnActors,
-  spawnVenue,
-  statusCounts,
   venueStats,
+  waitUntilPlaced,
 } from "./placement-fixture.ts";
 
 setDefaultTimeout(110_000);
@@ -35,22 +31,9 @@ async function sigtermUnderLoad(shutdownDeadlineMs: number) {
     DISPATCH_GRACE_MS: "10000",
     ACTOR_CONCURRENCY: "16",
   });
-  const venue = await spawnVenue(env, { failureRate: 0, latencyMs: VENUE_LATENCY_MS }, cleanup);
-  const actorEnv = { ...env, EXCHANGE_URL: venue.baseUrl };
-  const mongo = mongoFor(env);
-  cleanup.add(() => mongo.client.close());
-  const ids = await preloadOrders(env, 40);
-
-  const first = await spawnActors(actorEnv, cleanup);
-  await waitFor(
-    async () =>
-      ((await metricValue(first, "actor_in_flight_messages", { actor: "placement" })) ?? 0) >= 8 &&
-      (await mongo.orders.countDocuments({ status: "placing" })) >= 8,
-    { timeoutMs: 30_000, intervalMs: 50, message: "first actor holds orders in flight" },
-  );
-  const held = (await mongo.orders.find({ status: "placing" }, { projection: { _id: 1 } }).toArray()).map(
-    (order) => order._id,
-  );
+  const { venue, actorEnv, mongo, ids, first, held } = await firstActorHoldingOrders(env, cleanup, {
+    venueLatencyMs: VENUE_LATENCY_MS,
+  });
   const signalledAt = performance.now();
   first.process.signal("SIGTERM");
   const code = await first.process.exited;
@@ -66,12 +49,11 @@ async function sigtermUnderLoad(shutdownDeadlineMs: number) {
   expect(placedByFirst + released).toBe(held.length);
 
   const second = await spawnActors(actorEnv, cleanup);
-  await waitFor(async () => (await countPlaced(mongo.orders, ids)) === ids.length, {
+  await waitUntilPlaced(mongo.orders, ids.length, {
+    ids,
     timeoutMs: 60_000,
     intervalMs: 250,
     message: "every order placed after the SIGTERM",
-  }).catch(async (error) => {
-    throw new Error(`${error.message}; statuses ${JSON.stringify(await statusCounts(mongo.orders))}`);
   });
   const stats = await venueStats(venue);
   expect(stats.orders).toBe(ids.length);

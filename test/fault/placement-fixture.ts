@@ -9,6 +9,7 @@ import { MongoOrderRepository } from "../../src/adapters/mongo.ts";
 import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.ts";
 import { uuidV7 } from "../../src/domain/ids.ts";
 import { newOrderRecord, type OrderRecord } from "../../src/domain/order.ts";
+import { waitFor } from "../harness/wait-for.ts";
 import {
   type Cleanup,
   isolatedEnv,
@@ -66,6 +67,35 @@ export async function spawnActors(env: Env, cleanup: Cleanup): Promise<ServicePr
   return actors;
 }
 
+/**
+ * A venue answering after `venueLatencyMs`, `count` orders pre-loaded, and a first actor process that
+ * holds at least `inFlight` of them in flight (claimed in MongoDB, waiting for the venue's answer):
+ * the starting point for killing or stopping an actor mid-placement.
+ */
+export async function firstActorHoldingOrders(
+  env: Env,
+  cleanup: Cleanup,
+  options: { venueLatencyMs: number; count?: number; inFlight?: number },
+) {
+  const venue = await spawnVenue(env, { failureRate: 0, latencyMs: options.venueLatencyMs }, cleanup);
+  const actorEnv = { ...env, EXCHANGE_URL: venue.baseUrl };
+  const mongo = mongoFor(env);
+  cleanup.add(() => mongo.client.close());
+  const ids = await preloadOrders(env, options.count ?? 40);
+  const first = await spawnActors(actorEnv, cleanup);
+  const inFlight = options.inFlight ?? 8;
+  await waitFor(
+    async () =>
+      ((await metricValue(first, "actor_in_flight_messages", { actor: "placement" })) ?? 0) >= inFlight &&
+      (await mongo.orders.countDocuments({ status: "placing" })) >= inFlight,
+    { timeoutMs: 30_000, intervalMs: 50, message: "first actor holds orders in flight" },
+  );
+  const held = (await mongo.orders.find({ status: "placing" }, { projection: { _id: 1 } }).toArray()).map(
+    (order) => order._id,
+  );
+  return { venue, actorEnv, mongo, ids, first, held };
+}
+
 export { Cleanup, spawnService } from "../support/system.ts";
 export { configureVenue, type VenueStats, venueStats } from "../support/venue-admin.ts";
 
@@ -105,6 +135,21 @@ export async function statusCounts(orders: OrdersCollection): Promise<Record<str
 
 export async function countPlaced(orders: OrdersCollection, ids?: readonly string[]): Promise<number> {
   return orders.countDocuments(ids ? { status: "placed", _id: { $in: [...ids] } } : { status: "placed" });
+}
+
+/**
+ * Waits until `count` orders are placed (of `ids` when given, else of the whole collection); on
+ * timeout the error also names the count of every status.
+ */
+export async function waitUntilPlaced(
+  orders: OrdersCollection,
+  count: number,
+  options: { ids?: readonly string[]; timeoutMs: number; intervalMs?: number; message: string },
+): Promise<void> {
+  const { ids, ...polling } = options;
+  await waitFor(async () => (await countPlaced(orders, ids)) === count, polling).catch(async (error) => {
+    throw new Error(`${error.message}; statuses ${JSON.stringify(await statusCounts(orders))}`);
+  });
 }
 
 /** Sum of `attempts` over every order: how often actors claimed an order to call the venue. */

@@ -15,8 +15,8 @@ import {
   spawnActors,
   spawnService,
   spawnVenue,
-  statusCounts,
   venueStats,
+  waitUntilPlaced,
 } from "./placement-fixture.ts";
 
 setDefaultTimeout(110_000);
@@ -84,12 +84,11 @@ test("Redis restarted empty while orders flow: every 201 is placed, the group is
     await flow;
 
     expect(refused).toEqual([]);
-    await waitFor(async () => (await countPlaced(mongo.orders, accepted)) === accepted.length, {
+    await waitUntilPlaced(mongo.orders, accepted.length, {
+      ids: accepted,
       timeoutMs: 60_000,
       intervalMs: 500,
       message: `all ${accepted.length} accepted orders placed`,
-    }).catch(async (error) => {
-      throw new Error(`${error.message}; statuses ${JSON.stringify(await statusCounts(mongo.orders))}`);
     });
 
     // The group was recreated on the new, empty Redis, and the stream is read again.

@@ -8,16 +8,15 @@ import { waitFor } from "../harness/wait-for.ts";
 import { mongoFor, orderBody, postOrder, useServers } from "../support/system.ts";
 import {
   configureVenue,
-  countPlaced,
   metricValue,
   placementEnv,
   spawnActors,
   spawnService,
   spawnVenue,
-  statusCounts,
   submitOrders,
   totalAttempts,
   venueStats,
+  waitUntilPlaced,
 } from "./placement-fixture.ts";
 
 setDefaultTimeout(110_000);
@@ -50,7 +49,8 @@ test("venue outage: breaker opens, actors stop pulling, intake answers 201, all 
     (await metricValue(actors, "exchange_breaker_transitions_total", { to: "half-open" })) ?? 0;
 
   const healthy = await submitOrders(api.baseUrl, 10, 5);
-  await waitFor(async () => (await countPlaced(mongo.orders, healthy.ids)) === 10, {
+  await waitUntilPlaced(mongo.orders, 10, {
+    ids: healthy.ids,
     timeoutMs: 30_000,
     message: "orders placed before the outage",
   });
@@ -102,12 +102,10 @@ test("venue outage: breaker opens, actors stop pulling, intake answers 201, all 
 
   await configureVenue(venue, { outage: false });
   const all = [...healthy.ids, ...duringOutage.ids];
-  await waitFor(async () => (await countPlaced(mongo.orders)) === all.length + statuses.length, {
+  await waitUntilPlaced(mongo.orders, all.length + statuses.length, {
     timeoutMs: 60_000,
     intervalMs: 500,
     message: "everything placed after the outage",
-  }).catch(async (error) => {
-    throw new Error(`${error.message}; statuses ${JSON.stringify(await statusCounts(mongo.orders))}`);
   });
   expect(await breakerState()).toBe(0);
   const stats = await venueStats(venue);

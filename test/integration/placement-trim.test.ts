@@ -6,12 +6,12 @@
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
 import {
-  countPlaced,
   placementEnv,
   preloadOrders,
   redisFor,
   spawnActors,
   spawnVenue,
+  waitUntilPlaced,
 } from "../fault/placement-fixture.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import { mongoFor, useServers } from "../support/system.ts";
@@ -45,7 +45,8 @@ test("XTRIM never cuts an entry that is still pending, nor anything after it", a
   const before = await preloadOrders(env, BATCH);
   // (This process does not trim: everything below the pending entry is trimmed while it is pending.)
   let actors = await spawnActors({ ...actorEnv, TRIM_INTERVAL_MS: "3600000" }, cleanup);
-  await waitFor(async () => (await countPlaced(mongo.orders, before)) === before.length, {
+  await waitUntilPlaced(mongo.orders, before.length, {
+    ids: before,
     timeoutMs: 60_000,
     intervalMs: 500,
     message: "first batch placed",
@@ -78,7 +79,8 @@ test("XTRIM never cuts an entry that is still pending, nor anything after it", a
   // 3. A second batch after it, placed by a new actor process (whose upkeep trims every second).
   const after = await preloadOrders(env, BATCH);
   actors = await spawnActors(actorEnv, cleanup);
-  await waitFor(async () => (await countPlaced(mongo.orders, after)) === after.length, {
+  await waitUntilPlaced(mongo.orders, after.length, {
+    ids: after,
     timeoutMs: 60_000,
     intervalMs: 500,
     message: "second batch placed",

@@ -5,18 +5,16 @@
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
-  countPlaced,
   placementEnv,
   preloadOrders,
   spawnActors,
   spawnService,
   spawnVenue,
-  statusCounts,
   submitOrders,
   venueStats,
+  waitUntilPlaced,
 } from "../fault/placement-fixture.ts";
 import { postgresAvailable } from "../harness/servers.ts";
-import { waitFor } from "../harness/wait-for.ts";
 import { mongoFor, useServers } from "../support/system.ts";
 
 setDefaultTimeout(110_000);
@@ -70,12 +68,10 @@ describe("placement actors against a flaky venue", () => {
     expect(new Set(ids).size).toBe(total);
 
     // The database holds only this test's orders: a plain count is the cheapest probe.
-    await waitFor(async () => (await countPlaced(mongo.orders)) === total, {
+    await waitUntilPlaced(mongo.orders, total, {
       timeoutMs: 90_000,
       intervalMs: 1000,
       message: `all ${total} orders placed`,
-    }).catch(async (error) => {
-      throw new Error(`${error.message}; statuses ${JSON.stringify(await statusCounts(mongo.orders))}`);
     });
     const seconds = (performance.now() - started) / 1000;
 
