@@ -21,6 +21,7 @@ import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
 import { MongoOrderRepository } from "../src/adapters/mongo.ts";
 import { createRedisKeys } from "../src/adapters/redis-keys.ts";
+import { databaseName } from "../src/config.ts";
 import { type OwnedProcess, spawnOwned } from "../test/harness/child-process.ts";
 import { freePort, waitFor } from "../test/harness/wait-for.ts";
 import { isolatedEnv, ROOT, type Servers, startServers } from "../test/support/system.ts";
@@ -187,7 +188,7 @@ function summarise(target: TargetName, concurrency: number, samples: Sample[]): 
 
 /** Empty collection (with the service's indexes, so that both targets pay the same index upkeep) and stream. */
 async function resetStorage(env: Record<string, string>, mongo: MongoClient, servers: Servers) {
-  const db = mongo.db(new URL(env.MONGO_URL!.replace(/^mongodb:/, "http:")).pathname.slice(1));
+  const db = mongo.db(databaseName(env.MONGO_URL!));
   await db
     .collection("orders")
     .drop()

@@ -18,6 +18,7 @@ PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-3.16.0}"
 PROMETHEUS_MODULE_VERSION="v0.$((300 + $(echo "$PROMETHEUS_VERSION" | cut -d. -f2))).$(echo "$PROMETHEUS_VERSION" | cut -d. -f3)"
 # actionlint checks .github/workflows offline (test/ops/ci-workflow.test.ts).
 ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-1.7.12}"
+KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-5.7.1}"
 BIN_DIR="${ORDERS_TOOLS_BIN:-$HOME/.cache/orders-service/bin}"
 
 log() { echo "install-ops-tools: $*"; }
@@ -90,3 +91,8 @@ build_go_tool actionlint "$ACTIONLINT_VERSION" \
   "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION" \
   "-X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" actionlint
 "$BIN_DIR/actionlint" -version 2>&1 | head -n1
+
+build_go_tool kustomize "$KUSTOMIZE_VERSION" \
+  "sigs.k8s.io/kustomize/kustomize/v5@v$KUSTOMIZE_VERSION" \
+  "-X sigs.k8s.io/kustomize/api/provenance.version=kustomize/v$KUSTOMIZE_VERSION" kustomize
+"$BIN_DIR/kustomize" version 2>&1 | head -n1

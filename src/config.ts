@@ -4,6 +4,7 @@
  */
 import { type Static, Type as T } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
+import { MongoClient } from "mongodb";
 
 const Int = (min: number, max: number, def: number) =>
   T.Integer({ minimum: min, maximum: max, default: def });
@@ -12,10 +13,8 @@ const Num = (min: number, max: number, def: number) => T.Number({ minimum: min, 
 /** Variable name -> schema. Defaults are the documented safe defaults (README, configuration table). */
 const ConfigSchema = T.Object({
   PORT: Int(0, 65535, 3000),
-  MONGO_URL: T.String({
-    pattern: "^mongodb(\\+srv)?://[^/]+/[A-Za-z0-9_-]+(\\?.*)?$",
-    default: "mongodb://127.0.0.1:27017/orders",
-  }),
+  /** Checked by the driver's own parser in loadConfig (several hosts, options, mongodb+srv). */
+  MONGO_URL: T.String({ minLength: 1, default: "mongodb://127.0.0.1:27017/orders" }),
   REDIS_URL: T.String({ pattern: "^rediss?://.+", default: "redis://127.0.0.1:6379" }),
   EXCHANGE_URL: T.Optional(T.String({ pattern: "^https?://.+" })),
   EXCHANGE_FAILURE_RATE: Num(0, 1, 0.1),
@@ -108,6 +107,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     problems.push(`${name} ${describe(name)}${shown}`);
   }
   const config = withDefaults as Config;
+  if (!seen.has("MONGO_URL")) {
+    try {
+      parseMongoUrl(config.MONGO_URL);
+    } catch (error) {
+      problems.push(`MONGO_URL ${describe("MONGO_URL")}: ${(error as Error).message}`);
+    }
+  }
   if (config.RETRY_MAX_DELAY_MS < config.RETRY_BASE_DELAY_MS) {
     problems.push("RETRY_MAX_DELAY_MS must be at least RETRY_BASE_DELAY_MS");
   }
@@ -131,14 +137,64 @@ function describe(name: string): string {
   if (schema.anyOf) return `must be one of ${schema.anyOf.map((s) => s.const).join(", ")}`;
   if (schema.type === "integer") return `must be an integer from ${schema.minimum} to ${schema.maximum}`;
   if (schema.type === "number") return `must be a number from ${schema.minimum} to ${schema.maximum}`;
-  if (name === "MONGO_URL") return "must be a mongodb:// URL with the database in its path";
+  if (name === "MONGO_URL")
+    return "must be a mongodb:// or mongodb+srv:// connection string with the database in its path";
   if (name === "REDIS_URL") return "must be a redis:// or rediss:// URL";
   if (name === "EXCHANGE_URL") return "must be an http:// or https:// URL";
   return `must match ${schema.pattern}`;
 }
 
-/** The database named in the path of MONGO_URL. */
+export interface MongoUrl {
+  /** The database named in the path, decoded ("" when none and `requireDatabase` is false). */
+  database: string;
+  /** host:port of every seed host; empty for mongodb+srv (resolved by DNS when connecting). */
+  hosts: string[];
+  /** The SRV name of a mongodb+srv URL. */
+  srvHost?: string;
+  /** The options as written: "?replicaSet=rs0&..." or "". */
+  search: string;
+}
+
+// The split the driver's parser (mongodb-connection-string-url) makes: userinfo, host list, rest.
+const MONGO_URL_PARTS =
+  /^(?<protocol>[^/]+):\/\/(?:(?<username>[^:@]*)(?::(?<password>[^@]*))?@)?(?<hosts>(?!:)[^/?@]*)(?<rest>.*)/;
+// MongoDB's restrictions on database names (https://www.mongodb.com/docs/manual/reference/limits/).
+const BAD_DATABASE_CHARACTERS = /[/\\. "$*<>:|?\0]/;
+
+/**
+ * Parses a MongoDB connection string with the driver's own parser (without connecting, and without DNS
+ * for mongodb+srv), and requires a database in its path unless told otherwise: the driver would
+ * silently use `test`. Throws an Error whose message never contains the credentials.
+ */
+export function parseMongoUrl(mongoUrl: string, { requireDatabase = true } = {}): MongoUrl {
+  const parts = MONGO_URL_PARTS.exec(mongoUrl)?.groups ?? {};
+  // Some parser messages quote the input (whatwg-url's "Invalid URL: ..."): blank the credentials out.
+  const secrets = [parts.password ?? "", (parts.username ?? "").length >= 3 ? parts.username! : ""];
+  const redact = (message: string) =>
+    secrets.filter(Boolean).reduce((text, secret) => text.split(secret).join("***"), message);
+  let options: MongoClient["options"];
+  try {
+    options = new MongoClient(mongoUrl).options;
+  } catch (error) {
+    throw new Error(redact((error as Error).message));
+  }
+  const rest = parts.rest ?? "";
+  const query = rest.indexOf("?");
+  const path = (query === -1 ? rest : rest.slice(0, query)).replace(/^\//, "");
+  const search = query === -1 ? "" : rest.slice(query);
+  const found = { hosts: options.hosts.map(String), srvHost: options.srvHost, search };
+  if (path === "") {
+    if (!requireDatabase) return { database: "", ...found };
+    throw new Error("no database in the path (mongodb://host/DATABASE)");
+  }
+  const database = options.dbName;
+  if (BAD_DATABASE_CHARACTERS.test(database) || new TextEncoder().encode(database).length > 63) {
+    throw new Error(`invalid database name ${JSON.stringify(database)}`);
+  }
+  return { database, ...found };
+}
+
+/** The database named in the path of MONGO_URL (any connection string the driver accepts). */
 export function databaseName(mongoUrl: string): string {
-  const path = new URL(mongoUrl.replace(/^mongodb(\+srv)?:/, "http:")).pathname.slice(1);
-  return decodeURIComponent(path);
+  return parseMongoUrl(mongoUrl).database;
 }

@@ -54,18 +54,15 @@ type Closer = { name: string; close: () => Promise<unknown> | unknown };
  * Start-up steps that need MongoDB or Redis are retried with backoff for a while: a process that starts
  * before its dependencies (or during a blip) should wait for them, not crash-loop.
  */
-async function withStartupRetry<T>(
-  name: string,
-  logger: Logger,
-  step: () => Promise<T>,
-  attempts = 20,
-): Promise<T> {
+export const STARTUP_RETRY = { attempts: 20, backoff: { baseMs: 200, maxMs: 5_000 } } as const;
+
+async function withStartupRetry<T>(name: string, logger: Logger, step: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await step();
     } catch (error) {
-      if (attempt >= attempts) throw error;
-      const delay = backoffDelay(attempt, { baseMs: 200, maxMs: 5_000 });
+      if (attempt >= STARTUP_RETRY.attempts) throw error;
+      const delay = backoffDelay(attempt, STARTUP_RETRY.backoff);
       logger.warn("start-up step failed; retrying", { step: name, attempt, retry_in_ms: delay, error });
       await Bun.sleep(delay);
     }
@@ -120,11 +117,18 @@ async function connectShared(config: Config, kind: ProcessKind, closers: Closer[
   };
 }
 
-function readinessChecks(shared: Shared): ReadinessCheck[] {
-  return [
-    { name: "mongodb", ping: async (signal) => (await shared.db.command({ ping: 1 }, { signal })).ok === 1 },
-    { name: "redis", ping: () => pingRedis(shared.commands) },
-  ];
+/**
+ * What /health/ready waits for. The API answers POST /orders per its contract with MongoDB alone (201
+ * with Redis down: the sweeper dispatches later), so Redis being down must not take it out of its
+ * Service; actors (and `all`) cannot place anything without Redis.
+ */
+function readinessChecks(shared: Shared, kind: "api" | "actors" | "all"): ReadinessCheck[] {
+  const mongodb: ReadinessCheck = {
+    name: "mongodb",
+    ping: async (signal) => (await shared.db.command({ ping: 1 }, { signal })).ok === 1,
+  };
+  if (kind === "api") return [mongodb];
+  return [mongodb, { name: "redis", ping: () => pingRedis(shared.commands) }];
 }
 
 function listen(app: AnyElysia, config: Config, logger: Logger, kind: ProcessKind): number {
@@ -151,7 +155,7 @@ export async function startService(
     await withStartupRetry("order indexes", logger, () => orders.ensureIndexes());
     const app = new Elysia()
       .use(httpMetrics(shared.metrics))
-      .use(opsRoutes(shared.metrics, readinessChecks(shared)));
+      .use(opsRoutes(shared.metrics, readinessChecks(shared, kind)));
 
     if (kind === "api" || kind === "all") {
       const idempotency = new MongoIdempotencyStore(shared.db, config.MONGO_TIMEOUT_MS);

@@ -18,6 +18,7 @@ import { Redis } from "ioredis";
 import { MongoClient } from "mongodb";
 import { createMongoClient } from "../../src/adapters/mongo.ts";
 import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
+import { databaseName } from "../../src/config.ts";
 import type { OpResult } from "./client.ts";
 import type { Service, VenueStats } from "./cluster.ts";
 import { venueStats } from "./cluster.ts";
@@ -40,10 +41,6 @@ export interface DrainResult {
   counts: Record<string, number>;
 }
 
-function databaseOf(url: string): string {
-  return new URL(url.replace(/^mongodb(\+srv)?:/, "http:")).pathname.slice(1);
-}
-
 async function statusCounts(client: MongoClient, database: string): Promise<Record<string, number>> {
   const rows = await client
     .db(database)
@@ -64,7 +61,7 @@ export function createStatusProbe(mongoUrl: string) {
   // PostgreSQL under load, so a probe with a 3 s socket timeout went blind for the last minutes of a
   // 10,000-order run. The service's own client adds the stuck-monitor restart and operation deadlines.
   const client = createMongoClient(mongoUrl, 10_000);
-  const database = databaseOf(mongoUrl);
+  const database = databaseName(mongoUrl);
   return {
     counts: () => statusCounts(client, database).catch(() => null),
     close: () => client.close(),
@@ -166,7 +163,7 @@ export async function collect(env: Record<string, string>, venue: Service): Prom
   redis.on("error", () => {});
   try {
     const orders = await client
-      .db(databaseOf(env.MONGO_URL as string))
+      .db(databaseName(env.MONGO_URL as string))
       .collection<StoredOrder>("orders")
       .find(
         {},

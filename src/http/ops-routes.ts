@@ -29,7 +29,7 @@ export function opsRoutes(metrics: Metrics, checks: ReadinessCheck[]) {
           checks: Object.fromEntries(results.map(([n, ok]) => [n, ok ? "up" : "down"])),
         };
       },
-      { detail: { tags: ["operations"], summary: "Readiness: 200 only when MongoDB and Redis answer" } },
+      { detail: { tags: ["operations"], summary: "Readiness: 200 only when the dependencies this process kind needs answer" } },
     )
     .get(
       "/metrics",

@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseMongoUrl } from "../../src/config.ts";
 import { type OwnedProcess, spawnOwned } from "./child-process.ts";
 import { freePort, waitFor } from "./wait-for.ts";
 
@@ -303,7 +304,7 @@ class ExternalServer implements TestServer {
   readonly faultable = false;
   readonly port: number;
   constructor(readonly url: string) {
-    this.port = Number(new URL(url.replace(/^mongodb:/, "http:")).port || 27017);
+    this.port = Number(parseMongoUrl(url, { requireDatabase: false }).hosts[0]?.split(":").at(-1) ?? 27017);
   }
   private refuse(): never {
     throw new Error("fault injection needs a server the harness owns; unset TEST_MONGO_URL");
@@ -387,8 +388,8 @@ function postgresBinaries(): string {
 
 /** A MongoDB URL for `database` on `server`, with query options kept. */
 export function mongoUrlFor(server: TestServer, database: string): string {
-  const url = new URL(server.url.replace(/^mongodb:/, "http:"));
-  return `mongodb://${url.host}/${database}${url.search}`;
+  const url = parseMongoUrl(server.url, { requireDatabase: false });
+  return `mongodb://${url.hosts.join(",")}/${database}${url.search}`;
 }
 
 export function ferretBinary(): string {

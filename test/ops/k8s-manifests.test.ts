@@ -1,21 +1,30 @@
 /**
- * k8s/: every manifest parses, passes the kubernetes-models validators (types, enums, required
- * fields) and a strict JSON Schema generated from the same packages' TypeScript types (unknown fields
- * rejected, which the packages' validators let through), and the objects fit together: selectors,
- * ports, scale targets, disruption budgets, probes, grace periods and the configuration itself.
+ * k8s/: a kustomize base (k8s/base) and two overlays (k8s/overlays/dev with the simulated venue,
+ * k8s/overlays/prod without). Every manifest as written and every object each overlay renders (with
+ * kustomize: `kustomize build`, or `kubectl kustomize`) parses, passes the kubernetes-models
+ * validators (types, enums, required fields) and a strict JSON Schema generated from the same
+ * packages' TypeScript types (unknown fields rejected, which the packages' validators let through).
+ * Then, per overlay, the objects fit together: selectors, ports, scale targets, disruption budgets,
+ * probes (the startup probe against the start-up retry budget of the code), grace periods,
+ * NetworkPolicies, the KEDA trigger and the configuration itself.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, statSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join, relative } from "node:path";
 import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
+import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
 import { Namespace } from "kubernetes-models/v1/Namespace";
 import { Secret } from "kubernetes-models/v1/Secret";
 import { Service } from "kubernetes-models/v1/Service";
+import { parseAllDocuments } from "yaml";
+import { backoffDelay } from "../../actors/runtime/backoff.ts";
 import { loadConfig } from "../../src/config.ts";
+import { STARTUP_RETRY } from "../../src/processes.ts";
 import {
   asObject,
   createAjv,
@@ -25,7 +34,9 @@ import {
   manifestDocuments,
   parseYaml,
   parseYamlDocuments,
+  readText,
   rel,
+  repoPath,
   schemaErrors,
   schemaFromTypes,
 } from "./ops-helpers.ts";
@@ -71,6 +82,11 @@ const KINDS: Record<string, { model: ModelClass; dts: string; type: string }> = 
     dts: "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler",
     type: "IHorizontalPodAutoscaler",
   },
+  "networking.k8s.io/v1/NetworkPolicy": {
+    model: NetworkPolicy as unknown as ModelClass,
+    dts: "kubernetes-models/networking.k8s.io/v1/NetworkPolicy",
+    type: "INetworkPolicy",
+  },
   "keda.sh/v1alpha1/ScaledObject": {
     model: ScaledObject as unknown as ModelClass,
     dts: "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject",
@@ -80,11 +96,17 @@ const KINDS: Record<string, { model: ModelClass; dts: string; type: string }> = 
 
 const NAMESPACE = "orders";
 const SUBCOMMANDS = new Set(["api", "actors", "all", "exchange"]);
+/** Subcommands that connect to MongoDB and Redis at start-up, with retries (src/processes.ts). */
+const CONNECTING_SUBCOMMANDS = new Set(["api", "actors", "all"]);
+/** The namespace whose Prometheus scrapes the pods (and that KEDA's serverAddress names). */
+const MONITORING_NAMESPACE = "monitoring";
+const BASE = join(K8S, "base");
+const OVERLAYS = ["dev", "prod"] as const;
+type Overlay = (typeof OVERLAYS)[number];
 
-const docs = manifestDocuments();
+const sources = manifestDocuments();
 const keyOf = (doc: Json) => `${doc.apiVersion}/${doc.kind}`;
 const nameOf = (doc: Json) => String(asObject(doc.metadata, "metadata").name);
-const ofKind = (kind: string) => docs.filter(({ doc }) => doc.kind === kind).map(({ doc }) => doc);
 
 const ajv = createAjv();
 const schemas = schemaFromTypes(
@@ -114,7 +136,56 @@ function strictErrors(doc: Json): string {
   return schemaErrors(validate, doc);
 }
 
-// ---- helpers over the parsed objects
+// ---- kustomize
+
+/**
+ * The command that renders a kustomization: KUSTOMIZE (a kustomize binary), the one
+ * scripts/install-ops-tools.sh builds, or kubectl's built-in `kubectl kustomize`.
+ */
+const KUSTOMIZE: string[] | undefined = (() => {
+  for (const path of [process.env.KUSTOMIZE, join(homedir(), ".cache/orders-service/bin/kustomize")]) {
+    if (path && existsSync(path)) return [path, "build"];
+  }
+  const kubectl = Bun.which("kubectl");
+  return kubectl ? [kubectl, "kustomize"] : undefined;
+})();
+
+const renderedCache = new Map<string, Json[]>();
+
+/** The objects `kustomize build DIR` renders (cached). */
+function render(dir: string): Json[] {
+  const cached = renderedCache.get(dir);
+  if (cached) return cached;
+  if (!KUSTOMIZE)
+    throw new Error("no kustomize: install kubectl, or run scripts/install-ops-tools.sh (or set KUSTOMIZE)");
+  const result = Bun.spawnSync([...KUSTOMIZE, dir], { stdout: "pipe", stderr: "pipe", timeout: 60_000 });
+  if (result.exitCode !== 0)
+    throw new Error(`${KUSTOMIZE.join(" ")} ${rel(dir)} failed:\n${result.stderr.toString()}`);
+  const docs = parseAllDocuments(result.stdout.toString(), { strict: true, uniqueKeys: true });
+  const problems = docs.flatMap((doc) => doc.errors.map((e) => e.message));
+  if (problems.length > 0) throw new Error(`${rel(dir)} rendered unparsable YAML: ${problems.join("\n")}`);
+  const objects = docs
+    .map((doc) => doc.toJS() as unknown)
+    .filter((doc) => doc !== null && doc !== undefined)
+    .map((doc) => asObject(doc, `${rel(dir)} output`));
+  renderedCache.set(dir, objects);
+  return objects;
+}
+
+const overlayDir = (overlay: Overlay) => join(K8S, "overlays", overlay);
+
+interface Kustomization {
+  namespace?: string;
+  resources?: string[];
+  components?: string[];
+  patches?: { path?: string; patch?: string }[];
+  configMapGenerator?: { name: string; files?: string[] }[];
+}
+
+/** Every kustomization.yaml under k8s/. */
+const kustomizationFiles = () => listFiles(K8S, [".yaml"]).filter((f) => f.endsWith("/kustomization.yaml"));
+
+// ---- helpers over parsed objects
 
 type Labels = Record<string, string>;
 
@@ -132,6 +203,10 @@ interface Container {
 }
 interface Probe {
   httpGet?: { path?: string; port: number | string };
+  exec?: { command?: string[] };
+  initialDelaySeconds?: number;
+  periodSeconds?: number;
+  failureThreshold?: number;
 }
 interface PodTemplate {
   metadata: { labels: Labels; annotations?: Record<string, string> };
@@ -142,10 +217,6 @@ const containers = (deployment: Json) => template(deployment).spec.containers;
 
 function matches(selector: Labels, labels: Labels): boolean {
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
-}
-
-function deploymentsSelectedBy(selector: Labels): Json[] {
-  return ofKind("Deployment").filter((d) => matches(selector, template(d).metadata.labels));
 }
 
 function resolvePort(container: Container, port: number | string): number | undefined {
@@ -174,51 +245,219 @@ function quantity(value: string | number): number {
   return Number(m[1]) * (m[2] ? factor[m[2]]! : 1);
 }
 
-function configMapData(): Record<string, string> {
-  const cm = ofKind("ConfigMap").find((c) => nameOf(c) === "orders-config");
-  if (!cm) throw new Error("no ConfigMap orders-config");
-  return cm.data as Record<string, string>;
+const secretExample = parseYaml(join(BASE, "secret.example.yaml")) as Json;
+
+/** One overlay's rendered objects with lookups over them. */
+function objectsOf(docs: Json[]) {
+  const ofKind = (kind: string) => docs.filter((doc) => doc.kind === kind);
+  const deploymentsSelectedBy = (selector: Labels) =>
+    ofKind("Deployment").filter((d) => matches(selector, template(d).metadata.labels));
+  const configMapData = (): Record<string, string> => {
+    const cm = ofKind("ConfigMap").find((c) => nameOf(c) === "orders-config");
+    if (!cm) throw new Error("no ConfigMap orders-config");
+    return cm.data as Record<string, string>;
+  };
+  const minReplicas = (deployment: Json): number => {
+    const name = nameOf(deployment);
+    const hpa = ofKind("HorizontalPodAutoscaler").find(
+      (h) => (h.spec as Json & { scaleTargetRef: Json }).scaleTargetRef.name === name,
+    );
+    if (hpa) return Number((hpa.spec as Json).minReplicas ?? 1);
+    const so = ofKind("ScaledObject").find(
+      (s) => (s.spec as Json & { scaleTargetRef: Json }).scaleTargetRef.name === name,
+    );
+    if (so) return Number((so.spec as Json).minReplicaCount ?? 0);
+    return Number((deployment.spec as Json).replicas ?? 1);
+  };
+  return { docs, ofKind, deploymentsSelectedBy, configMapData, minReplicas };
 }
 
-const secretExample = parseYaml(join(K8S, "secret.example.yaml")) as Json;
+// ---- the start-up retry budget of src/processes.ts
 
-function minReplicas(deployment: Json): number {
-  const name = nameOf(deployment);
-  const hpa = ofKind("HorizontalPodAutoscaler").find(
-    (h) => (h.spec as Json & { scaleTargetRef: Json }).scaleTargetRef.name === name,
-  );
-  if (hpa) return Number((hpa.spec as Json).minReplicas ?? 1);
-  const so = ofKind("ScaledObject").find(
-    (s) => (s.spec as Json & { scaleTargetRef: Json }).scaleTargetRef.name === name,
-  );
-  if (so) return Number((so.spec as Json).minReplicaCount ?? 0);
-  return Number((deployment.spec as Json).replicas ?? 1);
+/**
+ * The longest a connecting process may take to start listening while MongoDB or Redis is down, in ms:
+ * connectShared waits up to MONGO_TIMEOUT_MS for Redis, then a retried step fails every attempt after
+ * MONGO_TIMEOUT_MS (the driver's server selection timeout) and waits the largest jittered backoff
+ * (backoffDelay with random() = 1) before the next. The HTTP server listens only after start-up, so
+ * the startup probe (on /health/live) fails all that time.
+ */
+function worstCaseStartupMs(mongoTimeoutMs: number): number {
+  let ms = mongoTimeoutMs;
+  for (let attempt = 1; attempt <= STARTUP_RETRY.attempts; attempt++) {
+    ms += mongoTimeoutMs;
+    if (attempt < STARTUP_RETRY.attempts) ms += backoffDelay(attempt, STARTUP_RETRY.backoff, () => 1);
+  }
+  return ms;
 }
 
-describe("k8s manifests: parsing and schema validation", () => {
+/** How long the kubelet lets a startup probe fail before it restarts the container, in ms. */
+function startupWindowMs(probe: Probe): number {
+  return (
+    ((probe.initialDelaySeconds ?? 0) + (probe.failureThreshold ?? 3) * (probe.periodSeconds ?? 10)) * 1000
+  );
+}
+
+// ---- NetworkPolicies
+
+interface PolicyPeer {
+  podSelector?: { matchLabels?: Labels; matchExpressions?: unknown[] };
+  namespaceSelector?: { matchLabels?: Labels; matchExpressions?: unknown[] };
+  ipBlock?: unknown;
+}
+interface PolicyRule {
+  from?: PolicyPeer[];
+  ports?: { port?: number | string; protocol?: string; endPort?: number }[];
+}
+interface PolicySpec {
+  podSelector: { matchLabels?: Labels; matchExpressions?: unknown[] };
+  policyTypes?: string[];
+  ingress?: PolicyRule[];
+  egress?: unknown[];
+}
+
+/** Who may reach a port: anyone, the pods of the same namespace, or the pods of the named namespaces. */
+type Source = { kind: "anyone" } | { kind: "same-namespace" } | { kind: "namespace"; name: string };
+
+/** The ingress a Deployment's pods get: [source, container port] pairs from every policy selecting them. */
+function allowedIngress(
+  policies: Json[],
+  deployment: Json,
+): { policy: string; source: Source; port: number }[] {
+  const labels = template(deployment).metadata.labels;
+  const [container] = containers(deployment);
+  const out: { policy: string; source: Source; port: number }[] = [];
+  for (const policy of policies) {
+    const spec = policy.spec as PolicySpec;
+    if (spec.podSelector.matchExpressions?.length) throw new Error(`${nameOf(policy)}: matchExpressions`);
+    if (!matches(spec.podSelector.matchLabels ?? {}, labels)) continue;
+    for (const rule of spec.ingress ?? []) {
+      const sources: Source[] =
+        rule.from === undefined || rule.from.length === 0
+          ? [{ kind: "anyone" }]
+          : rule.from.map((peer): Source => {
+              if (peer.ipBlock) return { kind: "anyone" };
+              if (
+                peer.podSelector?.matchExpressions?.length ||
+                peer.namespaceSelector?.matchExpressions?.length
+              )
+                throw new Error(`${nameOf(policy)}: matchExpressions are not modelled here`);
+              if (!peer.namespaceSelector) return { kind: "same-namespace" };
+              const name = peer.namespaceSelector.matchLabels?.["kubernetes.io/metadata.name"];
+              if (name === undefined || Object.keys(peer.namespaceSelector.matchLabels ?? {}).length !== 1)
+                return { kind: "anyone" }; // any other namespace selector: too broad to reason about
+              return { kind: "namespace", name };
+            });
+      // No `ports`: every port. Mark it as port 0 (no container port is 0).
+      const ports = rule.ports?.length
+        ? rule.ports.map((p) => (p.port === undefined ? 0 : (resolvePort(container!, p.port) ?? -1)))
+        : [0];
+      for (const source of sources)
+        for (const port of ports) out.push({ policy: nameOf(policy), source, port });
+    }
+  }
+  return out;
+}
+
+const describeSource = (s: Source) => (s.kind === "namespace" ? `namespace ${s.name}` : s.kind);
+
+/**
+ * What the NetworkPolicies of an overlay get wrong (empty when nothing): default-deny ingress for the
+ * namespace; the api's port alone open to anyone; the actors' (metrics) port to the monitoring
+ * namespace alone; the venue to its own namespace alone; every scraped port open to the monitoring
+ * namespace; no policy restricting egress.
+ */
+function networkPolicyProblems(docs: Json[]): string[] {
+  const { ofKind } = objectsOf(docs);
+  const policies = ofKind("NetworkPolicy");
+  const problems: string[] = [];
+  const denyAll = policies.filter((p) => {
+    const spec = p.spec as PolicySpec;
+    return (
+      Object.keys(spec.podSelector.matchLabels ?? {}).length === 0 &&
+      !spec.podSelector.matchExpressions?.length &&
+      (spec.policyTypes ?? []).includes("Ingress") &&
+      (spec.ingress ?? []).length === 0
+    );
+  });
+  if (denyAll.length === 0)
+    problems.push("no default-deny ingress policy (podSelector {}, no ingress rules)");
+  for (const policy of policies) {
+    const spec = policy.spec as PolicySpec;
+    if ((spec.policyTypes ?? []).includes("Egress") || spec.egress)
+      problems.push(`${nameOf(policy)} restricts egress: the pods need MongoDB, Redis, DNS and the venue`);
+    if (
+      !denyAll.includes(policy) &&
+      !ofKind("Deployment").some((d) =>
+        matches(spec.podSelector.matchLabels ?? {}, template(d).metadata.labels),
+      )
+    )
+      problems.push(`${nameOf(policy)} selects no Deployment's pods`);
+  }
+  for (const deployment of ofKind("Deployment")) {
+    const name = nameOf(deployment);
+    const subcommand = containers(deployment)[0]!.args?.[0];
+    const ingress = allowedIngress(policies, deployment);
+    const port = resolvePort(containers(deployment)[0]!, "http");
+    for (const { policy, source, port: allowed } of ingress) {
+      const what = `${name}: ${policy} lets ${describeSource(source)} reach port ${allowed === 0 ? "(every port)" : allowed}`;
+      if (allowed !== port) {
+        problems.push(`${what}, not the container's http port ${port}`);
+        continue;
+      }
+      const ok =
+        subcommand === "api"
+          ? true // the public API: anyone, on its port only
+          : subcommand === "exchange"
+            ? source.kind === "same-namespace"
+            : source.kind === "namespace" && source.name === MONITORING_NAMESPACE;
+      if (!ok) problems.push(what);
+    }
+    if (subcommand === "api" && !ingress.some((i) => i.source.kind === "anyone"))
+      problems.push(`${name}: the public API is not reachable`);
+    if (subcommand === "exchange" && !ingress.some((i) => i.source.kind === "same-namespace"))
+      problems.push(`${name}: the venue is not reachable from its namespace (the actors)`);
+    const annotations = template(deployment).metadata.annotations ?? {};
+    if (annotations["prometheus.io/scrape"] === "true") {
+      const metricsPort = Number(annotations["prometheus.io/port"]);
+      const scrapable = ingress.some(
+        (i) =>
+          i.port === metricsPort &&
+          (i.source.kind === "anyone" ||
+            (i.source.kind === "namespace" && i.source.name === MONITORING_NAMESPACE)),
+      );
+      if (!scrapable)
+        problems.push(`${name}: scraped, but port ${metricsPort} is closed to ${MONITORING_NAMESPACE}`);
+    }
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+describe("k8s manifests as written: parsing and schema validation", () => {
   test("every manifest parses and holds known kinds", () => {
-    expect(docs.length).toBeGreaterThan(10);
-    for (const { file, doc } of docs) {
+    expect(sources.length).toBeGreaterThan(10);
+    for (const { file, doc } of sources) {
       expect(KINDS[keyOf(doc)], `${rel(file)}: ${keyOf(doc)} ${nameOf(doc)}`).toBeDefined();
     }
   });
 
   test("kubernetes-models validators accept every object", () => {
-    const problems = docs
+    const problems = sources
       .map(({ file, doc }) => [`${rel(file)} ${keyOf(doc)} ${nameOf(doc)}`, modelErrors(doc)])
       .filter(([, e]) => e);
     expect(problems).toEqual([]);
   });
 
   test("strict schemas from the packages' types accept every object (no unknown fields)", () => {
-    const problems = docs
+    const problems = sources
       .map(({ file, doc }) => [`${rel(file)} ${keyOf(doc)} ${nameOf(doc)}`, strictErrors(doc)])
       .filter(([, e]) => e);
     expect(problems).toEqual([]);
   });
 
   test("the validators catch what they are here for", () => {
-    const deployment = structuredClone(ofKind("Deployment")[0]!) as Json;
+    const deployment = structuredClone(sources.find(({ doc }) => doc.kind === "Deployment")!.doc);
     // A misspelt field: Kubernetes would drop it silently (no probe at all); only the strict schema sees it.
     const typo = structuredClone(deployment);
     const c = containers(typo)[0] as unknown as Json;
@@ -231,14 +470,17 @@ describe("k8s manifests: parsing and schema validation", () => {
     (wrongType.spec as Json).revisionHistoryLimit = "5";
     expect(modelErrors(wrongType)).not.toBe("");
     expect(strictErrors(wrongType)).not.toBe("");
-    const so = structuredClone(ofKind("ScaledObject")[0]!) as Json;
+    const so = structuredClone(sources.find(({ doc }) => doc.kind === "ScaledObject")!.doc);
     ((so.spec as Json).triggers as Json[])[0]!.metadata = { threshold: 1000 };
     expect(strictErrors(so)).not.toBe("");
+    const policy = structuredClone(sources.find(({ doc }) => doc.kind === "NetworkPolicy")!.doc);
+    (policy.spec as Json).podselector = (policy.spec as Json).podSelector;
+    expect(strictErrors(policy)).toContain("podselector");
   });
 
-  test("no object carries status, every object is in the namespace, names are unique per kind", () => {
+  test("no object carries status, every object is in the namespace, names are unique per kind and file set", () => {
     const seen = new Set<string>();
-    for (const { file, doc } of docs) {
+    for (const { file, doc } of sources) {
       const where = `${rel(file)} ${keyOf(doc)} ${nameOf(doc)}`;
       expect(doc.status, where).toBeUndefined();
       if (doc.kind !== "Namespace") expect(asObject(doc.metadata, where).namespace, where).toBe(NAMESPACE);
@@ -246,14 +488,133 @@ describe("k8s manifests: parsing and schema validation", () => {
       expect(seen.has(key), `duplicate ${key}`).toBe(false);
       seen.add(key);
     }
-    expect(ofKind("Namespace").map(nameOf)).toEqual([NAMESPACE]);
   });
 });
 
-describe("k8s manifests: cross-checks", () => {
+describe("kustomize layout", () => {
+  test("base and overlays: every manifest of base/ but the example Secret is listed, and the venue is dev's", () => {
+    const base = parseYaml(join(BASE, "kustomization.yaml")) as Kustomization;
+    expect(base.namespace).toBe(NAMESPACE);
+    const listed = (base.resources ?? []).filter((r) => r.endsWith(".yaml"));
+    const files = listFiles(BASE, [".yaml"])
+      .map((f) => relative(BASE, f))
+      .filter((f) => f !== "kustomization.yaml" && f !== "secret.example.yaml");
+    expect([...listed].sort()).toEqual(files.sort());
+    expect(existsSync(join(BASE, "exchange.yaml"))).toBe(false);
+    for (const overlay of OVERLAYS) {
+      const k = parseYaml(join(overlayDir(overlay), "kustomization.yaml")) as Kustomization;
+      expect(k.resources, overlay).toContain("../../base");
+      expect(k.namespace ?? NAMESPACE, overlay).toBe(NAMESPACE);
+      const own = (k.resources ?? []).filter((r) => r.endsWith(".yaml"));
+      expect(own, overlay).toEqual(overlay === "dev" ? ["exchange.yaml"] : []);
+    }
+    // No manifest is left where the old flat layout had them.
+    expect(listFiles(K8S, [".yaml"]).filter((f) => dirname(f) === K8S)).toEqual([]);
+  });
+
+  test("every kustomization's resources, components, patches and generator files exist (kustomize's load rules)", () => {
+    const files = kustomizationFiles();
+    expect(files.map(rel).sort()).toEqual(
+      [
+        "k8s/base/kustomization.yaml",
+        "k8s/grafana/kustomization.yaml",
+        "k8s/overlays/dev/kustomization.yaml",
+        "k8s/overlays/prod/kustomization.yaml",
+        "k8s/prometheus/kustomization.yaml",
+      ].sort(),
+    );
+    for (const file of files) {
+      const dir = dirname(file);
+      const k = parseYaml(file) as Kustomization;
+      for (const entry of [...(k.resources ?? []), ...(k.components ?? [])]) {
+        const path = join(dir, entry);
+        expect(existsSync(path), `${rel(file)}: ${entry} exists`).toBe(true);
+        // A directory must be a kustomization itself.
+        if (statSync(path).isDirectory())
+          expect(
+            existsSync(join(path, "kustomization.yaml")),
+            `${rel(file)}: ${entry} is a kustomization`,
+          ).toBe(true);
+      }
+      for (const patch of k.patches ?? []) {
+        if (patch.path) expect(existsSync(join(dir, patch.path)), `${rel(file)}: ${patch.path}`).toBe(true);
+      }
+      // kustomize reads generator files only at or below the kustomization's own directory.
+      for (const generator of k.configMapGenerator ?? []) {
+        for (const entry of generator.files ?? []) {
+          const source = entry.includes("=") ? entry.slice(entry.indexOf("=") + 1) : entry;
+          expect(existsSync(join(dir, source)), `${rel(file)} ${generator.name}: ${source}`).toBe(true);
+          expect(relative(dir, join(dir, source)).startsWith(".."), `${rel(file)}: ${source} is below`).toBe(
+            false,
+          );
+        }
+      }
+    }
+  });
+
+  test.each(OVERLAYS)(
+    "overlays/%s builds with kustomize, and the validators accept every rendered object",
+    (overlay) => {
+      const docs = render(overlayDir(overlay));
+      expect(docs.length).toBeGreaterThan(10);
+      const problems = docs
+        .map((doc) => [`${keyOf(doc)} ${nameOf(doc)}`, modelErrors(doc) || strictErrors(doc)])
+        .filter(([, e]) => e);
+      expect(problems).toEqual([]);
+      for (const doc of docs) {
+        if (doc.kind !== "Namespace")
+          expect(asObject(doc.metadata, nameOf(doc)).namespace, `${keyOf(doc)} ${nameOf(doc)}`).toBe(
+            NAMESPACE,
+          );
+      }
+      const { ofKind } = objectsOf(docs);
+      expect(ofKind("Namespace").map(nameOf)).toEqual([NAMESPACE]);
+      // The generated ConfigMaps carry the very files test/ops validates.
+      const rules = ofKind("ConfigMap").find((c) => nameOf(c) === "orders-prometheus-rules");
+      expect((rules?.data as Record<string, string> | undefined)?.["orders.rules.yml"]).toBe(
+        readText(join(K8S, "prometheus/rules/orders.rules.yml")),
+      );
+      const dashboard = ofKind("ConfigMap").find((c) => nameOf(c) === "orders-grafana-dashboard");
+      expect((dashboard?.data as Record<string, string> | undefined)?.["orders.json"]).toBe(
+        readText(join(K8S, "grafana/dashboards/orders.json")),
+      );
+    },
+  );
+
+  test("dev runs the simulated venue and points EXCHANGE_URL at it; prod and base have no simulated venue", () => {
+    const dev = objectsOf(render(overlayDir("dev")));
+    const venue = (o: ReturnType<typeof objectsOf>) =>
+      o.ofKind("Deployment").filter((d) => containers(d).some((c) => c.args?.[0] === "exchange"));
+    expect(venue(dev).map(nameOf)).toEqual(["exchange"]);
+    for (const docs of [render(overlayDir("prod")), render(BASE)]) {
+      const o = objectsOf(docs);
+      expect(venue(o)).toEqual([]);
+      expect(o.ofKind("Service").map(nameOf)).not.toContain("exchange");
+    }
+    const prod = objectsOf(render(overlayDir("prod")));
+    // Unset would mean the in-process simulation: prod names a venue, and not one of the namespace.
+    const url = new URL(prod.configMapData().EXCHANGE_URL!);
+    expect(url.protocol).toBe("https:");
+    const services = prod.ofKind("Service").map(nameOf);
+    expect(
+      services.includes(url.hostname.split(".")[0]!),
+      `${url.hostname} is a Service of the namespace`,
+    ).toBe(false);
+    expect(render(BASE).some((d) => d.kind === "ConfigMap" && "EXCHANGE_URL" in (d.data as Json))).toBe(
+      false,
+    );
+  });
+});
+
+describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (overlay) => {
+  const o = () => objectsOf(render(overlayDir(overlay)));
+
   test("Deployment selectors match their pod template labels", () => {
+    const { ofKind, deploymentsSelectedBy } = o();
     const deployments = ofKind("Deployment");
-    expect(deployments.map(nameOf).sort()).toEqual(["actors", "api", "exchange"]);
+    expect(deployments.map(nameOf).sort()).toEqual(
+      overlay === "dev" ? ["actors", "api", "exchange"] : ["actors", "api"],
+    );
     for (const d of deployments) {
       const selector = (d.spec as { selector: { matchLabels?: Labels; matchExpressions?: unknown[] } })
         .selector;
@@ -266,6 +627,7 @@ describe("k8s manifests: cross-checks", () => {
   });
 
   test("containers run a known subcommand of one image, on PORT, with requests, limits and probes", () => {
+    const { ofKind, configMapData } = o();
     const port = Number(configMapData().PORT);
     const images = new Set<string>();
     for (const d of ofKind("Deployment")) {
@@ -288,13 +650,40 @@ describe("k8s manifests: cross-checks", () => {
         expect(c.readinessProbe?.httpGet?.path, where).toBe("/health/ready");
         for (const probe of [c.livenessProbe, c.readinessProbe, c.startupProbe]) {
           if (probe?.httpGet) expect(resolvePort(c, probe.httpGet.port), `${where} probe port`).toBe(port);
+          // The runtime image is distroless: an exec probe can only run the binary's own health check.
+          if (probe?.exec)
+            expect(probe.exec.command, `${where} exec probe`).toEqual(["/app/orders", "health"]);
         }
       }
     }
     expect(images.size).toBe(1);
   });
 
+  test("startup probes outlast the start-up retry budget of src/processes.ts", () => {
+    const { ofKind, configMapData } = o();
+    const budgetMs = worstCaseStartupMs(Number(configMapData().MONGO_TIMEOUT_MS));
+    // 20 x 2 s of failed attempts + 76.2 s of backoff + 2 s waiting for Redis: about two minutes.
+    expect(budgetMs).toBe(118_200);
+    let connecting = 0;
+    for (const d of ofKind("Deployment")) {
+      for (const c of containers(d)) {
+        const where = `${nameOf(d)}/${c.name}`;
+        if (CONNECTING_SUBCOMMANDS.has(c.args![0]!)) {
+          connecting++;
+          expect(c.startupProbe, `${where} has a startup probe`).toBeDefined();
+        }
+        if (c.startupProbe)
+          expect(
+            startupWindowMs(c.startupProbe),
+            `${where}: startup probe window vs ${budgetMs} ms`,
+          ).toBeGreaterThan(budgetMs);
+      }
+    }
+    expect(connecting).toBe(2);
+  });
+
   test("pods meet the namespace's Pod Security level (admission would reject them otherwise)", () => {
+    const { ofKind } = o();
     const [namespace] = ofKind("Namespace");
     const level = asObject(namespace!.metadata, "namespace metadata").labels as Labels;
     expect(level["pod-security.kubernetes.io/enforce"]).toBe("restricted");
@@ -334,10 +723,14 @@ describe("k8s manifests: cross-checks", () => {
     }
   });
 
-  test("scrape annotations point at the metrics port", () => {
+  test("api and actors are scraped on their metrics port; scrape annotations are explicit", () => {
+    const { ofKind } = o();
     for (const d of ofKind("Deployment")) {
       const annotations = template(d).metadata.annotations ?? {};
-      expect(annotations["prometheus.io/scrape"], nameOf(d)).toBe("true");
+      const scrape = annotations["prometheus.io/scrape"];
+      expect(["true", "false"], `${nameOf(d)} prometheus.io/scrape`).toContain(String(scrape));
+      if (nameOf(d) === "api" || nameOf(d) === "actors") expect(scrape, nameOf(d)).toBe("true");
+      if (scrape !== "true") continue;
       expect(annotations["prometheus.io/path"], nameOf(d)).toBe("/metrics");
       const port = Number(annotations["prometheus.io/port"]);
       expect(
@@ -347,17 +740,18 @@ describe("k8s manifests: cross-checks", () => {
     }
   });
 
-  test("termination grace covers preStop plus the shutdown deadline", () => {
+  test("termination grace covers preStop (the kubelet's sleep action) plus the shutdown deadline", () => {
+    const { ofKind, configMapData } = o();
     const deadlineMs = Number(configMapData().SHUTDOWN_DEADLINE_MS);
     for (const d of ofKind("Deployment")) {
       const grace = template(d).spec.terminationGracePeriodSeconds ?? 30;
       for (const c of containers(d)) {
         const preStop = c.lifecycle?.preStop;
         expect(preStop, `${nameOf(d)} has a preStop hook`).toBeDefined();
-        const command = preStop?.exec?.command ?? [];
-        const sleepSeconds =
-          preStop?.sleep?.seconds ?? (command[0] === "sleep" ? Number(command[1]) : Number.NaN);
-        expect(Number.isFinite(sleepSeconds), `${nameOf(d)} preStop sleeps`).toBe(true);
+        // The runtime image is distroless: no `sleep` binary for an exec hook.
+        expect(preStop?.exec, `${nameOf(d)} preStop exec`).toBeUndefined();
+        const sleepSeconds = preStop?.sleep?.seconds ?? Number.NaN;
+        expect(Number.isInteger(sleepSeconds) && sleepSeconds > 0, `${nameOf(d)} preStop sleeps`).toBe(true);
         expect(
           grace * 1000,
           `${nameOf(d)}: grace ${grace}s > preStop ${sleepSeconds}s + ${deadlineMs}ms`,
@@ -367,6 +761,7 @@ describe("k8s manifests: cross-checks", () => {
   });
 
   test("Services select exactly one Deployment and target its container ports", () => {
+    const { ofKind, deploymentsSelectedBy } = o();
     const services = ofKind("Service");
     expect(services.length).toBeGreaterThan(0);
     for (const s of services) {
@@ -384,17 +779,21 @@ describe("k8s manifests: cross-checks", () => {
     }
   });
 
-  test("EXCHANGE_URL names the exchange Service and a port it serves", () => {
-    const url = new URL(configMapData().EXCHANGE_URL!);
-    const service = ofKind("Service").find((s) => nameOf(s) === url.hostname.split(".")[0]);
-    expect(service, `Service for ${url.hostname}`).toBeDefined();
-    const ports = (service!.spec as { ports: { port: number }[] }).ports.map((p) => p.port);
-    expect(ports).toContain(Number(url.port || 80));
-    const [deployment] = deploymentsSelectedBy((service!.spec as { selector: Labels }).selector);
-    expect(containers(deployment!)[0]!.args).toEqual(["exchange"]);
-  });
+  // prod: see "dev runs the simulated venue ..." above.
+  if (overlay === "dev")
+    test("EXCHANGE_URL names the exchange Service and a port it serves", () => {
+      const { ofKind, configMapData, deploymentsSelectedBy } = o();
+      const url = new URL(configMapData().EXCHANGE_URL!);
+      const service = ofKind("Service").find((s) => nameOf(s) === url.hostname.split(".")[0]);
+      expect(service, `Service for ${url.hostname}`).toBeDefined();
+      const ports = (service!.spec as { ports: { port: number }[] }).ports.map((p) => p.port);
+      expect(ports).toContain(Number(url.port || 80));
+      const [deployment] = deploymentsSelectedBy((service!.spec as { selector: Labels }).selector);
+      expect(containers(deployment!)[0]!.args).toEqual(["exchange"]);
+    });
 
   test("autoscalers target existing Deployments that leave replicas to them", () => {
+    const { ofKind } = o();
     const targets: string[] = [];
     for (const scaler of [...ofKind("HorizontalPodAutoscaler"), ...ofKind("ScaledObject")]) {
       const ref = (scaler.spec as { scaleTargetRef: { apiVersion?: string; kind?: string; name: string } })
@@ -426,17 +825,22 @@ describe("k8s manifests: cross-checks", () => {
     }
   });
 
-  test("the ScaledObject asks Prometheus for the backlog of this namespace, gated on the breaker", () => {
+  test("the ScaledObject asks the monitoring Prometheus for the backlog, gated on the breaker, in any namespace", () => {
+    const { ofKind } = o();
     const [so] = ofKind("ScaledObject");
     const spec = so!.spec as {
       minReplicaCount: number;
       maxReplicaCount: number;
-      triggers: { type: string; metadata: Record<string, string> }[];
+      triggers: { type: string; metricType?: string; metadata: Record<string, string> }[];
     };
     expect(spec.minReplicaCount).toBeGreaterThanOrEqual(1);
     expect(spec.maxReplicaCount).toBeGreaterThan(spec.minReplicaCount);
     const trigger = spec.triggers.find((t) => t.type === "prometheus")!;
-    expect(new URL(trigger.metadata.serverAddress!).protocol).toMatch(/^https?:$/);
+    const server = new URL(trigger.metadata.serverAddress!);
+    expect(server.protocol).toMatch(/^https?:$/);
+    expect(server.hostname.split(".")[1], "Prometheus runs in the monitoring namespace").toBe(
+      MONITORING_NAMESPACE,
+    );
     expect(Number(trigger.metadata.threshold)).toBeGreaterThan(0);
     const query = trigger.metadata.query!;
     for (const name of [
@@ -446,10 +850,38 @@ describe("k8s manifests: cross-checks", () => {
     ]) {
       expect(query).toContain(name);
     }
-    for (const m of query.matchAll(/namespace="([^"]*)"/g)) expect(m[1]).toBe(NAMESPACE);
+    // No namespace name: the same query works wherever the overlay puts the objects. It selects on
+    // process_kind, which the service sets on every sample.
+    expect(query).not.toMatch(/namespace\s*(=|!=|=~|!~)\s*"/);
+    expect(query).not.toContain(`${NAMESPACE}"`);
+    expect(query).toContain('process_kind="actors"');
+  });
+
+  test("KEDA: an empty result is an error, and errors fall back to a safe replica count", () => {
+    const { ofKind } = o();
+    for (const so of ofKind("ScaledObject")) {
+      const spec = so.spec as {
+        minReplicaCount: number;
+        maxReplicaCount: number;
+        fallback?: { failureThreshold: number; replicas: number };
+        triggers: { type: string; metricType?: string; metadata: Record<string, string> }[];
+      };
+      const where = `ScaledObject ${nameOf(so)}`;
+      for (const trigger of spec.triggers.filter((t) => t.type === "prometheus")) {
+        // Default "true" reads "no series" as 0 and scales in while the actors' metrics are missing.
+        expect(trigger.metadata.ignoreNullValues, where).toBe("false");
+        // KEDA applies a fallback only to AverageValue triggers.
+        expect(trigger.metricType ?? "AverageValue", where).toBe("AverageValue");
+      }
+      expect(spec.fallback, `${where} has a fallback`).toBeDefined();
+      expect(spec.fallback!.failureThreshold, where).toBeGreaterThanOrEqual(1);
+      expect(spec.fallback!.replicas, where).toBeGreaterThanOrEqual(spec.minReplicaCount);
+      expect(spec.fallback!.replicas, where).toBeLessThanOrEqual(spec.maxReplicaCount);
+    }
   });
 
   test("PodDisruptionBudgets select a Deployment and leave room to drain a node", () => {
+    const { ofKind, deploymentsSelectedBy, minReplicas } = o();
     const pdbs = ofKind("PodDisruptionBudget");
     expect(pdbs.map(nameOf).sort()).toEqual(["actors", "api"]);
     for (const pdb of pdbs) {
@@ -470,6 +902,7 @@ describe("k8s manifests: cross-checks", () => {
   });
 
   test("envFrom references a ConfigMap of the manifests and the example Secret", () => {
+    const { ofKind } = o();
     const configMaps = new Set(ofKind("ConfigMap").map(nameOf));
     const secretName = nameOf(secretExample);
     for (const d of ofKind("Deployment")) {
@@ -486,36 +919,89 @@ describe("k8s manifests: cross-checks", () => {
   });
 
   test("the ConfigMap plus the example Secret is a valid configuration naming every variable", () => {
-    expect(parseYamlDocuments(join(K8S, "secret.example.yaml"))).toHaveLength(1);
+    const { configMapData } = o();
+    expect(parseYamlDocuments(join(BASE, "secret.example.yaml"))).toHaveLength(1);
     expect(modelErrors(secretExample)).toBe("");
     expect(strictErrors(secretExample)).toBe("");
     const data = configMapData();
     const secret = secretExample.stringData as Record<string, string>;
     expect(Object.keys(secret).sort()).toEqual(["MONGO_URL", "REDIS_URL"]);
-    // The service's own validation, as at start-up.
+    // The service's own validation, as at start-up (the example MONGO_URL names a replica set of three).
     const config = loadConfig({ ...data, ...secret });
     const known = new Set([...Object.keys(loadConfig({})), "EXCHANGE_URL"]);
     for (const key of Object.keys(data)) expect(known.has(key), `unknown variable ${key}`).toBe(true);
     for (const key of known) expect(key in data || key in secret, `variable ${key} missing`).toBe(true);
     expect(Object.keys(data).some((key) => key in secret)).toBe(false);
     expect(config.PORT).toBe(Number(data.PORT));
+    expect(config.EXCHANGE_URL).toBe(data.EXCHANGE_URL);
   });
 
-  test("kustomization lists every manifest but the example Secret, and its generator files exist", () => {
-    const kustomization = parseYaml(join(K8S, "kustomization.yaml")) as {
-      namespace: string;
-      resources: string[];
-      configMapGenerator: { name: string; files: string[] }[];
-    };
-    expect(kustomization.namespace).toBe(NAMESPACE);
-    const manifests = listFiles(K8S, [".yaml"])
-      .filter((f) => !f.includes(`${K8S}/prometheus/`) && !f.includes(`${K8S}/grafana/`))
-      .map((f) => f.slice(K8S.length + 1))
-      .filter((f) => f !== "kustomization.yaml" && f !== "secret.example.yaml");
-    expect([...kustomization.resources].sort()).toEqual(manifests.sort());
-    for (const generator of kustomization.configMapGenerator) {
-      for (const file of generator.files)
-        expect(existsSync(join(K8S, file)), `${generator.name}: ${file}`).toBe(true);
-    }
+  test("NetworkPolicies: default deny; api port public; metrics from monitoring only; the venue in-namespace only", () => {
+    expect(networkPolicyProblems(render(overlayDir(overlay)))).toEqual([]);
+  });
+});
+
+describe("NetworkPolicies: the checker itself", () => {
+  const broken = (change: (docs: Json[]) => void) => {
+    const docs = structuredClone(render(overlayDir("dev")));
+    change(docs);
+    return networkPolicyProblems(docs);
+  };
+  const policy = (docs: Json[], name: string) =>
+    docs.find((d) => d.kind === "NetworkPolicy" && nameOf(d) === name)!;
+  const spec = (docs: Json[], name: string) => policy(docs, name).spec as PolicySpec;
+
+  test("sees a missing default deny", () => {
+    expect(
+      broken((docs) => docs.splice(docs.indexOf(policy(docs, "default-deny-ingress")), 1)).join("\n"),
+    ).toContain("default-deny");
+  });
+
+  test("sees the actors opened to everyone, or to another namespace", () => {
+    expect(
+      broken((docs) => {
+        spec(docs, "actors-metrics-from-monitoring").ingress![0]!.from = undefined;
+      }).join("\n"),
+    ).toContain("actors: actors-metrics-from-monitoring lets anyone reach port 3000");
+    expect(
+      broken((docs) => {
+        spec(docs, "actors-metrics-from-monitoring").ingress![0]!.from![0]!.namespaceSelector!.matchLabels = {
+          "kubernetes.io/metadata.name": "default",
+        };
+      }).join("\n"),
+    ).toContain("namespace default");
+  });
+
+  test("sees the venue opened to the monitoring namespace or beyond", () => {
+    expect(
+      broken((docs) => {
+        spec(docs, "exchange-in-namespace-only").ingress![0]!.from!.push({
+          namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } },
+        });
+      }).join("\n"),
+    ).toContain("exchange: exchange-in-namespace-only lets namespace monitoring reach port 3000");
+    expect(
+      broken((docs) => {
+        spec(docs, "exchange-in-namespace-only").ingress![0]!.from = [{ ipBlock: { cidr: "0.0.0.0/0" } }];
+      }).join("\n"),
+    ).toContain("lets anyone");
+  });
+
+  test("sees every port opened on the api, a scraped port closed, and egress restricted", () => {
+    expect(
+      broken((docs) => {
+        spec(docs, "api-public").ingress![0]!.ports = undefined;
+      }).join("\n"),
+    ).toContain("(every port)");
+    expect(
+      broken((docs) => docs.splice(docs.indexOf(policy(docs, "actors-metrics-from-monitoring")), 1)).join(
+        "\n",
+      ),
+    ).toContain("actors: scraped, but port 3000 is closed to monitoring");
+    expect(
+      broken((docs) => {
+        spec(docs, "default-deny-ingress").policyTypes = ["Ingress", "Egress"];
+      }).join("\n"),
+    ).toContain("restricts egress");
   });
 });

@@ -77,10 +77,20 @@ describe("prometheus configuration and rules", () => {
     expect(await checkPromql([{ where: "probe", expr: "sum by (le (rate(x[5m]))" }])).not.toBe("");
   });
 
+  test("no expression is tied to a namespace name: they select on labels the service sets", () => {
+    const uses = allPromqlUses();
+    const tied = uses.filter((use) => /\bnamespace\s*(=|!=|=~|!~)\s*["'`]/.test(use.expr));
+    expect(tied.map((use) => `${use.where}: ${use.expr}`)).toEqual([]);
+    // The backlog the actors scale on is selected by process_kind, set on every sample by the service.
+    for (const keda of scaledObjectQueries()) expect(keda.expr).toContain('process_kind="actors"');
+  });
+
   test("the ScaledObject query is the backlog while the breaker is closed or half-open, and 0 while open", async () => {
     const [keda] = scaledObjectQueries();
     expect(keda).toBeDefined();
-    const pod = (name: string, kind = "actors") => `namespace="orders",pod="${name}",process_kind="${kind}"`;
+    const pod = (name: string, kind = "actors", namespace = "orders") =>
+      `namespace="${namespace}",pod="${name}",process_kind="${kind}"`;
+    const ns = (namespace: string) => `{namespace="${namespace}"}`;
     const testFile = {
       rule_files: [],
       evaluation_interval: "1m",
@@ -99,17 +109,43 @@ describe("prometheus configuration and rules", () => {
             { series: `exchange_breaker_state{${pod("actors-a")}}`, values: "0x10" },
             { series: `exchange_breaker_state{${pod("actors-b")}}`, values: "0 0 0 2 2 2 1 0 0 0 0" },
             { series: `exchange_breaker_state{${pod("api-a", "api")}}`, values: "0x10" },
-            // Another namespace sharing the Prometheus must not count.
-            {
-              series: 'placement_stream_lag_entries{namespace="staging",pod="x",process_kind="actors"}',
-              values: "99999x10",
-            },
+            // Another exporter's series of the same name, without the service's process_kind, must not count.
+            { series: 'placement_stream_lag_entries{namespace="orders",pod="other"}', values: "99999x10" },
           ],
           promql_expr_test: [
-            { expr: keda!.expr, eval_time: "1m", exp_samples: [{ labels: "{}", value: 1000 }] },
-            { expr: keda!.expr, eval_time: "4m", exp_samples: [{ labels: "{}", value: 0 }] },
-            { expr: keda!.expr, eval_time: "6m", exp_samples: [{ labels: "{}", value: 1000 }] },
-            { expr: keda!.expr, eval_time: "8m", exp_samples: [{ labels: "{}", value: 1000 }] },
+            { expr: keda!.expr, eval_time: "1m", exp_samples: [{ labels: ns("orders"), value: 1000 }] },
+            { expr: keda!.expr, eval_time: "4m", exp_samples: [{ labels: ns("orders"), value: 0 }] },
+            { expr: keda!.expr, eval_time: "6m", exp_samples: [{ labels: ns("orders"), value: 1000 }] },
+            { expr: keda!.expr, eval_time: "8m", exp_samples: [{ labels: ns("orders"), value: 1000 }] },
+          ],
+        },
+        {
+          // The query names no namespace: the same objects work in any namespace (here `staging`). A
+          // Prometheus that scrapes two deployments yields one sample each, which KEDA refuses (an error,
+          // then the ScaledObject's fallback), never their mix.
+          interval: "1m",
+          input_series: [
+            ...["orders", "staging"].flatMap((namespace, i) => [
+              {
+                series: `placement_stream_lag_entries{${pod("actors-a", "actors", namespace)}}`,
+                values: `${100 * (i + 1)}x3`,
+              },
+              {
+                series: `placement_stream_pending_entries{${pod("actors-a", "actors", namespace)}}`,
+                values: "0x3",
+              },
+              { series: `exchange_breaker_state{${pod("actors-a", "actors", namespace)}}`, values: "0x3" },
+            ]),
+          ],
+          promql_expr_test: [
+            {
+              expr: keda!.expr,
+              eval_time: "1m",
+              exp_samples: [
+                { labels: ns("orders"), value: 100 },
+                { labels: ns("staging"), value: 200 },
+              ],
+            },
           ],
         },
       ],

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll } from "bun:test";
 import { resolve } from "node:path";
 import { MongoClient } from "mongodb";
-import { type Config, loadConfig } from "../../src/config.ts";
+import { type Config, databaseName, loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { type RunningProcess, startExchange, startService } from "../../src/processes.ts";
 import { type OwnedProcess, spawnOwned } from "../harness/child-process.ts";
@@ -171,7 +171,7 @@ export async function spawnService(
 /** A MongoDB client on the test's database, for assertions. */
 export function mongoFor(env: Record<string, string>) {
   const client = new MongoClient(env.MONGO_URL!, { serverSelectionTimeoutMS: 5_000 });
-  const db = client.db(new URL(env.MONGO_URL!.replace(/^mongodb:/, "http:")).pathname.slice(1));
+  const db = client.db(databaseName(env.MONGO_URL!));
   return { client, db, orders: db.collection<Record<string, unknown> & { _id: string }>("orders") };
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { ConfigError, databaseName, loadConfig } from "../../src/config.ts";
+import { ConfigError, databaseName, loadConfig, parseMongoUrl } from "../../src/config.ts";
 
 describe("loadConfig", () => {
   test("defaults are the documented ones", () => {
@@ -47,5 +47,128 @@ describe("loadConfig", () => {
 
   test("the database comes from the URL path", () => {
     expect(databaseName("mongodb://h:1/orders?replicaSet=rs0")).toBe("orders");
+  });
+});
+
+describe("MONGO_URL: any connection string the driver accepts, with the database in its path", () => {
+  /** The problem loadConfig reports for MONGO_URL, or undefined when it accepts the URL. */
+  function mongoUrlProblem(url: string): string | undefined {
+    try {
+      loadConfig({ MONGO_URL: url });
+      return undefined;
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      const problems = (error as ConfigError).problems;
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toStartWith("MONGO_URL ");
+      return problems[0];
+    }
+  }
+
+  test.each([
+    ["one host", "mongodb://127.0.0.1:27017/orders", "orders", ["127.0.0.1:27017"]],
+    ["no port", "mongodb://mongo/orders", "orders", ["mongo:27017"]],
+    [
+      "several hosts and a replica set (k8s/base/secret.example.yaml)",
+      "mongodb://a:27017,b:27017/orders?replicaSet=rs0",
+      "orders",
+      ["a:27017", "b:27017"],
+    ],
+    [
+      "credentials, three hosts, options",
+      "mongodb://orders:CHANGE_ME@mongo-0.mongo:27017,mongo-1.mongo:27017,mongo-2.mongo:27017/orders?replicaSet=rs0&authSource=admin&w=majority&journal=true",
+      "orders",
+      ["mongo-0.mongo:27017", "mongo-1.mongo:27017", "mongo-2.mongo:27017"],
+    ],
+    [
+      "percent-encoded special characters in the credentials",
+      "mongodb://us%40er:p%40ss%3Aw%2Fo%3Frd%23%25@h:1/orders?authSource=admin",
+      "orders",
+      ["h:1"],
+    ],
+    ["IPv6 host", "mongodb://[::1]:27017/orders_test-1", "orders_test-1", ["[::1]:27017"]],
+    ["a percent-encoded database name", "mongodb://h:1/caf%C3%A9", "café", ["h:1"]],
+  ])("%s", (_, url, database, hosts) => {
+    expect(mongoUrlProblem(url)).toBeUndefined();
+    expect(databaseName(url)).toBe(database);
+    expect(parseMongoUrl(url)).toMatchObject({ database, hosts, srvHost: undefined });
+    expect(loadConfig({ MONGO_URL: url }).MONGO_URL).toBe(url);
+  });
+
+  test("mongodb+srv parses without DNS (resolved when connecting)", () => {
+    // .invalid never resolves (RFC 2606): a parser that looked it up would fail or hang.
+    const url = "mongodb+srv://user:pw@cluster0.example.invalid/orders?retryWrites=true&w=majority";
+    const started = performance.now();
+    expect(mongoUrlProblem(url)).toBeUndefined();
+    expect(parseMongoUrl(url)).toEqual({
+      database: "orders",
+      hosts: [],
+      srvHost: "cluster0.example.invalid",
+      search: "?retryWrites=true&w=majority",
+    });
+    expect(performance.now() - started).toBeLessThan(1_000);
+    // The driver's own rules for SRV URLs apply.
+    expect(mongoUrlProblem("mongodb+srv://cluster0.example.invalid:27017/orders")).toContain("port");
+    expect(mongoUrlProblem("mongodb+srv://a.example.invalid,b.example.invalid/orders")).toBeDefined();
+  });
+
+  test("hosts and options of a URL without a database, for tools that add their own (test harness)", () => {
+    expect(parseMongoUrl("mongodb://localhost:27017/?replicaSet=rs0", { requireDatabase: false })).toEqual({
+      database: "",
+      hosts: ["localhost:27017"],
+      srvHost: undefined,
+      search: "?replicaSet=rs0",
+    });
+    expect(parseMongoUrl("mongodb://a,b:2", { requireDatabase: false })).toMatchObject({
+      database: "",
+      hosts: ["a:27017", "b:2"],
+      search: "",
+    });
+    expect(parseMongoUrl("mongodb://a/x?w=1", { requireDatabase: false }).database).toBe("x");
+    expect(() => parseMongoUrl("garbage", { requireDatabase: false })).toThrow();
+  });
+
+  test.each([
+    ["no path", "mongodb://h:27017"],
+    ["an empty path", "mongodb://h:27017/"],
+    ["options but no database", "mongodb://a:1,b:2/?replicaSet=rs0"],
+    ["mongodb+srv without a database", "mongodb+srv://cluster0.example.invalid/?w=majority"],
+  ])("a URL without a database is a config error naming MONGO_URL: %s", (_, url) => {
+    expect(mongoUrlProblem(url)).toContain("no database in the path");
+    expect(() => databaseName(url)).toThrow(/no database/);
+  });
+
+  test.each([
+    ["garbage", "garbage"],
+    ["another scheme", "postgres://db/orders"],
+    ["no host", "mongodb:///orders"],
+    ["a port out of range", "mongodb://h:99999/orders"],
+    ["an unknown option", "mongodb://h/orders?replicaSett=rs0"],
+    ["a bad option value", "mongodb://h/orders?authMechanism=NOPE"],
+    ["an unescaped @ in the password", "mongodb://user:p@ss@h/orders"],
+    ["a database name MongoDB refuses", "mongodb://h/my.db"],
+    ["a database name with a space", "mongodb://h/my%20db"],
+    ["a database name over 63 bytes", `mongodb://h/${"d".repeat(64)}`],
+  ])("%s is refused", (_, url) => {
+    expect(mongoUrlProblem(url)).toMatch(
+      /^MONGO_URL must be a mongodb:\/\/ or mongodb\+srv:\/\/ connection string/,
+    );
+    expect(() => parseMongoUrl(url)).toThrow();
+  });
+
+  test("the problem never quotes the credentials", () => {
+    for (const url of [
+      "mongodb://orders:hunter2secret@h:99999/orders",
+      "mongodb://orders:hunter2secret@h/orders?authMechanism=NOPE",
+      "mongodb://orders:hunter2secret@h/",
+      "mongodb://orders:hunter2secret@h/%zz",
+      "mongodb://sneaky/user:hunter2secret@h/orders",
+      "postgres://orders:hunter2secret@h/orders",
+    ]) {
+      const problem = mongoUrlProblem(url);
+      expect(problem, url).toBeDefined();
+      expect(problem, url).not.toContain("hunter2secret");
+      expect(problem, url).not.toContain("sneaky");
+    }
   });
 });
