@@ -50,7 +50,7 @@ export class DeadlineExceededError extends Error {
   }
 }
 
-/** Placement failures, classified where they happen (ARCHITECTURE.md guarantee 4). */
+/** Placement failures, classified where they happen (docs/ARCHITECTURE.md guarantee 4). */
 
 /** Transport failure at the venue: retried with backoff, counted by the circuit breaker. */
 export class OrderPlacementError extends Error {

@@ -1,4 +1,4 @@
-/** The HTTP contract of /orders (CONTRACT.md). These schemas are the only source of the matching types. */
+/** The HTTP contract of /orders (docs/CONTRACT.md). These schemas are the only source of the matching types. */
 import { type Static, Type as T } from "@sinclair/typebox";
 import { ORDER_STATUSES } from "../domain/order.ts";
 

@@ -5,7 +5,13 @@
 import { describe, expect, test } from "bun:test";
 import { analyze, type Collected, type StoredOrder } from "../../bench/chaos/checker.ts";
 import type { Attempt, OpKind, OpResult } from "../../bench/chaos/client.ts";
-import { latencyReport } from "../../bench/chaos/report.ts";
+import {
+  type ChaosReport,
+  faultSummary,
+  latencyReport,
+  requestSummary,
+  summaryText,
+} from "../../bench/chaos/report.ts";
 
 function op(
   index: number,
@@ -85,6 +91,26 @@ function collected(orders: StoredOrder[], venue: Partial<Collected["venue"]> = {
 
 const options = { inFlightWindowMs: 8_000 };
 
+/** The report bench/chaos.ts writes, around one analysis (no faults, drained). */
+function reportOf(results: OpResult[], analysis: ReturnType<typeof analyze>): ChaosReport {
+  return {
+    tool: "bench/chaos.ts",
+    command: "test",
+    ok: analysis.violations.length === 0,
+    violations: analysis.violations,
+    config: {},
+    machine: {},
+    startedAt: new Date(0).toISOString(),
+    timings: { loadMs: 1, drainMs: 1, totalMs: 2, drained: true },
+    requests: requestSummary(results),
+    faults: faultSummary([]),
+    drain: { drained: true, ms: 1, counts: {} },
+    checks: analysis.checks,
+    latency: latencyReport(results, []),
+    samples: analysis.samples,
+  };
+}
+
 describe("chaos checker", () => {
   test("a clean run has no violation; a stored order of an unknown-outcome request is explained", () => {
     const results = [
@@ -128,6 +154,29 @@ describe("chaos checker", () => {
     expect(violations.join("\n")).toContain("lost");
     expect(violations.join("\n")).toContain("not placed");
     expect(violations.join("\n")).toContain("venue holds 2 orders");
+  });
+
+  test("a resubmission the venue absorbed is reported, not a violation; an order placed twice is one", () => {
+    const results = [op(0, "new-keyed", [ok("a")]), op(1, "new-keyed", [ok("b")])];
+    const orders = [stored("a", 1), stored("b", 2)];
+    // Seeded: order a was submitted three times; the venue recorded it once and absorbed two.
+    const absorbed = analyze(results, collected(orders, { submissions: 4, duplicates: 2 }), options);
+    expect(absorbed.violations).toEqual([]);
+    expect(absorbed.checks.venue).toMatchObject({
+      orders: 2,
+      submissions: 4,
+      duplicates: 2,
+      placedOnce: true,
+    });
+    const text = summaryText(reportOf(results, absorbed));
+    expect(text).toMatch(/venue duplicates absorbed \/ submissions\s+2 \/ 4\s+reported/);
+    expect(text).toContain("RESULT: ok");
+
+    // Seeded: the venue placed one order a second time (a new venue order for a known request).
+    const twice = analyze(results, collected(orders, { orders: 3, submissions: 3 }), options);
+    expect(twice.checks.venue.placedOnce).toBe(false);
+    expect(twice.violations).toEqual(["venue holds 3 orders but MongoDB has 2 placed orders"]);
+    expect(summaryText(reportOf(results, twice))).toContain("RESULT: 1 violation(s)");
   });
 
   test("MongoDB and the venue must agree on every order", () => {

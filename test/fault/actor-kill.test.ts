@@ -2,7 +2,7 @@
  * kill -9 of an actor process while it holds orders in flight at a slow venue. Its pending entries
  * are reclaimed by a second actor process once idle past CLAIM_TIMEOUT_MS; the new holder looks the
  * order up at the venue before resubmitting, so every order is placed and the venue records each once
- * (ARCHITECTURE.md guarantees 1 and 2).
+ * (docs/ARCHITECTURE.md guarantees 1 and 2).
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
 import { useServers } from "../support/system.ts";

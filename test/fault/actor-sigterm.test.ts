@@ -1,5 +1,5 @@
 /**
- * SIGTERM to an actor process under load (ARCHITECTURE.md guarantee 6): it stops taking entries,
+ * SIGTERM to an actor process under load (docs/ARCHITECTURE.md guarantee 6): it stops taking entries,
  * finishes what it holds within SHUTDOWN_DEADLINE_MS (or aborts and releases it when the deadline is
  * shorter than the venue's answer), and exits 0. A second actor process places everything else; no
  * order is lost and the venue records each one once.

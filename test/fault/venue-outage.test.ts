@@ -1,7 +1,8 @@
 /**
- * The venue down for longer than the breaker's reset timeout (ARCHITECTURE.md guarantee 3): the breaker
- * opens, the actors stop taking entries (no attempts burned, no retry storm: only the half-open trials
- * reach the venue), POST /orders keeps answering 201, and once the venue is back everything drains.
+ * The venue down for longer than the breaker's reset timeout (docs/ARCHITECTURE.md guarantee 3): the
+ * breaker opens, the actors stop taking entries (no attempts burned, no retry storm: only the half-open
+ * trials reach the venue), POST /orders keeps answering 201, and once the venue is back everything
+ * drains.
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
 import { waitFor } from "../harness/wait-for.ts";

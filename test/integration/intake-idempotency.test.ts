@@ -1,5 +1,5 @@
 /**
- * Idempotency-Key (CONTRACT.md): a retry with the same key and body gets the first order again, another
+ * Idempotency-Key (docs/CONTRACT.md): a retry with the same key and body gets the first order again, another
  * body gets 422, a concurrent retry gets 409, and however the requests race there is one order.
  */
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";

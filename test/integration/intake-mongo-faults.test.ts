@@ -29,9 +29,7 @@ const servers = useServers();
 
 let app: RunningProcess;
 let mongo: ReturnType<typeof mongoFor>;
-let faultable = true;
 beforeEach(async () => {
-  faultable = servers.mongo.faultable;
   const env = isolatedEnv(servers, {
     MONGO_TIMEOUT_MS: String(MONGO_TIMEOUT_MS),
     REQUEST_DEADLINE_MS: String(REQUEST_DEADLINE_MS),
@@ -41,7 +39,7 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   // Whatever a test did to MongoDB, the next one finds it running.
-  if (faultable) {
+  if (servers.mongo.faultable) {
     servers.mongo.resume();
     if (!(await mongoAnswers())) await servers.mongo.restart();
   }
@@ -82,7 +80,6 @@ const ownsMongo = !process.env.TEST_MONGO_URL;
 
 describe.skipIf(!ownsMongo)("MongoDB unavailable", () => {
   test("killed: the exact 500 body within a few seconds; after a restart, 201 again from the same process", async () => {
-    if (!faultable) return console.warn("external MongoDB: no fault injection");
     expect((await postOrder(app, orderBody())).status).toBe(201);
 
     await servers.mongo.kill();
@@ -99,7 +96,6 @@ describe.skipIf(!ownsMongo)("MongoDB unavailable", () => {
   });
 
   test("paused (SIGSTOP) longer than every timeout: the exact 500 body within a few seconds; resumed, 201 again", async () => {
-    if (!faultable) return console.warn("external MongoDB: no fault injection");
     expect((await postOrder(app, orderBody())).status).toBe(201);
 
     servers.mongo.pause();
@@ -117,7 +113,6 @@ describe.skipIf(!ownsMongo)("MongoDB unavailable", () => {
   });
 
   test("a request that cannot reach MongoDB is also answered by GET /health/ready as not ready", async () => {
-    if (!faultable) return console.warn("external MongoDB: no fault injection");
     await servers.mongo.kill();
     expectInternalError(await timedPost(orderBody()));
     const ready = await app.handle(new Request("http://localhost/health/ready"));
@@ -132,7 +127,6 @@ describe.skipIf(!ownsMongo)("MongoDB unavailable", () => {
 
 describe.skipIf(!ownsMongo)("a key whose first request failed", () => {
   test("MongoDB killed during the first request: 500; the retry after recovery yields one order", async () => {
-    if (!faultable) return console.warn("external MongoDB: no fault injection");
     const body = orderBody({ type: "limit", limit_price: "42.42" });
     const key = { "idempotency-key": "failed-first-kill" };
 
@@ -149,7 +143,6 @@ describe.skipIf(!ownsMongo)("a key whose first request failed", () => {
   });
 
   test("MongoDB paused while the first request holds the key: 500; retries (409 until its lease ends) yield one order", async () => {
-    if (!faultable) return console.warn("external MongoDB: no fault injection");
     const body = orderBody({ side: "sell", quantity: 5 });
     const key = { "idempotency-key": "failed-first-pause" };
     expect((await postOrder(app, orderBody())).status).toBe(201); // warm connections

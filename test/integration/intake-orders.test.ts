@@ -96,7 +96,7 @@ describe("exact decimals round-trip through POST, MongoDB (int64 cents) and GET"
     },
   );
 
-  test("the 201 body is the order per CONTRACT.md, and the stored document matches it", async () => {
+  test("the 201 body is the order per docs/CONTRACT.md, and the stored document matches it", async () => {
     const app = await start();
     const before = Date.now();
     const posted = await postOrder(app, {

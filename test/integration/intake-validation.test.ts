@@ -1,5 +1,5 @@
 /**
- * POST /orders refuses every body that breaks a rule of CONTRACT.md with a 4xx that names the bad
+ * POST /orders refuses every body that breaks a rule of docs/CONTRACT.md with a 4xx that names the bad
  * field(s), and stores nothing: checked against real Redis and MongoDB-wire servers, a fresh database
  * and key prefix per test.
  */

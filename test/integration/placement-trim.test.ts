@@ -1,5 +1,5 @@
 /**
- * Stream trimming (ARCHITECTURE.md guarantee 5): the actors' upkeep trims the placement stream with
+ * Stream trimming (docs/ARCHITECTURE.md guarantee 5): the actors' upkeep trims the placement stream with
  * XTRIM MINID below the oldest pending entry only. An entry left pending by a consumer that died (it
  * read the entry and never acknowledged it) survives every trim, and so does everything after it;
  * once it is acknowledged, the next trim moves past it.

@@ -1,7 +1,7 @@
 /**
  * Placement under a flaky venue: the API, an actors process and the simulated venue as real processes
  * on a real Redis and MongoDB-wire server. Every order that got a 201 ends `placed`, and the venue
- * records each one exactly once (ARCHITECTURE.md guarantees 1 and 2).
+ * records each one exactly once (docs/ARCHITECTURE.md guarantees 1 and 2).
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {

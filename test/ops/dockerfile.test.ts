@@ -1,9 +1,10 @@
 /**
  * Dockerfile: dockerfile-utils' validator with every check on, assertions on the image (multi-stage,
- * slim glibc runtime, non-root numeric USER matching the Kubernetes securityContext, exec-form
- * ENTRYPOINT, EXPOSE = the PORT default), and the build stage replayed without Docker: its COPY lines
- * into a temporary directory (honouring .dockerignore) and its RUN lines there, then the binary it
- * produces is started and must answer /health/live.
+ * every base image pinned, a distroless glibc runtime that Kubernetes never asks for a shell, non-root
+ * numeric USER matching the Kubernetes securityContext, exec-form ENTRYPOINT and HEALTHCHECK, EXPOSE =
+ * the PORT default), and the build stage replayed without Docker: its COPY lines into a temporary
+ * directory (honouring .dockerignore) and its RUN lines there, then the binary it produces is started
+ * and must answer /health/live.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { cpSync, existsSync, mkdirSync, statSync } from "node:fs";
@@ -11,6 +12,8 @@ import { dirname, join } from "node:path";
 import { ValidationSeverity, type ValidatorSettings, validate } from "dockerfile-utils";
 import { loadConfig } from "../../src/config.ts";
 import {
+  imagePinProblem,
+  type Json,
   manifestDocuments,
   ROOT,
   readText,
@@ -115,6 +118,7 @@ const buildStage = allStages[0]!;
 const runtime = allStages.at(-1)!;
 const lastOf = (stage: Stage, keyword: string) =>
   stage.instructions.filter((i) => i.keyword === keyword).at(-1);
+const lastEntrypoint = () => (JSON.parse(lastOf(runtime, "ENTRYPOINT")!.args) as string[])[0]!;
 
 describe("Dockerfile", () => {
   test("dockerfile-utils finds no problem, with every optional check raised to an error", () => {
@@ -139,18 +143,58 @@ describe("Dockerfile", () => {
     ).toBeGreaterThan(0);
   });
 
-  test("two stages: Bun compiles, a slim glibc image runs", () => {
+  test("two stages: the pinned Bun compiles, a distroless glibc image runs", () => {
     expect(allStages.length).toBe(2);
-    expect(buildStage.image).toMatch(/^oven\/bun:1/);
     expect(buildStage.name).toBe("build");
-    // The compiled binary links glibc (not musl), and Kubernetes' preStop runs `sleep`, compose's
-    // health check `bash`: a Debian slim image has all three; distroless or alpine would not.
-    expect(runtime.image).toMatch(/^debian:[a-z]+-slim$/);
-    const usesExecSleep = manifestDocuments().some(({ doc }) =>
-      JSON.stringify(doc).includes('"command":["sleep"'),
-    );
-    if (usesExecSleep) expect(runtime.image).not.toMatch(/distroless|alpine/);
+    // The Bun that .ci/run and the CI workflow pin (test/ops/ci-workflow.test.ts keeps those equal).
+    const pinned = /^BUN_VERSION=(\S+)$/m.exec(readText(repoPath(".ci/run")))?.[1];
+    expect(buildStage.image).toBe(`oven/bun:${pinned}`);
+    // The compiled binary links glibc (not musl); cc adds libgcc and libstdc++. No shell in it.
+    expect(runtime.image).toMatch(/^gcr\.io\/distroless\/cc-debian\d+(:nonroot)?(@sha256:[0-9a-f]{64})?$/);
     expect(runtime.name).toBe("runtime");
+  });
+
+  test("every base image is pinned to an exact version (or a digest), never latest", () => {
+    const problems = allStages.map((stage) => imagePinProblem(stage.image)).filter(Boolean);
+    expect(problems).toEqual([]);
+    // The rule itself refuses what it must.
+    for (const moving of ["oven/bun:1", "oven/bun", "debian:bookworm-slim", "mongo:7", "redis:latest"])
+      expect(imagePinProblem(moving), moving).not.toBeNull();
+    for (const fixed of ["oven/bun:1.4.5", "prom/prometheus:v3.16.0", "debian:bookworm-20250113-slim"])
+      expect(imagePinProblem(fixed), fixed).toBeNull();
+    expect(imagePinProblem(`gcr.io/distroless/cc-debian12@sha256:${"a".repeat(64)}`)).toBeNull();
+  });
+
+  test("Kubernetes runs nothing in the container but the binary: the runtime has no shell or sleep", () => {
+    // exec hooks and probes of every container (preStop must use the kubelet's `sleep` action).
+    const execs: string[] = [];
+    const visit = (value: unknown, path: string) => {
+      if (Array.isArray(value)) {
+        value.forEach((v, i) => {
+          visit(v, `${path}[${i}]`);
+        });
+      } else if (value && typeof value === "object") {
+        for (const [key, child] of Object.entries(value as Json)) {
+          if (key === "exec" && child && typeof child === "object") {
+            const command = (child as { command?: string[] }).command ?? [];
+            if (command[0] !== lastEntrypoint()) execs.push(`${path}.exec: ${JSON.stringify(command)}`);
+          } else visit(child, `${path}.${key}`);
+        }
+      }
+    };
+    const documents = manifestDocuments();
+    for (const { file, doc } of documents) visit(doc, `${file.split("/").at(-1)} ${doc.kind}`);
+    // Not vacuous: the Deployments are there, and their preStop hooks wait with the kubelet's own sleep.
+    const preStops = documents.flatMap(({ doc }) =>
+      [...JSON.stringify(doc).matchAll(/"preStop":(\{[^}]*\}?)/g)].map((m) => m[1]!),
+    );
+    expect(documents.some(({ doc }) => doc.kind === "Deployment")).toBe(true);
+    expect(preStops.length).toBeGreaterThan(0);
+    for (const hook of preStops) expect(hook).toStartWith('{"sleep":{"seconds":');
+    expect(
+      execs,
+      "distroless has no /bin/sleep: use `lifecycle.preStop.sleep.seconds` (Kubernetes 1.29+) instead of exec",
+    ).toEqual([]);
   });
 
   test("the build stage installs from the lock file and runs the package's build script", () => {
@@ -175,6 +219,13 @@ describe("Dockerfile", () => {
     }
   });
 
+  test("exec-form HEALTHCHECK runs the binary's `health` subcommand, as compose's health check does", () => {
+    const healthcheck = lastOf(runtime, "HEALTHCHECK")!.args;
+    const cmd = /^(?:--\S+\s+)*CMD\s+(\[.*\])$/.exec(healthcheck)?.[1];
+    expect(cmd, `HEALTHCHECK ${healthcheck} is exec form`).toBeDefined();
+    expect(JSON.parse(cmd!)).toEqual([lastEntrypoint(), "health"]);
+  });
+
   test("exec-form ENTRYPOINT is the binary, CMD a subcommand, EXPOSE the PORT default", () => {
     const entrypoint = JSON.parse(lastOf(runtime, "ENTRYPOINT")!.args);
     expect(entrypoint).toEqual(["/app/orders"]);
@@ -197,7 +248,7 @@ describe("Dockerfile", () => {
 
   test(".dockerignore keeps the context small but lets every COPY source through", () => {
     const ignored = dockerignore();
-    for (const path of ["node_modules", "dist", ".git", "test", "k8s/api.yaml"])
+    for (const path of ["node_modules", "dist", ".git", "test", "k8s/base/api.yaml"])
       expect(ignored(path), path).toBe(true);
     for (const stage of allStages) {
       for (const copy of stage.instructions.filter(

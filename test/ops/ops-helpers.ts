@@ -7,7 +7,7 @@
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
-import { dirname, join, relative } from "node:path";
+import { join, relative } from "node:path";
 import Ajv, { type ErrorObject, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
 import { createGenerator } from "ts-json-schema-generator";
@@ -108,6 +108,39 @@ export function formatAjvErrors(errors: ErrorObject[] | null | undefined): strin
 /** Runs `validate` and returns its errors as text ("" when valid). */
 export function schemaErrors(validate: ValidateFunction, data: unknown): string {
   return validate(data) ? "" : formatAjvErrors(validate.errors);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Container image references
+
+/**
+ * Images that publish no version tag at all, with the reason; each may use the named tag (or a digest).
+ * distroless has only latest/nonroot/debug/debug-nonroot (and commit-sha variants); pin it by digest
+ * at release time.
+ */
+export const UNVERSIONED_IMAGE_TAGS: Record<string, { tag: string; reason: string }> = {
+  "gcr.io/distroless/cc-debian12": {
+    tag: "nonroot",
+    reason: "distroless publishes no version tags",
+  },
+};
+
+/**
+ * Why an image reference is not pinned, or null when it is: a digest (`@sha256:` + 64 hex digits), or a
+ * tag with a full version (`1.4.5`, `v3.16.0`, `7.0.28-jammy`) or a date stamp (`bookworm-20250113-slim`),
+ * never `latest`; UNVERSIONED_IMAGE_TAGS names the only exceptions.
+ */
+export function imagePinProblem(reference: string): string | null {
+  if (/@sha256:[0-9a-f]{64}$/.test(reference)) return null;
+  const match = /^((?:[^/:]+(?::\d+)?\/)?[^:@]+)(?::([\w][\w.-]{0,127}))?$/.exec(reference);
+  if (!match) return `${reference}: not an image reference`;
+  const [, name, tag] = match;
+  if (tag === undefined) return `${reference}: no tag (means latest)`;
+  if (tag === "latest") return `${reference}: latest`;
+  const exception = UNVERSIONED_IMAGE_TAGS[name!];
+  if (exception && tag === exception.tag) return null;
+  if (/^v?\d+\.\d+\.\d+(?:[-+][\w.-]+)?$/.test(tag) || /(?:^|-)\d{8}(?:-|$)/.test(tag)) return null;
+  return `${reference}: tag ${tag} names no exact version (moves with new releases)`;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -336,10 +369,15 @@ export interface PromqlUse {
   expr: string;
 }
 
-/** The Kubernetes objects: every `.yaml` directly in k8s/ but kustomization.yaml (tool configs are `.yml`). */
+/**
+ * The Kubernetes objects as written: every `.yaml` of the kustomize base and overlays (k8s/base,
+ * k8s/overlays/NAME) but the kustomization.yaml files (tool configs are `.yml`). What an overlay
+ * renders is checked by test/ops/k8s-manifests.test.ts.
+ */
 export function manifestDocuments(): { file: string; doc: Json }[] {
-  return listFiles(K8S, [".yaml"])
-    .filter((file) => dirname(file) === K8S && !file.endsWith("kustomization.yaml"))
+  return [join(K8S, "base"), join(K8S, "overlays")]
+    .flatMap((dir) => listFiles(dir, [".yaml"]))
+    .filter((file) => !file.endsWith("kustomization.yaml"))
     .flatMap((file) => parseYamlDocuments(file).map((doc) => ({ file, doc: asObject(doc, rel(file)) })));
 }
 
