@@ -1,17 +1,33 @@
 /**
- * The single entry point: `orders <api|actors|all|exchange|dlq>`, from source (`bun src/main.ts all`)
- * or as the compiled binary (`dist/orders all`).
+ * The single entry point: `orders <api|actors|all|exchange|dlq|health>`, from source
+ * (`bun src/main.ts all`) or as the compiled binary (`dist/orders all`).
  */
 import { ConfigError, loadConfig } from "./config.ts";
 import { runDeadLetterCommand } from "./dlq.ts";
 import { createLogger } from "./logger.ts";
 import { type RunningProcess, startExchange, startService } from "./processes.ts";
 
-const USAGE = "usage: orders <api|actors|all|exchange|dlq> (see README.md)";
+const USAGE = "usage: orders <api|actors|all|exchange|dlq|health> (see README.md)";
+const COMMANDS = ["api", "actors", "all", "exchange", "dlq", "health"];
+
+/**
+ * The container health check (the runtime image has no shell or curl): 0 when this host's process
+ * answers /health/ready on PORT within 2 s, 1 otherwise.
+ */
+async function checkHealth(port: number): Promise<number> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/health/ready`, {
+      signal: AbortSignal.timeout(2_000),
+    });
+    return response.ok ? 0 : 1;
+  } catch {
+    return 1;
+  }
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command = "", ...rest] = argv;
-  if (!["api", "actors", "all", "exchange", "dlq"].includes(command)) {
+  if (!COMMANDS.includes(command)) {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
@@ -25,6 +41,7 @@ async function main(argv: string[]): Promise<number> {
     }
     throw error;
   }
+  if (command === "health") return checkHealth(config.PORT);
   if (command === "dlq")
     return runDeadLetterCommand(config, rest, (line) => process.stdout.write(`${line}\n`));
 
