@@ -9,7 +9,7 @@
  * `floor listening <port>` when ready; exits on SIGTERM.
  */
 import { Long } from "mongodb";
-import { createMongoClient, durableWrite } from "../src/adapters/mongo.ts";
+import { createMongoClient, durableWrite } from "../src/adapters/mongo/client.ts";
 import { createRedisClient } from "../src/adapters/redis.ts";
 import { createRedisKeys } from "../src/adapters/redis-keys.ts";
 import { databaseName } from "../src/config.ts";
@@ -19,7 +19,7 @@ import { newOrderRecord, type OrderDraft } from "../src/domain/order.ts";
 const env = process.env;
 const mongoUrl = env.MONGO_URL ?? "mongodb://127.0.0.1:27017/orders";
 const timeoutMs = Number(env.MONGO_TIMEOUT_MS ?? 2_000);
-const mongo = createMongoClient(mongoUrl, timeoutMs);
+const mongo = createMongoClient(mongoUrl, { timeoutMs, maxPoolSize: 32 });
 const orders = mongo.db(databaseName(mongoUrl)).collection("orders");
 const redis = createRedisClient(env.REDIS_URL ?? "redis://127.0.0.1:6379", {
   name: "orders-floor",

@@ -19,7 +19,7 @@ import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
-import { MongoOrderRepository } from "../src/adapters/mongo.ts";
+import { MongoOrderRepository } from "../src/adapters/mongo/order-repository.ts";
 import { createRedisKeys } from "../src/adapters/redis-keys.ts";
 import { databaseName } from "../src/config.ts";
 import { type OwnedProcess, spawnOwned } from "../test/harness/child-process.ts";
@@ -193,7 +193,7 @@ async function resetStorage(env: Record<string, string>, mongo: MongoClient, ser
     .collection("orders")
     .drop()
     .catch(() => {});
-  await new MongoOrderRepository(db, 5_000).ensureIndexes();
+  await new MongoOrderRepository(db, { timeoutMs: 5_000 }).ensureIndexes();
   const stream = createRedisKeys(env.REDIS_KEY_PREFIX!, 1).placementStream(0);
   const done = Promise.withResolvers<void>();
   const redis = await Bun.connect({
@@ -292,7 +292,7 @@ function compare(summaries: Summary[]) {
 async function main(): Promise<number> {
   const servers = await startServers();
   const env = isolatedEnv(servers, { LOG_LEVEL: "error" });
-  const mongo = new MongoClient(env.MONGO_URL!, { serverSelectionTimeoutMS: 5_000 });
+  const mongo = new MongoClient(env.MONGO_URL!, { serverSelectionTimeoutMS: 5_000, maxPoolSize: 8 });
   const targets: Partial<Record<TargetName, Target>> = {};
   const loadBefore = loadavg();
   try {

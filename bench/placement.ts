@@ -4,17 +4,20 @@ import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { ExchangeBreaker } from "../actors/placement/exchange-breaker.ts";
 import { createPlacementBehaviour } from "../actors/placement/placement-actor.ts";
-import { createSweeper } from "../actors/placement/sweeper.ts";
-import { every } from "../actors/runtime/periodic.ts";
 import { createIoredisStreamPort } from "../actors/runtime/redis-streams.ts";
 import { StreamActor } from "../actors/runtime/stream-actor.ts";
-import { RedisPlacementDispatcher } from "../src/adapters/redis.ts";
+import { entryFields, RedisPlacementState } from "../src/adapters/placement-state.ts";
 import { createRedisKeys } from "../src/adapters/redis-keys.ts";
 import { loadConfig } from "../src/config.ts";
-import { newOrderRecord, type OrderRecord } from "../src/domain/order.ts";
-import { type OrderRepository, systemClock } from "../src/domain/ports.ts";
+import {
+  type DispatchedOrder,
+  type FinalWriteResult,
+  type OrderRepository,
+  systemClock,
+} from "../src/domain/ports.ts";
 import { createHttpExchange } from "../src/exchange/http-exchange.ts";
 import { silentLogger } from "../src/logger.ts";
+import { every } from "../src/support/periodic.ts";
 import {
   Cleanup,
   configureVenue,
@@ -268,6 +271,17 @@ function steadyRate(samples: [number, number][], orders: number): number {
   return (to[1] - from[1]) / ((to[0] - from[0]) / 1000);
 }
 
+const sampleOrder: DispatchedOrder = {
+  _id: "",
+  partition: 0,
+  type: "market",
+  side: "buy",
+  instrument: "US0378331005",
+  limit_price_cents: null,
+  quantity: 1,
+};
+
+/** Entries as the API writes them (the order on the entry), without MongoDB: the in-memory store's load. */
 async function xaddOnly(env: Env, count: number): Promise<void> {
   const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 3 });
   try {
@@ -275,7 +289,8 @@ async function xaddOnly(env: Env, count: number): Promise<void> {
     for (let start = 0; start < count; start += 500) {
       const pipeline = redis.pipeline();
       for (let i = start; i < Math.min(count, start + 500); i++) {
-        pipeline.xadd(keys.placementStream(0), "*", "order_id", Bun.randomUUIDv7());
+        const order = { ...sampleOrder, _id: Bun.randomUUIDv7() };
+        pipeline.xadd(keys.placementStream(0), "*", ...entryFields(order, "intake", 1));
       }
       await pipeline.exec();
     }
@@ -308,6 +323,7 @@ async function runChild(): Promise<void> {
   const blocking = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
   const port = createIoredisStreamPort(commands);
   const orders = new MemoryOrderRepository();
+  const leases = new RedisPlacementState(commands, keys, config.PLACEMENT_TRACK_TTL_MS);
   const exchange = createHttpExchange({
     baseUrl: config.EXCHANGE_URL!,
     timeoutMs: config.BREAKER_TIMEOUT_MS * 2,
@@ -328,6 +344,7 @@ async function runChild(): Promise<void> {
     port,
     behaviour: createPlacementBehaviour({
       orders,
+      leases,
       exchange,
       breaker,
       clock: systemClock,
@@ -341,21 +358,15 @@ async function runChild(): Promise<void> {
     reclaimIntervalMs: config.RECLAIM_INTERVAL_MS,
     maxDeliveries: config.MAX_DELIVERIES,
   });
-  const sweeper = createSweeper({
-    orders,
-    dispatcher: new RedisPlacementDispatcher(commands, keys),
-    clock: systemClock,
-    logger: silentLogger,
-    redispatchBackoff: {
-      baseMs: config.DISPATCH_GRACE_MS,
-      maxMs: Math.max(config.DISPATCH_GRACE_MS, 300_000),
-    },
-  });
   await actor.start();
-  const sweeping = every(config.SWEEP_INTERVAL_MS, sweeper.sweepOnce, () => {});
+  const retries = every(
+    config.RETRY_POLL_INTERVAL_MS,
+    () => leases.moveDueRetries(new Date()),
+    () => {},
+  );
   console.log("ready");
   await new Promise<void>((resolveStop) => process.once("SIGTERM", () => resolveStop()));
-  await sweeping.stop();
+  await retries.stop();
   await actor.close(2_000);
   breaker.shutdown();
   commands.disconnect();
@@ -364,139 +375,30 @@ async function runChild(): Promise<void> {
 }
 
 /**
- * The OrderRepository contract in memory, for one process. An order id first seen in a claim is a new
- * `accepted` order (the benchmark only XADDs ids); each id reaches one consumer through the group, so
- * per-process state is enough while re-dispatches stay rare (DISPATCH_GRACE_MS is long here).
+ * The final writes of the OrderRepository contract in memory, for one process: the placement actor
+ * reads nothing on the happy path (the order travels on its entry), so this is all it needs.
  */
-class MemoryOrderRepository implements OrderRepository {
-  private readonly orders = new Map<string, OrderRecord>();
+class MemoryOrderRepository
+  implements Pick<OrderRepository, "findById" | "markPlaced" | "markRejected" | "park">
+{
+  private readonly outcomes = new Map<string, string>();
 
-  private get(id: string): OrderRecord {
-    let order = this.orders.get(id);
-    if (!order) {
-      order = newOrderRecord(
-        id,
-        { type: "market", side: "buy", instrument: "US0378331005", limitPriceCents: null, quantity: 1 },
-        new Date(0),
-        { partitions: 1, dispatchGraceMs: 3_600_000_000, idempotencyKey: null },
-      );
-      this.orders.set(id, order);
+  async findById() {
+    return null;
+  }
+  async markPlaced(id: string, venueOrderId: string): Promise<FinalWriteResult> {
+    return this.finish(id, `placed:${venueOrderId}`);
+  }
+  async markRejected(id: string, reason: string): Promise<FinalWriteResult> {
+    return this.finish(id, `rejected:${reason}`);
+  }
+  async park() {}
+  private finish(id: string, outcome: string): FinalWriteResult {
+    const existing = this.outcomes.get(id);
+    if (existing === undefined) {
+      this.outcomes.set(id, outcome);
+      return "applied";
     }
-    return order;
-  }
-
-  async insert(order: OrderRecord) {
-    this.orders.set(order._id, { ...order });
-  }
-  async findById(id: string) {
-    const order = this.orders.get(id);
-    return order ? { ...order } : null;
-  }
-  async markDispatchFailed(id: string, now: Date) {
-    const order = this.get(id);
-    if (order.status === "accepted") order.sweep_at = now;
-  }
-  async claim(id: string, now: Date, leaseMs: number, token: string) {
-    const order = this.get(id);
-    const claimable =
-      (order.status === "accepted" && order.next_attempt_at <= now) ||
-      (order.status === "placing" && order.lease_until !== null && order.lease_until <= now);
-    if (!claimable) return null;
-    Object.assign(order, {
-      status: "placing",
-      lease_until: new Date(now.getTime() + leaseMs),
-      lease_token: token,
-      attempts: order.attempts + 1,
-      updated_at: now,
-    });
-    return { ...order };
-  }
-  async markPlaced(id: string, venueOrderId: string, now: Date) {
-    const order = this.get(id);
-    if (order.status !== "accepted" && order.status !== "placing") return false;
-    Object.assign(order, {
-      status: "placed",
-      placed_at: now,
-      venue_order_id: venueOrderId,
-      lease_until: null,
-    });
-    return true;
-  }
-  async markRejected(id: string, reason: string, now: Date) {
-    const order = this.get(id);
-    if (order.status !== "accepted" && order.status !== "placing") return false;
-    Object.assign(order, {
-      status: "rejected",
-      rejection_reason: reason,
-      updated_at: now,
-      lease_until: null,
-    });
-    return true;
-  }
-  async release(id: string, token: string, retryAt: Date, lastError: string, now: Date) {
-    const order = this.get(id);
-    if (order.status !== "placing" || order.lease_token !== token) return false;
-    Object.assign(order, {
-      status: "accepted",
-      next_attempt_at: retryAt,
-      sweep_at: retryAt,
-      lease_until: null,
-      lease_token: null,
-      last_error: lastError,
-      updated_at: now,
-    });
-    return true;
-  }
-  async findDueForDispatch(now: Date, limit: number) {
-    return [...this.orders.values()]
-      .filter((o) => o.status === "accepted" && o.sweep_at <= now && o.parked_at === null)
-      .sort((a, b) => a.sweep_at.getTime() - b.sweep_at.getTime())
-      .slice(0, limit)
-      .map((o) => ({
-        _id: o._id,
-        partition: o.partition,
-        sweep_at: o.sweep_at,
-        redispatches: o.redispatches,
-      }));
-  }
-  async rescheduleSweep(id: string, expectedSweepAt: Date, nextSweepAt: Date) {
-    const order = this.get(id);
-    if (order.status !== "accepted" || order.sweep_at.getTime() !== expectedSweepAt.getTime()) return false;
-    order.sweep_at = nextSweepAt;
-    order.redispatches += 1;
-    return true;
-  }
-  async restoreSweep(id: string, expectedSweepAt: Date, originalSweepAt: Date) {
-    const order = this.get(id);
-    if (order.status !== "accepted" || order.sweep_at.getTime() !== expectedSweepAt.getTime()) return;
-    order.sweep_at = originalSweepAt;
-    order.redispatches -= 1;
-  }
-  async findStalePlacing(now: Date, limit: number) {
-    return [...this.orders.values()]
-      .filter((o) => o.status === "placing" && o.lease_until !== null && o.lease_until <= now)
-      .slice(0, limit)
-      .map((o) => ({ _id: o._id, partition: o.partition, lease_token: o.lease_token }));
-  }
-  async expireLease(id: string, token: string | null, now: Date, nextSweepAt: Date) {
-    const order = this.get(id);
-    if (order.status !== "placing" || order.lease_token !== token) return false;
-    Object.assign(order, {
-      status: "accepted",
-      next_attempt_at: now,
-      sweep_at: nextSweepAt,
-      lease_until: null,
-    });
-    order.redispatches += 1;
-    return true;
-  }
-  async park(id: string, reason: string, now: Date) {
-    Object.assign(this.get(id), { parked_at: now, last_error: reason });
-  }
-  async unpark(id: string, now: Date) {
-    const order = this.get(id);
-    order.parked_at = null;
-    order.sweep_at = now;
-    return { ...order };
+    return existing === outcome ? "already" : "conflict";
   }
 }

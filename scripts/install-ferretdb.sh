@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds FerretDB v1.24.2 (a MongoDB-wire server on SQLite) once and caches it outside the clone, for
-# machines without a mongod. `go install` alone yields a binary that panics at start (its embedded
-# build/version/version.txt is empty in the module), so the module source is copied, the version file
-# written, and the binary built from there. Prints the binary's path.
+# Builds FerretDB v1.24.2 (a MongoDB-wire server on PostgreSQL, or on SQLite where PostgreSQL cannot
+# be installed) once and caches it outside the clone, for machines without a mongod. `go install`
+# alone yields a binary that panics at start (its embedded build/version/version.txt is empty in the
+# module), so the module source is copied, the version file written, and the binary built from
+# there. Prints the binary's path.
 set -euo pipefail
 version=v1.24.2
 bin=${FERRETDB_BIN:-$HOME/.cache/orders-service/bin/ferretdb}

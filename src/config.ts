@@ -22,6 +22,8 @@ const ConfigSchema = T.Object({
   LOG_LEVEL: T.Union([T.Literal("debug"), T.Literal("info"), T.Literal("warn"), T.Literal("error")], {
     default: "info",
   }),
+  /** This host's name (Kubernetes sets it to the pod name): part of each actor's consumer name. */
+  HOSTNAME: T.String({ pattern: "^[A-Za-z0-9._-]{1,253}$", default: "local" }),
   /** Prefix of every Redis key this deployment uses; lets tests and tenants share one Redis. */
   REDIS_KEY_PREFIX: T.String({ pattern: "^[A-Za-z0-9:_-]{1,64}$", default: "orders" }),
   /** Number of placement streams; orders are spread over them by id (Redis Cluster hash tags). */
@@ -52,6 +54,25 @@ const ConfigSchema = T.Object({
   RETRY_MAX_DELAY_MS: Int(1, 3_600_000, 60_000),
   /** Timeout of one MongoDB operation on the request path (server selection, socket, write concern). */
   MONGO_TIMEOUT_MS: Int(100, 120_000, 2_000),
+  /**
+   * MongoDB connections of one process. The embedded store (FerretDB on PostgreSQL) deadlocks when its
+   * clients together open more operations than its pool has connections (pool_max_conns=200 in the run
+   * script and the test harness): keep the sum over all processes below that.
+   */
+  MONGO_MAX_POOL_SIZE: Int(1, 1_000, 32),
+  /** MongoDB operations one process has waiting on the store at once; more queue in the process. */
+  MONGO_MAX_IN_FLIGHT: Int(1, 1_000, 16),
+  /** Intake group commit: concurrent orders within this window share one insertMany. */
+  INTAKE_BATCH_WINDOW_MS: Int(0, 100, 2),
+  /** Intake group commit: the most orders in one insertMany. */
+  INTAKE_BATCH_MAX: Int(1, 1_000, 64),
+  /**
+   * How long Redis remembers an order's placement state (queued, retry, done). If Redis lost an entry but
+   * kept its state, the sweeper re-dispatches the order after this long at the latest.
+   */
+  PLACEMENT_TRACK_TTL_MS: Int(60_000, 86_400_000, 900_000),
+  /** How often due retries move from the retry schedule back onto the placement stream. */
+  RETRY_POLL_INTERVAL_MS: Int(10, 60_000, 250),
   /** Timeout of the XADD on the request path; past it the order is dispatched by the sweeper. */
   REDIS_COMMAND_TIMEOUT_MS: Int(10, 60_000, 500),
   /** Whole-request deadline of POST /orders; past it the answer is the 500 body. */

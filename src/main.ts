@@ -1,11 +1,16 @@
 /**
  * The single entry point: `orders <api|actors|all|exchange|dlq|health>`, from source
- * (`bun src/main.ts all`) or as the compiled binary (`dist/orders all`).
+ * (`bun src/main.ts all`) or as the compiled binary (`dist/orders all`). The only file of src/ that
+ * sees actors/: it hands the placement actors to the service process.
  */
+
+import { runDeadLetterCommand } from "../actors/placement/dlq-command.ts";
+import { startPlacementActors } from "../actors/placement/process.ts";
 import { ConfigError, loadConfig } from "./config.ts";
-import { runDeadLetterCommand } from "./dlq.ts";
 import { createLogger } from "./logger.ts";
-import { type RunningProcess, startExchange, startService } from "./processes.ts";
+import { startExchange } from "./process/exchange.ts";
+import type { RunningProcess } from "./process/lifecycle.ts";
+import { startService } from "./process/service.ts";
 
 const USAGE = "usage: orders <api|actors|all|exchange|dlq|health> (see README.md)";
 const COMMANDS = ["api", "actors", "all", "exchange", "dlq", "health"];
@@ -51,7 +56,7 @@ async function main(argv: string[]): Promise<number> {
     running =
       command === "exchange"
         ? await startExchange(config, logger)
-        : await startService(config, logger, command as "api" | "actors" | "all");
+        : await startService(config, logger, command as "api" | "actors" | "all", startPlacementActors);
   } catch (error) {
     logger.error("start failed", { error, detail: String((error as Error)?.stack ?? error) });
     return 1;

@@ -1,19 +1,33 @@
 /**
- * The placement actor's behaviour: one message = one order id. The claim in MongoDB is conditional, so
- * duplicated entries (at-least-once delivery, sweeper re-dispatch) cannot place an order twice here,
- * and the order id is the client order id at the venue, so a resubmission after an ambiguous attempt
- * is recognised there; an order already attempted is first looked up at the venue.
+ * The placement actor's behaviour: one message = one order. The order travels on its stream entry, so
+ * the happy path reads nothing from MongoDB and writes once (the final outcome):
  *
- * Outcomes: placed (durable, then acknowledged); rejected (final, with a reason, plus a dead-letter
- * entry); retry (a transport failure: the order goes back to `accepted` with a backoff time and the
- * sweeper dispatches it when due); skipped (already final, held by a live lease, or not yet due).
+ *   lease in Redis (SET with a token, expiring on the server's clock) -> venue call behind the breaker
+ *   -> final outcome in MongoDB (conditional: the first outcome wins; idempotent on the venue's ack)
+ *   -> `done` in Redis -> the runtime acknowledges the entry.
+ *
+ * Several entries for one order (at-least-once delivery, sweeper re-dispatch, a reclaimed entry) meet at
+ * the lease: one works, the others are acknowledged. The order id is the client order id at the venue,
+ * so a resubmission after an ambiguous attempt is recognised there; an entry that may not be the first
+ * attempt (a retry, a reclaimed or re-dispatched entry) is first looked up at the venue.
+ *
+ * Outcomes: placed; rejected (final, with a reason, plus a dead-letter entry); retry (a transport
+ * failure: the order goes to the retry schedule in Redis and back to the stream when due, no MongoDB
+ * write); skipped (already done, or leased by another actor).
  */
+import { orderFromEntry } from "../../src/adapters/placement-state.ts";
 import { isRetryable } from "../../src/domain/errors.ts";
-import type { OrderRecord } from "../../src/domain/order.ts";
-import type { Clock, OrderRepository } from "../../src/domain/ports.ts";
+import { isPlacementFinal } from "../../src/domain/order.ts";
+import type {
+  Clock,
+  DispatchedOrder,
+  FinalWriteResult,
+  OrderRepository,
+  PlacementLeases,
+} from "../../src/domain/ports.ts";
 import type { Exchange, ExchangeOrder } from "../../src/exchange/port.ts";
 import type { Logger } from "../../src/logger.ts";
-import { type BackoffPolicy, backoffDelay } from "../runtime/backoff.ts";
+import { type BackoffPolicy, backoffDelay } from "../../src/support/backoff.ts";
 import type { ActorBehaviour, ActorMessage } from "../runtime/stream-actor.ts";
 import type { ExchangeBreaker } from "./exchange-breaker.ts";
 
@@ -28,39 +42,82 @@ export class PoisonMessageError extends Error {
 }
 
 export interface PlacementDeps {
-  orders: OrderRepository;
+  orders: Pick<OrderRepository, "findById" | "markPlaced" | "markRejected" | "park">;
+  leases: PlacementLeases;
   exchange: Exchange;
   breaker: ExchangeBreaker;
   clock: Clock;
   logger: Logger;
   leaseMs: number;
+  /**
+   * Fence against a paused process: a submission starts only this soon after the lease was taken, so
+   * that the venue call (bounded by the breaker's timeout) ends before the lease does. Default: leaseMs.
+   */
+  submitWithinMs?: number;
   retry: BackoffPolicy;
   /** Appends to the dead-letter stream (rejected orders, unknown order ids). */
   deadLetter(fields: Record<string, string>): Promise<void>;
   random?: () => number;
   observe?(outcome: PlacementOutcome, attemptSeconds: number | null, duplicateAtVenue: boolean): void;
+  /** A final write found another outcome already there (or no order): counted and alerted on. */
+  onFinalWriteMismatch?(orderId: string, result: FinalWriteResult): void;
 }
 
 export function createPlacementBehaviour(
   deps: PlacementDeps,
-): ActorBehaviour & { placeOne(orderId: string, signal: AbortSignal): Promise<PlacementOutcome> } {
-  const { orders, exchange, breaker, clock, logger } = deps;
+): ActorBehaviour & { placeOne(message: ActorMessage, signal: AbortSignal): Promise<PlacementOutcome> } {
+  const { orders, leases, exchange, breaker, clock, logger } = deps;
 
-  async function placeOne(orderId: string, signal: AbortSignal): Promise<PlacementOutcome> {
+  async function placeOne(message: ActorMessage, signal: AbortSignal): Promise<PlacementOutcome> {
+    const fields = message.fields;
+    const orderId = fields.order_id;
+    if (!orderId) throw new PoisonMessageError(`entry ${message.id} has no order_id`);
+    const partition = Number(fields.partition ?? 0) || 0;
     const token = crypto.randomUUID();
-    const order = await orders.claim(orderId, clock.now(), deps.leaseMs, token);
-    if (!order) return skipOrDeadLetter(orderId);
-    const log = logger.child({ order_id: orderId, attempt: order.attempts });
+    const leasedAt = clock.now().getTime();
+    const lease = await leases.acquire({ _id: orderId, partition }, token, deps.leaseMs);
+    if (lease !== "acquired") {
+      deps.observe?.("skipped", null, false);
+      return "skipped";
+    }
+    try {
+      return await work(message, signal, token, leasedAt);
+    } catch (error) {
+      // A poison message or a shutdown leaves the entry pending: give the lease back, so that the next
+      // delivery (the reclaimer's, counted towards MAX_DELIVERIES) is not skipped as "held".
+      if (error instanceof PoisonMessageError || signal.aborted)
+        await leases.release({ _id: orderId, partition }, token).catch(() => {});
+      throw error;
+    }
+  }
 
-    if (order.attempts > 1 || order.redispatches > 0) {
-      // An earlier attempt may have reached the venue (a timeout, a crash): ask before resubmitting.
-      // `redispatches` too: a server without atomic updates (FerretDB v1 writes whole documents back)
-      // can let a sweeper's write undo an earlier claim, and that write always counts a re-dispatch.
+  async function work(
+    message: ActorMessage,
+    signal: AbortSignal,
+    token: string,
+    leasedAt: number,
+  ): Promise<PlacementOutcome> {
+    const fields = message.fields;
+    const orderId = fields.order_id!;
+    const partition = Number(fields.partition ?? 0) || 0;
+    const attempt = Math.max(1, Number(fields.attempt ?? 1) || 1);
+    const log = logger.child({ order_id: orderId, attempt });
+
+    const order = orderFromEntry(fields) ?? (await orderFromStore(orderId, partition));
+    if (order === null) return "rejected";
+    if (order === "final") {
+      deps.observe?.("skipped", null, false);
+      return "skipped";
+    }
+
+    // Not surely the first submission: an earlier attempt may have reached the venue (a timeout, a
+    // crash, a lost lease). Ask before resubmitting.
+    if (attempt > 1 || fields.source !== "intake" || message.redelivered) {
       const known = await exchange
         .lookup(orderId, AbortSignal.any([signal, AbortSignal.timeout(deps.leaseMs / 2)]))
         .catch(() => null);
       if (known) {
-        await orders.markPlaced(orderId, known.venue_order_id, clock.now());
+        await recordPlaced(order, known.venue_order_id, attempt);
         log.info("order placed (found at venue)", { venue_order_id: known.venue_order_id });
         deps.observe?.("placed", null, false);
         return "placed";
@@ -68,15 +125,13 @@ export function createPlacementBehaviour(
     }
 
     // Fencing: a process paused past its lease (SIGSTOP, a stalled VM) resumes here while another actor
-    // may hold the order; a submission now would be stopped only by the venue's client-order-id check.
-    // Released instead: a no-op when another actor holds the order (the token differs), otherwise it
-    // is retried like a failed attempt. No safety margin: claim + look-up + venue call would all have
-    // to fit in it, and with slow look-ups (bounded by half the lease) orders could starve.
-    const leaseLeftMs = order.lease_until ? order.lease_until.getTime() - clock.now().getTime() : Infinity;
-    if (leaseLeftMs <= 0) {
-      const retryAt = new Date(clock.now().getTime() + backoffDelay(order.attempts, deps.retry, deps.random));
-      await orders.release(orderId, token, retryAt, "lease ran out before the submission", clock.now());
-      log.warn("lease ran out before the submission; released", { lease_left_ms: leaseLeftMs });
+    // may hold the order. Measured from before the lease was asked for, on this process's clock (the
+    // lease itself expires on Redis's): the order goes back for a retry, unsubmitted.
+    const sinceLeaseMs = clock.now().getTime() - leasedAt;
+    if (sinceLeaseMs >= (deps.submitWithinMs ?? deps.leaseMs)) {
+      const retryAt = new Date(clock.now().getTime() + backoffDelay(attempt, deps.retry, deps.random));
+      await leases.scheduleRetry(order, token, retryAt, attempt);
+      log.warn("lease too old to submit; handed back unsubmitted", { since_lease_ms: sinceLeaseMs });
       deps.observe?.("retry", null, false);
       return "retry";
     }
@@ -88,80 +143,88 @@ export function createPlacementBehaviour(
     try {
       const ack = await breaker.place(request, signal);
       const seconds = (performance.now() - started) / 1000;
-      await orders.markPlaced(orderId, ack.venue_order_id, clock.now());
-      log.info("order placed", { venue_order_id: ack.venue_order_id, duplicate_at_venue: ack.duplicate });
+      await recordPlaced(order, ack.venue_order_id, attempt);
+      log.debug("order placed", { venue_order_id: ack.venue_order_id, duplicate_at_venue: ack.duplicate });
       deps.observe?.("placed", seconds, ack.duplicate);
       return "placed";
     } catch (error) {
       const seconds = (performance.now() - started) / 1000;
+      if (signal.aborted) throw error; // shutdown mid-attempt: the lease goes back (above)
       if (!isRetryable(error)) {
         const reason = (error as Error).message;
-        await orders.markRejected(orderId, reason, clock.now());
+        checkFinalWrite(orderId, await orders.markRejected(orderId, reason, clock.now(), attempt));
+        await leases.finish(order, "rejected");
         await deps.deadLetter({ order_id: orderId, reason, kind: "rejected" });
         log.warn("order rejected", { reason });
         deps.observe?.("rejected", seconds, false);
         return "rejected";
       }
-      const retryAt = new Date(clock.now().getTime() + backoffDelay(order.attempts, deps.retry, deps.random));
-      await orders.release(orderId, token, retryAt, (error as Error).message, clock.now());
+      const retryAt = new Date(clock.now().getTime() + backoffDelay(attempt, deps.retry, deps.random));
+      await leases.scheduleRetry(order, token, retryAt, attempt + 1);
       log.info("placement attempt failed; will retry", { error, retry_at: retryAt.toISOString() });
       deps.observe?.("retry", seconds, false);
       return "retry";
     }
   }
 
-  async function skipOrDeadLetter(orderId: string): Promise<PlacementOutcome> {
-    const current = await orders.findById(orderId);
-    if (!current) {
+  async function recordPlaced(order: DispatchedOrder, venueOrderId: string, attempt: number): Promise<void> {
+    checkFinalWrite(order._id, await orders.markPlaced(order._id, venueOrderId, clock.now(), attempt));
+    await leases.finish(order, "placed");
+  }
+
+  function checkFinalWrite(orderId: string, result: FinalWriteResult): void {
+    if (result === "applied" || result === "already") return;
+    deps.onFinalWriteMismatch?.(orderId, result);
+    logger.error("final write found another outcome", { order_id: orderId, result });
+  }
+
+  /** An entry with only an id (older writers): the order from MongoDB, "final" when done, null when unknown. */
+  async function orderFromStore(
+    orderId: string,
+    partition: number,
+  ): Promise<DispatchedOrder | "final" | null> {
+    const stored = await orders.findById(orderId);
+    if (!stored) {
       await deps.deadLetter({
         order_id: orderId,
         reason: "order not found in MongoDB",
         kind: "unknown_order",
       });
+      await leases.finish({ _id: orderId, partition }, "unknown");
       logger.error("stream entry names an unknown order", { order_id: orderId });
       deps.observe?.("rejected", null, false);
-      return "rejected";
+      return null;
     }
-    deps.observe?.("skipped", null, false);
-    return "skipped";
+    if (isPlacementFinal(stored.status)) {
+      await leases.finish(stored, stored.status);
+      return "final";
+    }
+    return stored;
   }
 
   // Handlers taken while the breaker was not closed and not finished yet. The breaker only learns of a
-  // half-open trial when the handler reaches it (after the MongoDB claim), so the gate counts these too:
-  // otherwise the read loop keeps taking entries during that claim and burns their attempts.
+  // half-open trial when the handler reaches it (after the lease), so the gate counts these too:
+  // otherwise the read loop keeps taking entries during that time and burns their attempts.
   let admittedWhileNotClosed = 0;
-  // Orders this process is working on. A second entry for the same order (a sweeper re-dispatch next to
-  // the original in one read) is acknowledged at once: the first handler finishes or releases the order.
-  // The claim in MongoDB is conditional anyway, but a server whose findAndModify is not atomic under
-  // concurrency (FerretDB v1) would let both claims through and submit the order twice.
-  const ordersInProgress = new Set<string>();
 
   return {
     placeOne,
     async handle(message: ActorMessage, signal: AbortSignal) {
-      const orderId = message.fields.order_id;
-      if (!orderId) throw new PoisonMessageError(`entry ${message.id} has no order_id`);
-      if (ordersInProgress.has(orderId)) {
-        deps.observe?.("skipped", null, false);
-        return;
-      }
       const counted = breaker.state !== "closed";
       if (counted) admittedWhileNotClosed += 1;
-      ordersInProgress.add(orderId);
       try {
-        await placeOne(orderId, signal);
+        await placeOne(message, signal);
       } catch (error) {
         // Only a poison message (and a shutdown) leaves the entry pending. A MongoDB or Redis failure is
         // transient: redelivering the entry until it counts as poison would park an order that must be
         // placed. The order document is its own outbox, so the entry is acknowledged and the sweeper
-        // re-drives the order (an `accepted` one when due, a `placing` one when its lease expires).
+        // re-drives the order once its lease and tracking state have expired.
         if (error instanceof PoisonMessageError || signal.aborted) throw error;
         logger.warn("placement failed on MongoDB or Redis; the sweeper re-drives the order", {
-          order_id: orderId,
+          order_id: message.fields.order_id,
           error,
         });
       } finally {
-        ordersInProgress.delete(orderId);
         if (counted) admittedWhileNotClosed -= 1;
       }
     },
@@ -178,7 +241,7 @@ export function createPlacementBehaviour(
   };
 }
 
-export function toExchangeOrder(order: OrderRecord): ExchangeOrder {
+export function toExchangeOrder(order: DispatchedOrder): ExchangeOrder {
   if (typeof order.instrument !== "string" || typeof order.quantity !== "number") {
     throw new PoisonMessageError(`order ${order._id} is malformed`);
   }

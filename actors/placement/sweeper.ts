@@ -1,54 +1,84 @@
 /**
- * The sweeper keeps "every 201 is placed" true when the stream cannot: it finds orders still `accepted`
- * past their sweep time (the XADD at intake failed, an API pod died after the MongoDB write, Redis lost
- * the stream, or a transient failure's retry is due) and orders stuck in `placing` past their lease (the
- * holder died and its entry is gone), and puts them on the stream again. Each re-dispatch is won through
- * a conditional update first, so several sweepers never flood the stream; duplicates that still happen
- * are harmless because the actor's claim is conditional.
+ * The sweeper keeps "every 201 is placed" true when Redis cannot: it finds orders still `accepted` past
+ * their sweep time (the XADD at intake failed, an API pod died after the MongoDB write, Redis lost the
+ * stream, a lease expired with its holder) and dispatches them again. It writes nothing to MongoDB: the
+ * dispatch adds an entry only when Redis does not track the order (queued, leased, waiting for a retry,
+ * or done), so an order still on the stream or in the retry schedule is left alone, and two sweeps of
+ * one order add one entry.
+ *
+ * Bounded and spread: each pass reads at most `batchSize` orders per partition, continuing from where
+ * the last pass stopped (a cursor over the sweep time, so a long backlog does not hide the orders behind
+ * it); a partition is swept by one actor process at a time (a short lock in Redis); nothing is swept
+ * while the breaker is not closed (the orders would only wait on the stream).
  */
-import type { Clock, OrderRepository, PlacementDispatcher } from "../../src/domain/ports.ts";
+import type {
+  Clock,
+  DispatchCandidate,
+  OrderRepository,
+  PlacementDispatcher,
+} from "../../src/domain/ports.ts";
 import type { Logger } from "../../src/logger.ts";
-import { type BackoffPolicy, backoffDelay } from "../runtime/backoff.ts";
 
 export interface SweeperDeps {
-  orders: OrderRepository;
+  orders: Pick<OrderRepository, "findDueForDispatch">;
   dispatcher: PlacementDispatcher;
   clock: Clock;
   logger: Logger;
-  /** Delay before the next check of an order just re-dispatched; grows with its re-dispatch count. */
-  redispatchBackoff: BackoffPolicy;
+  partitions: number;
+  /** Takes or renews this process's sweep lock of a partition; true when it holds it. */
+  holdLock(partition: number): Promise<boolean>;
+  /** False while the venue is unavailable (breaker open or half-open): skip the pass. */
+  canPlace?(): boolean;
   batchSize?: number;
-  onRedispatched?(reason: "due" | "stale_lease"): void;
+  onRedispatched?(reason: "due"): void;
 }
 
 export function createSweeper(deps: SweeperDeps) {
   const { orders, dispatcher, clock, logger } = deps;
   const batch = deps.batchSize ?? 500;
+  const cursors = new Map<number, Date>();
+
+  async function sweepPartition(partition: number, now: Date): Promise<number> {
+    const after = cursors.get(partition);
+    const due = await orders.findDueForDispatch(now, batch, { partition, after });
+    // A short page means the end was reached: start from the oldest again next time.
+    if (due.length < batch) cursors.delete(partition);
+    else cursors.set(partition, due[due.length - 1]!.sweep_at);
+    let dispatched = 0;
+    let failedInARow = 0;
+    for (const order of due) {
+      try {
+        if (await redispatch(order)) dispatched += 1;
+        failedInARow = 0;
+      } catch (error) {
+        // A bad order is skipped; several failures in a row mean Redis is down: end the pass.
+        logger.warn("re-dispatch failed", { order_id: order._id, error });
+        if (++failedInARow >= 3) throw error;
+      }
+    }
+    return dispatched;
+  }
+
+  async function redispatch(order: DispatchCandidate): Promise<boolean> {
+    const added = await dispatcher.dispatch(order, "sweep");
+    if (!added) return false;
+    deps.onRedispatched?.("due");
+    logger.info("order re-dispatched by the sweeper", { order_id: order._id });
+    return true;
+  }
 
   async function sweepOnce(): Promise<number> {
-    let count = 0;
+    if (deps.canPlace && !deps.canPlace()) return 0;
     const now = clock.now();
-    for (const order of await orders.findDueForDispatch(now, batch)) {
-      const next = new Date(now.getTime() + backoffDelay(order.redispatches + 1, deps.redispatchBackoff));
-      if (!(await orders.rescheduleSweep(order._id, order.sweep_at, next))) continue;
+    let count = 0;
+    for (let partition = 0; partition < deps.partitions; partition++) {
+      if (!(await deps.holdLock(partition))) continue;
       try {
-        await dispatcher.dispatch(order);
+        count += await sweepPartition(partition, now);
       } catch (error) {
-        // Redis is down: keep the order due with its backoff unchanged, and end this pass (the next
-        // order would fail the same way). Otherwise an outage would push every order's next check out.
-        await orders.restoreSweep(order._id, next, order.sweep_at);
-        throw error;
+        // One bad partition (or order) must not stop the others.
+        logger.warn("sweep of a partition failed", { partition, error });
       }
-      deps.onRedispatched?.("due");
-      count += 1;
-    }
-    for (const order of await orders.findStalePlacing(now, batch)) {
-      const next = new Date(now.getTime() + deps.redispatchBackoff.baseMs);
-      if (!(await orders.expireLease(order._id, order.lease_token, now, next))) continue;
-      await dispatcher.dispatch(order);
-      logger.warn("order re-dispatched after its lease expired", { order_id: order._id });
-      deps.onRedispatched?.("stale_lease");
-      count += 1;
     }
     return count;
   }

@@ -9,6 +9,8 @@ export interface StreamEntry {
   stream: string;
   id: string;
   fields: Record<string, string> | null;
+  /** Delivered before to some consumer (taken over by the reclaimer): its handling may have started. */
+  redelivered?: boolean;
 }
 
 export interface PendingEntry {
@@ -36,13 +38,15 @@ export interface StreamPort {
     blockMs: number,
   ): Promise<StreamEntry[]>;
   ack(stream: string, group: string, ids: readonly string[]): Promise<void>;
+  /** XAUTOCLAIM from `cursor` ("0-0" to start); `next` is "0-0" when the scan went round. */
   autoClaim(
     stream: string,
     group: string,
     consumer: string,
     minIdleMs: number,
     count: number,
-  ): Promise<{ entries: StreamEntry[]; deletedIds: string[] }>;
+    cursor?: string,
+  ): Promise<{ entries: StreamEntry[]; deletedIds: string[]; next: string }>;
   pendingIdle(stream: string, group: string, minIdleMs: number, count: number): Promise<PendingEntry[]>;
   add(stream: string, fields: Record<string, string>): Promise<string>;
   range(stream: string, start: string, end: string, count: number): Promise<StreamEntry[]>;
@@ -102,18 +106,19 @@ export function createIoredisStreamPort(redis: Redis): StreamPort {
     async ack(stream, group, ids) {
       if (ids.length > 0) await redis.xack(stream, group, ...ids);
     },
-    async autoClaim(stream, group, consumer, minIdleMs, count) {
+    async autoClaim(stream, group, consumer, minIdleMs, count, cursor = "0-0") {
       const reply = (await redis.call(
         "XAUTOCLAIM",
         stream,
         group,
         consumer,
         String(minIdleMs),
-        "0-0",
+        cursor,
         "COUNT",
         String(count),
       )) as [string, RawEntry[], string[]?];
-      return { entries: toEntries(stream, reply[1] ?? []), deletedIds: reply[2] ?? [] };
+      const entries = toEntries(stream, reply[1] ?? []).map((entry) => ({ ...entry, redelivered: true }));
+      return { entries, deletedIds: reply[2] ?? [], next: reply[0] ?? "0-0" };
     },
     async pendingIdle(stream, group, minIdleMs, count) {
       const reply = (await redis.call(

@@ -14,7 +14,7 @@
  *   the dead-letter stream with its history and is acknowledged.
  * - A group lost with a Redis restart (NOGROUP) is recreated and reading goes on.
  */
-import type { BackoffPolicy } from "./backoff.ts";
+import type { BackoffPolicy } from "../../src/support/backoff.ts";
 import { isNoGroupError, type StreamEntry, type StreamPort } from "./redis-streams.ts";
 import { supervise } from "./supervisor.ts";
 
@@ -72,6 +72,11 @@ export class StreamActor {
   private wake: (() => void) | undefined;
   private loops: Promise<void>[] = [];
   private reclaimTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Where the next XAUTOCLAIM of each stream starts: carried across passes, so that a dead consumer's
+   * entries behind more than one pass's worth of live ones are reached too.
+   */
+  private readonly reclaimCursors = new Map<string, string>();
 
   constructor(private readonly options: StreamActorOptions) {}
 
@@ -231,13 +236,15 @@ export class StreamActor {
       }
       const slots = this.freeSlots();
       if (slots === 0) continue;
-      const { entries, deletedIds } = await port.autoClaim(
+      const { entries, deletedIds, next } = await port.autoClaim(
         stream,
         group,
         consumer,
         claimTimeoutMs,
         Math.min(slots, 100),
+        this.reclaimCursors.get(stream) ?? "0-0",
       );
+      this.reclaimCursors.set(stream, next);
       if (deletedIds.length > 0) {
         this.options.observer?.missingPayload?.(deletedIds.length);
         await port.ack(stream, group, deletedIds);

@@ -2,7 +2,7 @@
  * Runs a long-lived loop and restarts it with backoff when it crashes. The backoff resets once the loop
  * has run for a while, so a rare crash restarts fast and a crash loop slows down.
  */
-import { type BackoffPolicy, backoffDelay } from "./backoff.ts";
+import { type BackoffPolicy, backoffDelay } from "../../src/support/backoff.ts";
 
 export interface SupervisorOptions {
   name: string;

@@ -16,7 +16,7 @@
  */
 import { Redis } from "ioredis";
 import { MongoClient } from "mongodb";
-import { createMongoClient } from "../../src/adapters/mongo.ts";
+import { createMongoClient } from "../../src/adapters/mongo/client.ts";
 import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
 import { databaseName } from "../../src/config.ts";
 import type { OpResult } from "./client.ts";
@@ -60,7 +60,7 @@ export function createStatusProbe(mongoUrl: string) {
   // FerretDB groups in its own process after reading every document: 2.2 s at 8,600 orders on
   // PostgreSQL under load, so a probe with a 3 s socket timeout went blind for the last minutes of a
   // 10,000-order run. The service's own client adds the stuck-monitor restart and operation deadlines.
-  const client = createMongoClient(mongoUrl, 10_000);
+  const client = createMongoClient(mongoUrl, { timeoutMs: 10_000, maxPoolSize: 8 });
   const database = databaseName(mongoUrl);
   return {
     counts: () => statusCounts(client, database).catch(() => null),
@@ -158,7 +158,10 @@ async function venueLookup(venue: Service, id: string): Promise<string | null> {
 
 /** Reads MongoDB, the venue (stats and one lookup per order) and the dead-letter stream. */
 export async function collect(env: Record<string, string>, venue: Service): Promise<Collected> {
-  const client = new MongoClient(env.MONGO_URL as string, { serverSelectionTimeoutMS: 10_000 });
+  const client = new MongoClient(env.MONGO_URL as string, {
+    serverSelectionTimeoutMS: 10_000,
+    maxPoolSize: 8,
+  });
   const redis = new Redis(env.REDIS_URL as string, { maxRetriesPerRequest: 3, lazyConnect: false });
   redis.on("error", () => {});
   try {

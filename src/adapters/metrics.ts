@@ -133,6 +133,34 @@ export function createMetrics(kind: ProcessKind) {
       labelNames: ["actor", "result"] as const,
       registers,
     }),
+    mongoOperations: new Counter({
+      name: "orders_mongo_operations_total",
+      help: "Commands sent to MongoDB, by command name (insert, update, find, ...)",
+      labelNames: ["command"] as const,
+      registers,
+    }),
+    mongoDurableWrites: new Counter({
+      name: "orders_mongo_durable_writes_total",
+      help: "Documents written with write concern majority + journal, by kind (insert, final, park, ...)",
+      labelNames: ["kind"] as const,
+      registers,
+    }),
+    finalWriteMismatches: new Counter({
+      name: "placement_final_write_mismatches_total",
+      help: "Final writes that found another outcome already stored (conflict) or no order (missing)",
+      labelNames: ["result"] as const,
+      registers,
+    }),
+    venueDuplicates: new Counter({
+      name: "placement_venue_duplicates_total",
+      help: "Submissions the venue recognised as a resubmission of an order it had (absorbed by client order id)",
+      registers,
+    }),
+    retriesDue: new Counter({
+      name: "placement_retries_released_total",
+      help: "Orders moved from the retry schedule back onto the placement stream",
+      registers,
+    }),
     venueSubmissions: new Counter({
       name: "venue_submissions_total",
       help: "Orders submitted to the simulated venue, by result (placed, duplicate, failed, rejected)",

@@ -1,8 +1,5 @@
-/** Redis connections and the intake side of the placement stream. */
+/** Redis connections. */
 import { Redis } from "ioredis";
-import type { OrderRecord } from "../domain/order.ts";
-import type { PlacementDispatcher } from "../domain/ports.ts";
-import type { RedisKeys } from "./redis-keys.ts";
 
 export interface RedisClientOptions {
   /** Reject a command that got no reply in this many ms; unset for connections that block (XREADGROUP). */
@@ -22,18 +19,6 @@ export function createRedisClient(url: string, options: RedisClientOptions): Red
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
     lazyConnect: false,
   });
-}
-
-/** XADD of the order id, nothing else: the order itself lives in MongoDB. No MAXLEN on the hot path. */
-export class RedisPlacementDispatcher implements PlacementDispatcher {
-  constructor(
-    private readonly redis: Redis,
-    private readonly keys: RedisKeys,
-  ) {}
-
-  async dispatch(order: Pick<OrderRecord, "_id" | "partition">): Promise<void> {
-    await this.redis.xadd(this.keys.placementStream(order.partition), "*", "order_id", order._id);
-  }
 }
 
 /** Waits up to `ms` for the first connection; never throws (Redis down must not stop the API starting). */

@@ -17,6 +17,15 @@ export class DuplicateOrderIdError extends Error {
   }
 }
 
+/** Outcome of a final write: applied now, the same outcome already there, another one there, or no order. */
+export type FinalWriteResult = "applied" | "already" | "conflict" | "missing";
+
+/** What the sweeper needs to put an order on its stream again: its id, partition and the order itself. */
+export type DispatchCandidate = Pick<
+  OrderRecord,
+  "_id" | "partition" | "sweep_at" | "type" | "side" | "instrument" | "limit_price_cents" | "quantity"
+>;
+
 export interface OrderRepository {
   /** Inserts durably (write concern majority + journal). Throws DuplicateOrderIdError if the id exists. */
   insert(order: OrderRecord): Promise<void>;
@@ -24,36 +33,19 @@ export interface OrderRepository {
   findById(id: string, options?: { majority?: boolean }): Promise<OrderRecord | null>;
   /** Marks an order whose intake XADD failed as due for dispatch now. */
   markDispatchFailed(id: string, now: Date): Promise<void>;
-  /**
-   * Takes the order for one placement attempt: accepted (and due) or placing with an expired lease ->
-   * placing, attempts + 1, a new lease. Returns null when the order is not claimable.
-   */
-  claim(id: string, now: Date, leaseMs: number, token: string): Promise<OrderRecord | null>;
-  /** accepted|placing -> placed. False when the order was already final. */
-  markPlaced(id: string, venueOrderId: string, now: Date): Promise<boolean>;
-  /** placing -> rejected with a reason. */
-  markRejected(id: string, reason: string, now: Date): Promise<boolean>;
-  /** placing (held by `token`) -> accepted, to be retried at `retryAt`. */
-  release(id: string, token: string, retryAt: Date, lastError: string, now: Date): Promise<boolean>;
-  /** Accepted orders whose sweep time passed, oldest first. */
+  /** Unfinished -> placed, with the number of venue attempts it took; idempotent on the venue's order id. */
+  markPlaced(id: string, venueOrderId: string, now: Date, attempts?: number): Promise<FinalWriteResult>;
+  /** Unfinished -> rejected with a reason. */
+  markRejected(id: string, reason: string, now: Date, attempts?: number): Promise<FinalWriteResult>;
+  /** Accepted orders whose sweep time passed, oldest first, optionally of one partition and from a cursor on. */
   findDueForDispatch(
     now: Date,
     limit: number,
-  ): Promise<Pick<OrderRecord, "_id" | "partition" | "sweep_at" | "redispatches">[]>;
-  /** Pushes the next sweep of an accepted order out; false when another sweeper (or an actor) got there first. */
-  rescheduleSweep(id: string, expectedSweepAt: Date, nextSweepAt: Date): Promise<boolean>;
-  /** Undoes a rescheduleSweep whose dispatch failed (Redis down): the order stays due, its backoff unchanged. */
-  restoreSweep(id: string, expectedSweepAt: Date, originalSweepAt: Date): Promise<void>;
-  /** Orders in placing whose lease expired (their holder died or hung). */
-  findStalePlacing(
-    now: Date,
-    limit: number,
-  ): Promise<Pick<OrderRecord, "_id" | "partition" | "lease_token">[]>;
-  /** placing with an expired lease -> accepted, due now. */
-  expireLease(id: string, token: string | null, now: Date, nextSweepAt: Date): Promise<boolean>;
+    options?: { partition?: number; after?: Date },
+  ): Promise<DispatchCandidate[]>;
   /** Its stream entry was dead-lettered: keep the sweeper away until an operator replays it. */
   park(id: string, reason: string, now: Date): Promise<void>;
-  /** Replay: unpark, and make a stuck `placing` claimable again. Returns the order, or null if unknown. */
+  /** Replay: unpark and make it due now. Returns the order, or null if unknown. */
   unpark(id: string, now: Date): Promise<OrderRecord | null>;
 }
 
@@ -76,7 +68,41 @@ export interface IdempotencyStore {
   release(key: string, claimedAt: Date): Promise<void>;
 }
 
-/** Appends an order to its placement stream. */
+/** The fields of an order that travel on its stream entry, so that an actor needs no read to place it. */
+export type DispatchedOrder = Pick<
+  OrderRecord,
+  "_id" | "partition" | "type" | "side" | "instrument" | "limit_price_cents" | "quantity"
+>;
+
+/**
+ * Appends an order to its placement stream unless Redis already tracks it (queued, leased, scheduled for
+ * a retry or done): true when an entry was added.
+ */
 export interface PlacementDispatcher {
-  dispatch(order: Pick<OrderRecord, "_id" | "partition">): Promise<void>;
+  dispatch(order: DispatchedOrder, source: "intake" | "sweep" | "replay"): Promise<boolean>;
+}
+
+/** What Redis says of an order when an actor asks for its lease. */
+export type LeaseAnswer = "acquired" | "held" | "done";
+
+/**
+ * The per-order placement state in Redis (docs/adr/0002-leases-and-fencing.md): queued, leased by one
+ * actor (a token, expiring on the Redis server's clock), scheduled for a retry, or done. MongoDB stays
+ * the source of truth for the outcome; this only decides who works on an order now.
+ */
+export interface PlacementLeases {
+  acquire(
+    order: Pick<OrderRecord, "_id" | "partition">,
+    token: string,
+    leaseMs: number,
+  ): Promise<LeaseAnswer>;
+  /** The outcome is durable in MongoDB: later entries of this order are acknowledged without work. */
+  finish(order: Pick<OrderRecord, "_id" | "partition">, outcome: string): Promise<void>;
+  /**
+   * Hands the order to the retry schedule (it returns to the stream at `dueAt`) if `token` still holds
+   * the lease or nobody does; false when another actor holds it (that one decides).
+   */
+  scheduleRetry(order: DispatchedOrder, token: string, dueAt: Date, attempt: number): Promise<boolean>;
+  /** Gives the lease up (shutdown mid-attempt): the pending entry is reclaimed and the order worked again. */
+  release(order: Pick<OrderRecord, "_id" | "partition">, token: string): Promise<void>;
 }

@@ -29,7 +29,12 @@ export function opsRoutes(metrics: Metrics, checks: ReadinessCheck[]) {
           checks: Object.fromEntries(results.map(([n, ok]) => [n, ok ? "up" : "down"])),
         };
       },
-      { detail: { tags: ["operations"], summary: "Readiness: 200 only when the dependencies this process kind needs answer" } },
+      {
+        detail: {
+          tags: ["operations"],
+          summary: "Readiness: 200 only when the dependencies this process kind needs answer",
+        },
+      },
     )
     .get(
       "/metrics",

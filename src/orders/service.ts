@@ -108,7 +108,7 @@ export function createOrderService(deps: {
       if (!stored) throw error;
     }
     try {
-      await dispatcher.dispatch(order);
+      await dispatcher.dispatch(order, "intake");
     } catch (error) {
       hooks.onDispatchFailed?.(orderId, error);
       orders.markDispatchFailed(orderId, clock.now()).catch(() => {});

@@ -26,8 +26,7 @@ test("kill -9 of an actor mid-placement: a second actor reclaims its orders, eac
     BREAKER_TIMEOUT_MS: "3000",
     RECLAIM_INTERVAL_MS: "250",
     SWEEP_INTERVAL_MS: "1000",
-    // The stream and the reclaimer bring the orders; the sweeper is only the backstop (e.g. for a
-    // claim that failed on a busy FerretDB).
+    // The stream and the reclaimer bring the orders; the sweeper is only the backstop.
     DISPATCH_GRACE_MS: "10000",
     ACTOR_CONCURRENCY: "16",
   });
@@ -48,17 +47,16 @@ test("kill -9 of an actor mid-placement: a second actor reclaims its orders, eac
   const orders = await mongo.orders.find({ _id: { $in: ids } }).toArray();
   const lastPlacedAt = Math.max(...orders.map((order) => (order.placed_at as Date).getTime()));
   const heldOrders = orders.filter((order) => held.includes(order._id));
-  // The held orders were claimed again by the second process (a second attempt), and placed.
+  // The held orders were taken over by the second process (their leases expired, their entries were
+  // reclaimed and looked up at the venue first), and placed once.
   expect(heldOrders.length).toBeGreaterThanOrEqual(8);
-  expect(heldOrders.every((order) => order.status === "placed" && (order.attempts as number) >= 2)).toBe(
-    true,
-  );
+  expect(heldOrders.every((order) => order.status === "placed")).toBe(true);
   const stats = await venueStats(venue);
   expect(stats.orders).toBe(ids.length);
   expect(stats.duplicates).toBe(0);
   const reclaimed = (await metricValue(second, "placement_reclaimed_entries_total")) ?? 0;
   const staleLeases =
-    (await metricValue(second, "placement_sweeper_redispatched_total", { reason: "stale_lease" })) ?? 0;
+    (await metricValue(second, "placement_sweeper_redispatched_total", { reason: "due" })) ?? 0;
   expect(reclaimed + staleLeases).toBeGreaterThan(0);
   console.log(
     `[actor-kill] ${heldOrders.length} orders in flight at kill -9; kill to last placement ${lastPlacedAt - killedAt} ms ` +

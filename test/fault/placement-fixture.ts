@@ -5,10 +5,12 @@
  * registered in a `Cleanup` so that afterAll stops it even when the test failed half-way.
  */
 import { Redis } from "ioredis";
-import { MongoOrderRepository } from "../../src/adapters/mongo.ts";
+import { MongoOrderRepository } from "../../src/adapters/mongo/order-repository.ts";
+import { RedisPlacementState } from "../../src/adapters/placement-state.ts";
 import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.ts";
 import { uuidV7 } from "../../src/domain/ids.ts";
 import { newOrderRecord, type OrderRecord } from "../../src/domain/order.ts";
+import type { DispatchedOrder } from "../../src/domain/ports.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
   type Cleanup,
@@ -69,7 +71,7 @@ export async function spawnActors(env: Env, cleanup: Cleanup): Promise<ServicePr
 
 /**
  * A venue answering after `venueLatencyMs`, `count` orders pre-loaded, and a first actor process that
- * holds at least `inFlight` of them in flight (claimed in MongoDB, waiting for the venue's answer):
+ * holds at least `inFlight` of them in flight (leased in Redis, waiting for the venue's answer):
  * the starting point for killing or stopping an actor mid-placement.
  */
 export async function firstActorHoldingOrders(
@@ -82,17 +84,20 @@ export async function firstActorHoldingOrders(
   const mongo = mongoFor(env);
   cleanup.add(() => mongo.client.close());
   const ids = await preloadOrders(env, options.count ?? 40);
+  const { redis, keys } = redisFor(env, cleanup);
+  const leased = async () => {
+    const states = await redis.mget(ids.map((id) => keys.orderState(0, id)));
+    return ids.filter((_, i) => states[i]?.startsWith("lease:"));
+  };
   const first = await spawnActors(actorEnv, cleanup);
   const inFlight = options.inFlight ?? 8;
   await waitFor(
     async () =>
       ((await metricValue(first, "actor_in_flight_messages", { actor: "placement" })) ?? 0) >= inFlight &&
-      (await mongo.orders.countDocuments({ status: "placing" })) >= inFlight,
+      (await leased()).length >= inFlight,
     { timeoutMs: 30_000, intervalMs: 50, message: "first actor holds orders in flight" },
   );
-  const held = (await mongo.orders.find({ status: "placing" }, { projection: { _id: 1 } }).toArray()).map(
-    (order) => order._id,
-  );
+  const held = await leased();
   return { venue, actorEnv, mongo, ids, first, held };
 }
 
@@ -152,14 +157,6 @@ export async function waitUntilPlaced(
   });
 }
 
-/** Sum of `attempts` over every order: how often actors claimed an order to call the venue. */
-export async function totalAttempts(orders: OrdersCollection): Promise<number> {
-  const rows = await orders
-    .aggregate<{ total: number }>([{ $group: { _id: null, total: { $sum: "$attempts" } } }])
-    .toArray();
-  return rows[0]?.total ?? 0;
-}
-
 /**
  * A connection for assertions and set-up on the test's Redis (commands fail fast while Redis is down,
  * and it reconnects by itself).
@@ -177,7 +174,7 @@ export function redisFor(env: Env, cleanup: Cleanup): { redis: Redis; keys: Redi
 }
 
 /**
- * Orders written the way the API writes them (MongoDB first, then XADD of the id; the sweep time is
+ * Orders written the way the API writes them (MongoDB first, then the dispatch to Redis; the sweep time is
  * DISPATCH_GRACE_MS of `env` after now, as the API sets it), without HTTP: the benchmark and tests
  * that need a backlog before any actor runs. `dispatch: false` leaves them to the sweeper.
  */
@@ -194,10 +191,11 @@ export async function preloadOrders(
   const { client, db } = mongoFor(env);
   const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 3 });
   try {
-    const repository = new MongoOrderRepository(db, 10_000);
+    const repository = new MongoOrderRepository(db, { timeoutMs: 10_000 });
     await repository.ensureIndexes();
     const partitions = Number(env.PLACEMENT_PARTITIONS ?? 1);
     const keys = createRedisKeys(env.REDIS_KEY_PREFIX!, partitions);
+    const placement = new RedisPlacementState(redis, keys, 900_000);
     const ids: string[] = [];
     const batch = options.batch ?? 200;
     for (let start = 0; start < count; start += batch) {
@@ -225,11 +223,10 @@ export async function preloadOrders(
       );
       await db.collection("orders").insertMany(documents, { writeConcern: { w: "majority", journal: true } });
       if (options.dispatch !== false) {
-        const pipeline = redis.pipeline();
-        for (const record of records) {
-          pipeline.xadd(keys.placementStream(record.partition), "*", "order_id", record._id);
-        }
-        await pipeline.exec();
+        // The entry carries the order as stored (a shaped document included), as the API writes it.
+        await Promise.all(
+          documents.map((document) => placement.dispatch(document as unknown as DispatchedOrder, "intake")),
+        );
       }
       ids.push(...records.map((record) => record._id));
     }

@@ -15,7 +15,6 @@ import {
   spawnService,
   spawnVenue,
   submitOrders,
-  totalAttempts,
   venueStats,
   waitUntilPlaced,
 } from "./placement-fixture.ts";
@@ -69,7 +68,9 @@ test("venue outage: breaker opens, actors stop pulling, intake answers 201, all 
   );
 
   // The observation window: at least two reset timeouts, so that half-open trials happen in it.
-  const attemptsBefore = await totalAttempts(mongo.orders);
+  const failedAttempts = async () =>
+    (await metricValue(actors, "placement_outcomes_total", { outcome: "retry" })) ?? 0;
+  const attemptsBefore = await failedAttempts();
   const submissionsBefore = (await venueStats(venue)).submissions;
   const halfOpensBefore = await halfOpens();
   const latencies: number[] = [];
@@ -85,9 +86,9 @@ test("venue outage: breaker opens, actors stop pulling, intake answers 201, all 
     { timeoutMs: 30_000, intervalMs: 100, message: "two half-open trials during the outage" },
   );
   const trials = (await halfOpens()) - halfOpensBefore;
-  const attemptsRise = (await totalAttempts(mongo.orders)) - attemptsBefore;
+  const attemptsRise = (await failedAttempts()) - attemptsBefore;
   const submissionsRise = (await venueStats(venue)).submissions - submissionsBefore;
-  // One venue call and one claimed attempt per half-open trial (plus one trial in flight at an edge).
+  // One venue call and one failed attempt per half-open trial (plus one trial in flight at an edge).
   expect(submissionsRise).toBeLessThanOrEqual(trials + 1);
   expect(attemptsRise).toBeLessThanOrEqual(trials + 1);
   expect(statuses.every((status) => status === 201)).toBe(true);
@@ -97,7 +98,7 @@ test("venue outage: breaker opens, actors stop pulling, intake answers 201, all 
   const max = sorted[sorted.length - 1] ?? 0;
   console.log(
     `[venue-outage] breaker open; over ${trials} half-open trials: venue submissions +${submissionsRise}, ` +
-      `order attempts +${attemptsRise}; POST /orders during the outage: ${statuses.length} x 201, ` +
+      `failed attempts +${attemptsRise}; POST /orders during the outage: ${statuses.length} x 201, ` +
       `latency p50 ${p50.toFixed(1)} ms, max ${max.toFixed(1)} ms`,
   );
 

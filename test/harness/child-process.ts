@@ -10,10 +10,12 @@ const live = new Set<OwnedProcess>();
 const directoryGuards = new Map<string, Subprocess>();
 
 /**
- * $1 test process, $2 child, $3 data directory (may be empty). While the test process lives it waits;
- * a dead child ends the watch only once its directory is gone too (a server killed by a fault keeps
- * its directory until the restart, and the test process may die in between). When the test process
- * dies: SIGKILL for the child if it still ran at the last look, and the directory is deleted.
+ * $1 test process, $2 child (empty: none yet, guardDirectory), $3 data directory (may be empty).
+ * While the test process lives it waits; a dead child ends the watch only once its directory is gone
+ * too (a server killed by a fault keeps its directory until the restart, and the test process may die
+ * in between). When the test process dies: SIGKILL for the child if it still ran at the last look,
+ * and the directory is deleted, again while something still writes into it (the killed child's own
+ * children, e.g. PostgreSQL's backends or initdb's bootstrap process, may until they notice).
  */
 const WATCHDOG = `
 child_alive=1
@@ -25,7 +27,9 @@ while kill -0 "$1" 2>/dev/null; do
   sleep 1
 done
 if [ "$child_alive" = 1 ]; then kill -9 "$2" 2>/dev/null; fi
-if [ -n "$3" ]; then rm -rf "$3"; fi
+if [ -n "$3" ]; then
+  for _ in 1 2 3 4 5 6 7 8 9 10; do rm -rf "$3" 2>/dev/null; [ -e "$3" ] || break; sleep 0.5; done
+fi
 `;
 
 export class OwnedProcess {
@@ -115,6 +119,20 @@ export class OwnedProcess {
   removeDir() {
     if (this.cleanupDir) rmSync(this.cleanupDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Guards a directory that no process owns yet (a server's, between its creation and the server's
+ * start): deleted if the test process dies first. The watchdog of the first process spawned with it
+ * as `cleanupDir` takes over; a directory deleted meanwhile ends the watch.
+ */
+export function guardDirectory(dir: string): void {
+  const watchdog = Bun.spawn(["bash", "-c", WATCHDOG, "watchdog", String(process.pid), "", dir], {
+    stdio: ["ignore", "ignore", "ignore"],
+  });
+  watchdog.unref();
+  directoryGuards.get(dir)?.kill(9);
+  directoryGuards.set(dir, watchdog);
 }
 
 export function spawnOwned(

@@ -5,7 +5,7 @@
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { hashDraft } from "../../src/orders/service.ts";
 import { validateOrderRequest } from "../../src/orders/validation.ts";
-import type { RunningProcess } from "../../src/processes.ts";
+import type { RunningProcess } from "../../src/process/lifecycle.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
   isolatedEnv,

@@ -5,7 +5,7 @@
  * The tests share one MongoDB-wire server and leave it running (restarted or resumed) even on failure.
  */
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import type { RunningProcess } from "../../src/processes.ts";
+import type { RunningProcess } from "../../src/process/lifecycle.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
   isolatedEnv,

@@ -7,7 +7,7 @@ import Ajv from "ajv";
 import addFormats from "ajv-formats";
 import { hashDraft } from "../../src/orders/service.ts";
 import { validateOrderRequest } from "../../src/orders/validation.ts";
-import type { RunningProcess } from "../../src/processes.ts";
+import type { RunningProcess } from "../../src/process/lifecycle.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
   isolatedEnv,

@@ -5,7 +5,7 @@
  * once Redis is back, even though Redis came back empty.
  */
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import type { RunningProcess } from "../../src/processes.ts";
+import type { RunningProcess } from "../../src/process/lifecycle.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
   isolatedEnv,

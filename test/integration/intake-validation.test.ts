@@ -4,7 +4,7 @@
  * and key prefix per test.
  */
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import type { RunningProcess } from "../../src/processes.ts";
+import type { RunningProcess } from "../../src/process/lifecycle.ts";
 import {
   isolatedEnv,
   mongoFor,

@@ -14,13 +14,11 @@ import {
   venueStats,
   waitUntilPlaced,
 } from "../fault/placement-fixture.ts";
-import { postgresAvailable } from "../harness/servers.ts";
 import { mongoFor, useServers } from "../support/system.ts";
 
 setDefaultTimeout(110_000);
 
-// Without mongod, FerretDB on PostgreSQL where it can run: it places 500 orders in about 10 s.
-const servers = useServers({ ferretBackend: postgresAvailable() ? "postgresql" : undefined });
+const servers = useServers();
 const { cleanup } = servers;
 
 /**

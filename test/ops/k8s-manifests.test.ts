@@ -22,9 +22,9 @@ import { Namespace } from "kubernetes-models/v1/Namespace";
 import { Secret } from "kubernetes-models/v1/Secret";
 import { Service } from "kubernetes-models/v1/Service";
 import { parseAllDocuments } from "yaml";
-import { backoffDelay } from "../../actors/runtime/backoff.ts";
 import { loadConfig } from "../../src/config.ts";
-import { STARTUP_RETRY } from "../../src/processes.ts";
+import { STARTUP_RETRY } from "../../src/process/lifecycle.ts";
+import { backoffDelay } from "../../src/support/backoff.ts";
 import {
   asObject,
   createAjv,
@@ -36,7 +36,6 @@ import {
   parseYamlDocuments,
   readText,
   rel,
-  repoPath,
   schemaErrors,
   schemaFromTypes,
 } from "./ops-helpers.ts";
@@ -272,7 +271,7 @@ function objectsOf(docs: Json[]) {
   return { docs, ofKind, deploymentsSelectedBy, configMapData, minReplicas };
 }
 
-// ---- the start-up retry budget of src/processes.ts
+// ---- the start-up retry budget of src/process/lifecycle.ts
 
 /**
  * The longest a connecting process may take to start listening while MongoDB or Redis is down, in ms:
@@ -659,7 +658,7 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
     expect(images.size).toBe(1);
   });
 
-  test("startup probes outlast the start-up retry budget of src/processes.ts", () => {
+  test("startup probes outlast the start-up retry budget of src/process/lifecycle.ts", () => {
     const { ofKind, configMapData } = o();
     const budgetMs = worstCaseStartupMs(Number(configMapData().MONGO_TIMEOUT_MS));
     // 20 x 2 s of failed attempts + 76.2 s of backoff + 2 s waiting for Redis: about two minutes.

@@ -6,9 +6,12 @@
 import { afterAll, beforeAll } from "bun:test";
 import { resolve } from "node:path";
 import { MongoClient } from "mongodb";
+import { startPlacementActors } from "../../actors/placement/process.ts";
 import { type Config, databaseName, loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/logger.ts";
-import { type RunningProcess, startExchange, startService } from "../../src/processes.ts";
+import { startExchange } from "../../src/process/exchange.ts";
+import type { RunningProcess } from "../../src/process/lifecycle.ts";
+import { startService } from "../../src/process/service.ts";
 import { type OwnedProcess, spawnOwned } from "../harness/child-process.ts";
 import {
   type FerretBackend,
@@ -116,7 +119,7 @@ export async function startInProcess(
   env: Record<string, string>,
   kind: "api" | "actors" | "all" = "all",
 ): Promise<RunningProcess> {
-  return startService(configFrom(env), silentLogger, kind);
+  return startService(configFrom(env), silentLogger, kind, startPlacementActors);
 }
 
 export async function startVenueInProcess(env: Record<string, string>): Promise<RunningProcess> {
@@ -170,7 +173,7 @@ export async function spawnService(
 
 /** A MongoDB client on the test's database, for assertions. */
 export function mongoFor(env: Record<string, string>) {
-  const client = new MongoClient(env.MONGO_URL!, { serverSelectionTimeoutMS: 5_000 });
+  const client = new MongoClient(env.MONGO_URL!, { serverSelectionTimeoutMS: 5_000, maxPoolSize: 8 });
   const db = client.db(databaseName(env.MONGO_URL!));
   return { client, db, orders: db.collection<Record<string, unknown> & { _id: string }>("orders") };
 }

@@ -3,10 +3,11 @@
  * through an in-memory StreamPort (a consumer group reduced to what the runtime relies on).
  */
 import { describe, expect, test } from "bun:test";
-import { backoffDelay } from "../../actors/runtime/backoff.ts";
+import { compareIds } from "../../actors/placement/stream-upkeep.ts";
 import type { PendingEntry, StreamEntry, StreamPort } from "../../actors/runtime/redis-streams.ts";
 import { type ActorBehaviour, StreamActor } from "../../actors/runtime/stream-actor.ts";
 import { supervise } from "../../actors/runtime/supervisor.ts";
+import { backoffDelay } from "../../src/support/backoff.ts";
 import { waitFor } from "../harness/wait-for.ts";
 
 describe("backoffDelay", () => {
@@ -104,14 +105,28 @@ class MemoryStreamPort implements StreamPort {
   async ack(_stream: string, _group: string, ids: readonly string[]) {
     for (const id of ids) this.pending.delete(id);
   }
-  async autoClaim(_stream: string, _group: string, consumer: string, minIdleMs: number, count: number) {
+  /** Like Redis 7: scans at most count x 10 pending entries from `cursor`, and says where to go on. */
+  async autoClaim(
+    _stream: string,
+    _group: string,
+    consumer: string,
+    minIdleMs: number,
+    count: number,
+    cursor = "0-0",
+  ) {
     const claimed: StreamEntry[] = [];
-    for (const [id, state] of this.pending) {
-      if (claimed.length >= count || this.now() - state.deliveredAt < minIdleMs) continue;
+    const ids = [...this.pending.keys()].filter((id) => compareIds(id, cursor) >= 0).sort(compareIds);
+    let scanned = 0;
+    for (const id of ids) {
+      if (claimed.length >= count || scanned >= count * 10)
+        return { entries: claimed, deletedIds: [], next: id };
+      scanned += 1;
+      const state = this.pending.get(id)!;
+      if (this.now() - state.deliveredAt < minIdleMs) continue;
       Object.assign(state, { consumer, deliveries: state.deliveries + 1, deliveredAt: this.now() });
-      claimed.push(this.entries.find((entry) => entry.id === id)!);
+      claimed.push({ ...this.entries.find((entry) => entry.id === id)!, redelivered: true });
     }
-    return { entries: claimed, deletedIds: [] };
+    return { entries: claimed, deletedIds: [], next: "0-0" };
   }
   async pendingIdle(_stream: string, _group: string, minIdleMs: number): Promise<PendingEntry[]> {
     return [...this.pending]
@@ -239,6 +254,28 @@ describe("StreamActor", () => {
     });
     expect(port.pending.size).toBe(0);
     expect(parked).toEqual(["7-0: delivered 3 times without being acknowledged"]);
+  });
+
+  test("the reclaimer's cursor reaches a dead consumer's entries behind many live pending ones", async () => {
+    const port = new MemoryStreamPort();
+    // 3,000 entries pending at a live consumer (just delivered), then 5 of a dead one (long idle).
+    port.entries = Array.from({ length: 3_005 }, (_, i) => entry(i));
+    port.lastDelivered = port.entries.length - 1;
+    const now = Date.now();
+    for (const [i, e] of port.entries.entries())
+      port.pending.set(e.id, {
+        consumer: i < 3_000 ? "live" : "dead",
+        deliveries: 1,
+        deliveredAt: i < 3_000 ? now + 3_600_000 : 0,
+      });
+    const handled: string[] = [];
+    const actor = actorOver(port, { handle: async (m) => void handled.push(m.id) }, { concurrency: 10 });
+    // One pass scans at most 100 (10 x the free slots) pending entries: without a cursor carried across
+    // passes, every pass (every 20 ms here) would stop among the live ones.
+    await actor.start();
+    await waitFor(() => handled.length === 5, { timeoutMs: 5_000 }).catch(() => {});
+    await actor.close(1_000);
+    expect(handled.sort()).toEqual(["3000-0", "3001-0", "3002-0", "3003-0", "3004-0"]);
   });
 
   test("close() waits for running handlers up to the deadline, then aborts them", async () => {

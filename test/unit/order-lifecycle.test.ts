@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { compareIds } from "../../actors/placement/stream-upkeep.ts";
-import { backoffDelay } from "../../actors/runtime/backoff.ts";
 import { canTransition, isPlacementFinal, ORDER_STATUSES, partitionOf } from "../../src/domain/order.ts";
+import { backoffDelay } from "../../src/support/backoff.ts";
 
 describe("order lifecycle", () => {
   test("transitions only move forward", () => {

@@ -1,6 +1,6 @@
 /**
  * The placement actor's pure parts: the breaker's gate (closed, open, one half-open trial however long
- * the MongoDB claim before it takes), the outcomes of one message, and the trim boundary math. Doubles
+ * the lease before it takes), the outcomes of one message, and the trim boundary math. Doubles
  * stand in for MongoDB and the venue; they fail loudly on anything they do not implement.
  */
 import { describe, expect, test } from "bun:test";
@@ -8,9 +8,10 @@ import { ExchangeBreaker } from "../../actors/placement/exchange-breaker.ts";
 import { createPlacementBehaviour, type PlacementOutcome } from "../../actors/placement/placement-actor.ts";
 import { compareIds, createStreamUpkeep } from "../../actors/placement/stream-upkeep.ts";
 import type { GroupState, StreamPort } from "../../actors/runtime/redis-streams.ts";
+import { entryFields } from "../../src/adapters/placement-state.ts";
 import { OrderPlacementError, OrderRejectedByVenueError } from "../../src/domain/errors.ts";
 import { newOrderRecord, type OrderRecord } from "../../src/domain/order.ts";
-import type { OrderRepository } from "../../src/domain/ports.ts";
+import type { FinalWriteResult, OrderRepository, PlacementLeases } from "../../src/domain/ports.ts";
 import type { Exchange, ExchangeOrder, VenueAck } from "../../src/exchange/port.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { waitFor } from "../harness/wait-for.ts";
@@ -121,103 +122,192 @@ describe("ExchangeBreaker gate", () => {
   });
 });
 
+function pairs(flat: string[]): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
+  return fields;
+}
+
+/**
+ * The lease semantics of RedisPlacementState's Lua scripts, in memory (the real scripts run against
+ * Redis in test/integration/placement-state.test.ts).
+ */
+function memoryLeases(acquireDelay?: Promise<void>) {
+  const states = new Map<string, string>();
+  const retries: { id: string; attempt: number }[] = [];
+  const leases: PlacementLeases = {
+    async acquire(order, token) {
+      await acquireDelay;
+      const state = states.get(order._id);
+      if (state?.startsWith("done:")) return "done";
+      if (state?.startsWith("lease:")) return "held";
+      states.set(order._id, `lease:${token}`);
+      return "acquired";
+    },
+    async finish(order, outcome) {
+      states.set(order._id, `done:${outcome}`);
+    },
+    async scheduleRetry(order, token, _dueAt, attempt) {
+      const state = states.get(order._id);
+      if (state && state !== `lease:${token}`) return false;
+      states.set(order._id, "retry");
+      retries.push({ id: order._id, attempt });
+      return true;
+    },
+    async release(order, token) {
+      if (states.get(order._id) === `lease:${token}`) states.set(order._id, "queued");
+    },
+  };
+  return { leases, states, retries };
+}
+
 describe("placement behaviour", () => {
   function setup(
-    stored: OrderRecord,
-    claimDelay?: Promise<void>,
-    clock: { now(): Date } = { now: () => new Date() },
+    stored: OrderRecord | null,
+    options: { acquireDelay?: Promise<void>; clock?: { now(): Date }; finalResult?: FinalWriteResult } = {},
   ) {
     const venue = scriptedVenue();
     const breaker = new ExchangeBreaker(venue.exchange, breakerOptions);
     const calls: string[] = [];
     const outcomes: PlacementOutcome[] = [];
     const deadLetters: Record<string, string>[] = [];
-    let claims = 0;
+    const mismatches: string[] = [];
+    const { leases, states, retries } = memoryLeases(options.acquireDelay);
     const orders = strict<OrderRepository>("orders", {
-      claim: async (_id, now, leaseMs, token) => {
-        claims += 1;
-        await claimDelay;
-        return {
-          ...stored,
-          status: "placing",
-          attempts: stored.attempts + 1,
-          lease_until: new Date(now.getTime() + leaseMs),
-          lease_token: token,
-        };
+      findById: async () => {
+        calls.push("read");
+        return stored;
       },
-      findById: async () => stored,
-      markPlaced: async () => {
-        calls.push("placed");
-        return true;
+      markPlaced: async (_id, venueOrderId, _now, attempts) => {
+        calls.push(`placed ${venueOrderId} after ${attempts}`);
+        return options.finalResult ?? "applied";
       },
       markRejected: async (_id, reason) => {
         calls.push(`rejected: ${reason}`);
-        return true;
-      },
-      release: async () => {
-        calls.push("released");
-        return true;
+        return "applied";
       },
     });
     const behaviour = createPlacementBehaviour({
       orders,
+      leases,
       exchange: venue.exchange,
       breaker,
-      clock,
+      clock: options.clock ?? { now: () => new Date() },
       logger: silentLogger,
       leaseMs: 1_000,
       retry: { baseMs: 10, maxMs: 100 },
       deadLetter: async (fields) => void deadLetters.push(fields),
       observe: (outcome) => outcomes.push(outcome),
+      onFinalWriteMismatch: (id, result) => mismatches.push(`${id}: ${result}`),
     });
-    return { venue, breaker, behaviour, calls, outcomes, deadLetters, claims: () => claims };
+    return { venue, breaker, behaviour, calls, outcomes, deadLetters, states, retries, mismatches };
   }
-  const message = (orderId: string, id = "1-0") => ({ stream: "s", id, fields: { order_id: orderId } });
+  /** An entry as the API writes it: the order travels on it. */
+  const message = (orderId: string, fields: Record<string, string> = {}, id = "1-0") => ({
+    stream: "s",
+    id,
+    fields: {
+      ...pairs(entryFields({ ...order(orderId), _id: orderId }, "intake", 1)),
+      ...fields,
+    },
+  });
   const signal = new AbortController().signal;
 
-  test("a first attempt is submitted without a look-up; placed, then durable", async () => {
-    const { behaviour, venue, calls, outcomes, breaker } = setup(order("o1"));
+  test("a first attempt reads nothing, is submitted without a look-up, then written once and marked done", async () => {
+    const { behaviour, venue, calls, outcomes, states, breaker } = setup(null);
     await behaviour.handle(message("o1"), signal);
     expect(venue.looked).toEqual([]);
     expect(venue.submitted).toEqual(["o1"]);
-    expect(calls).toEqual(["placed"]);
+    expect(calls).toEqual(["placed v after 1"]);
     expect(outcomes).toEqual(["placed"]);
+    expect(states.get("o1")).toBe("done:placed");
     breaker.shutdown();
   });
 
-  test("an order attempted before, or touched by the sweeper, is looked up before resubmitting", async () => {
-    for (const stored of [order("o2", { attempts: 1 }), order("o3", { redispatches: 1 })]) {
-      const { behaviour, venue, breaker } = setup(stored);
-      await behaviour.handle(message(stored._id), signal);
-      expect(venue.looked).toEqual([stored._id]);
+  test("a retry, a re-dispatch or a reclaimed entry is looked up at the venue before resubmitting", async () => {
+    for (const [id, fields, redelivered] of [
+      ["o2", { attempt: "2", source: "retry" }, false],
+      ["o3", { source: "sweep" }, false],
+      ["o4", {}, true],
+    ] as const) {
+      const { behaviour, venue, breaker } = setup(null);
+      await behaviour.handle({ ...message(id, fields), redelivered }, signal);
+      expect({ id, looked: venue.looked }).toEqual({ id, looked: [id] });
       breaker.shutdown();
     }
   });
 
-  test("a transport failure releases the order for a retry; a rejection is final with a dead-letter entry", async () => {
-    const failing = setup(order("o4"));
+  test("a transport failure goes to the retry schedule with the next attempt, no MongoDB write", async () => {
+    const failing = setup(null);
     failing.venue.answer(async () => {
       throw new OrderPlacementError();
     });
-    await failing.behaviour.handle(message("o4"), signal);
-    expect(failing.calls).toEqual(["released"]);
+    await failing.behaviour.handle(message("o5", { attempt: "3", source: "retry" }), signal);
+    expect(failing.calls).toEqual([]);
+    expect(failing.retries).toEqual([{ id: "o5", attempt: 4 }]);
+    expect(failing.states.get("o5")).toBe("retry");
     expect(failing.outcomes).toEqual(["retry"]);
     failing.breaker.shutdown();
+  });
 
-    const rejecting = setup(order("o5"));
+  test("a venue rejection is final, written once, with a dead-letter entry", async () => {
+    const rejecting = setup(null);
     rejecting.venue.answer(async () => {
       throw new OrderRejectedByVenueError("instrument unknown");
     });
-    await rejecting.behaviour.handle(message("o5"), signal);
+    await rejecting.behaviour.handle(message("o6"), signal);
     expect(rejecting.calls).toEqual(["rejected: order rejected by the venue: instrument unknown"]);
     expect(rejecting.deadLetters).toEqual([
-      { order_id: "o5", reason: "order rejected by the venue: instrument unknown", kind: "rejected" },
+      { order_id: "o6", reason: "order rejected by the venue: instrument unknown", kind: "rejected" },
     ]);
+    expect(rejecting.states.get("o6")).toBe("done:rejected");
     rejecting.breaker.shutdown();
   });
 
-  test("a lease that runs out before the submission (a paused process) releases the order unsubmitted", async () => {
-    // Paused during the claim for `pausedMs`, with a lease of 1,000 ms.
+  test("two entries of one order at once: one lease, one submission, the other skipped", async () => {
+    let release: () => void = () => {};
+    const { behaviour, venue, outcomes, breaker } = setup(null, {
+      acquireDelay: new Promise<void>((resolve) => (release = resolve)),
+    });
+    const both = Promise.all([
+      behaviour.handle(message("o7", {}, "1-0"), signal),
+      behaviour.handle(message("o7", { source: "sweep" }, "2-0"), signal),
+    ]);
+    release();
+    await both;
+    expect(venue.submitted).toEqual(["o7"]);
+    expect(outcomes.sort()).toEqual(["placed", "skipped"]);
+    // A third entry after the outcome is acknowledged without any work.
+    await behaviour.handle(message("o7", { source: "sweep" }, "3-0"), signal);
+    expect(venue.submitted).toEqual(["o7"]);
+    breaker.shutdown();
+  });
+
+  test("an entry with only an id reads the order; one already final is skipped unsubmitted", async () => {
+    const placed = setup(order("o8", { status: "placed" }));
+    await placed.behaviour.handle({ stream: "s", id: "1-0", fields: { order_id: "o8" } }, signal);
+    expect(placed.calls).toEqual(["read"]);
+    expect(placed.venue.submitted).toEqual([]);
+    expect(placed.states.get("o8")).toBe("done:placed");
+    placed.breaker.shutdown();
+
+    const unknown = setup(null);
+    await unknown.behaviour.handle({ stream: "s", id: "1-0", fields: { order_id: "o9" } }, signal);
+    expect(unknown.deadLetters).toEqual([
+      { order_id: "o9", reason: "order not found in MongoDB", kind: "unknown_order" },
+    ]);
+    unknown.breaker.shutdown();
+  });
+
+  test("a final write that finds another outcome is counted", async () => {
+    const { behaviour, mismatches, breaker } = setup(null, { finalResult: "conflict" });
+    await behaviour.handle(message("o10"), signal);
+    expect(mismatches).toEqual(["o10: conflict"]);
+    breaker.shutdown();
+  });
+
+  test("a lease too old to submit (a paused process) hands the order back unsubmitted", async () => {
+    // Paused while taking the lease for `pausedMs`, with a lease of 1,000 ms.
     for (const [pausedMs, submits] of [
       [999, true],
       [1_000, false],
@@ -226,41 +316,27 @@ describe("placement behaviour", () => {
       let t = 0;
       let resume: () => void = () => {};
       const paused = new Promise<void>((resolve) => (resume = resolve));
-      const { behaviour, venue, calls, outcomes, breaker } = setup(order(`p${pausedMs}`), paused, {
-        now: () => new Date(t),
+      const id = `p${pausedMs}`;
+      const { behaviour, venue, calls, outcomes, breaker } = setup(null, {
+        acquireDelay: paused,
+        clock: { now: () => new Date(t) },
       });
-      const handled = behaviour.handle(message(`p${pausedMs}`), signal);
+      const handled = behaviour.handle(message(id), signal);
       t = pausedMs;
       resume();
       await handled;
       expect({ pausedMs, submitted: venue.submitted.length > 0 }).toEqual({ pausedMs, submitted: submits });
-      expect(calls).toEqual([submits ? "placed" : "released"]);
+      expect(calls).toEqual(submits ? ["placed v after 1"] : []);
       expect(outcomes).toEqual([submits ? "placed" : "retry"]);
       breaker.shutdown();
     }
   });
 
-  test("a second entry for an order already in progress here is skipped without a claim", async () => {
+  test("half-open: the gate admits one message, and keeps the door shut while its lease is taken", async () => {
     let release: () => void = () => {};
-    const { behaviour, claims, outcomes, breaker } = setup(
-      order("o6"),
-      new Promise<void>((resolve) => (release = resolve)),
-    );
-    const first = behaviour.handle(message("o6", "1-0"), signal);
-    await behaviour.handle(message("o6", "2-0"), signal);
-    expect(outcomes).toEqual(["skipped"]);
-    release();
-    await first;
-    expect(claims()).toBe(1);
-    breaker.shutdown();
-  });
-
-  test("half-open: the gate admits one message, and keeps the door shut while its claim runs", async () => {
-    let release: () => void = () => {};
-    const { behaviour, breaker, venue } = setup(
-      order("o7"),
-      new Promise<void>((resolve) => (release = resolve)),
-    );
+    const { behaviour, breaker, venue } = setup(null, {
+      acquireDelay: new Promise<void>((resolve) => (release = resolve)),
+    });
     venue.answer(async () => {
       throw new OrderPlacementError();
     });
@@ -270,8 +346,8 @@ describe("placement behaviour", () => {
     await waitFor(() => breaker.state === "half-open", { timeoutMs: 2_000, intervalMs: 5 });
     expect(behaviour.gate!()).toBe(1);
     venue.answer(async () => ({ venue_order_id: "v", duplicate: false }));
-    const trial = behaviour.handle(message("o7"), signal);
-    // The claim in MongoDB has not returned yet: the breaker knows of no trial, the gate does.
+    const trial = behaviour.handle(message("o11"), signal);
+    // The lease has not been granted yet: the breaker knows of no trial, the gate does.
     expect(behaviour.gate!()).toBe(0);
     release();
     await trial;

@@ -1,15 +1,17 @@
 /**
  * `orders dlq list [--limit N]` and `orders dlq replay <entry-id>... | --all`: the operator's view of
- * the dead-letter stream. Replay unparks the order, makes a stuck `placing` claimable again, puts the
- * order id back on its placement stream, and deletes the dead-letter entry. Orders already final
+ * the dead-letter stream. Replay unparks the order, puts it back on its placement stream (whatever
+ * Redis remembered of it), and deletes the dead-letter entry. Orders already final
  * (placed, rejected) are reported and their entries removed; nothing final is ever re-placed.
  */
-import { createIoredisStreamPort } from "../actors/runtime/redis-streams.ts";
-import { createMongoClient, MongoOrderRepository } from "./adapters/mongo.ts";
-import { closeRedis, createRedisClient, RedisPlacementDispatcher } from "./adapters/redis.ts";
-import { createRedisKeys } from "./adapters/redis-keys.ts";
-import { type Config, databaseName } from "./config.ts";
-import { isPlacementFinal } from "./domain/order.ts";
+import { createMongoClient } from "../../src/adapters/mongo/client.ts";
+import { MongoOrderRepository } from "../../src/adapters/mongo/order-repository.ts";
+import { RedisPlacementState } from "../../src/adapters/placement-state.ts";
+import { closeRedis, createRedisClient } from "../../src/adapters/redis.ts";
+import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
+import { type Config, databaseName } from "../../src/config.ts";
+import { isPlacementFinal } from "../../src/domain/order.ts";
+import { createIoredisStreamPort } from "../runtime/redis-streams.ts";
 
 export async function runDeadLetterCommand(
   config: Config,
@@ -22,7 +24,10 @@ export async function runDeadLetterCommand(
     return 2;
   }
   const redis = createRedisClient(config.REDIS_URL, { name: "orders-dlq", commandTimeoutMs: 5_000 });
-  const mongo = createMongoClient(config.MONGO_URL, config.MONGO_TIMEOUT_MS);
+  const mongo = createMongoClient(config.MONGO_URL, {
+    timeoutMs: config.MONGO_TIMEOUT_MS,
+    maxPoolSize: config.MONGO_MAX_POOL_SIZE,
+  });
   try {
     const keys = createRedisKeys(config.REDIS_KEY_PREFIX, config.PLACEMENT_PARTITIONS);
     const port = createIoredisStreamPort(redis);
@@ -38,11 +43,10 @@ export async function runDeadLetterCommand(
     const entries = all
       ? await port.range(keys.deadLetterStream, "-", "+", 10_000)
       : (await Promise.all(rest.map((id) => port.range(keys.deadLetterStream, id, id, 1)))).flat();
-    const orders = new MongoOrderRepository(
-      mongo.db(databaseName(config.MONGO_URL)),
-      config.MONGO_TIMEOUT_MS,
-    );
-    const dispatcher = new RedisPlacementDispatcher(redis, keys);
+    const orders = new MongoOrderRepository(mongo.db(databaseName(config.MONGO_URL)), {
+      timeoutMs: config.MONGO_TIMEOUT_MS,
+    });
+    const dispatcher = new RedisPlacementState(redis, keys, config.PLACEMENT_TRACK_TTL_MS);
     for (const entry of entries) {
       const orderId = entry.fields?.order_id ?? parsePayload(entry.fields?.payload)?.order_id;
       if (!orderId) {
@@ -54,7 +58,7 @@ export async function runDeadLetterCommand(
         print(JSON.stringify({ id: entry.id, order_id: orderId, result: "unknown order; left in place" }));
         continue;
       }
-      if (!isPlacementFinal(order.status)) await dispatcher.dispatch(order);
+      if (!isPlacementFinal(order.status)) await dispatcher.dispatch(order, "replay");
       await port.remove(keys.deadLetterStream, [entry.id]);
       print(
         JSON.stringify({

@@ -1,0 +1,166 @@
+/**
+ * The placement actors of a process (`actors` or `all`): the breaker, the stream actor with the
+ * placement behaviour, the retry mover, the sweeper, stream upkeep and gauges. Started by the entry
+ * point on the process's shared connections (src/process/service.ts).
+ */
+import { closeRedis, createRedisClient } from "../../src/adapters/redis.ts";
+import type { Config } from "../../src/config.ts";
+import { systemClock } from "../../src/domain/ports.ts";
+import { createHttpExchange } from "../../src/exchange/http-exchange.ts";
+import { createInProcessExchange } from "../../src/exchange/place-order.ts";
+import type { Exchange } from "../../src/exchange/port.ts";
+import type { Logger } from "../../src/logger.ts";
+import type { Closer } from "../../src/process/lifecycle.ts";
+import { withStartupRetry } from "../../src/process/lifecycle.ts";
+import type { Shared } from "../../src/process/shared.ts";
+import { every } from "../../src/support/periodic.ts";
+import { createIoredisStreamPort } from "../runtime/redis-streams.ts";
+import { StreamActor } from "../runtime/stream-actor.ts";
+import { ExchangeBreaker } from "./exchange-breaker.ts";
+import { createPlacementBehaviour } from "./placement-actor.ts";
+import { createStreamUpkeep } from "./stream-upkeep.ts";
+import { createSweeper } from "./sweeper.ts";
+
+/** Consumer names idle this long with nothing pending are removed from the group. */
+const CONSUMER_MAX_IDLE_MS = 24 * 3_600_000;
+
+function createExchange(config: Config): Exchange {
+  return config.EXCHANGE_URL
+    ? createHttpExchange({ baseUrl: config.EXCHANGE_URL, timeoutMs: config.BREAKER_TIMEOUT_MS * 2 })
+    : createInProcessExchange({
+        failureRate: config.EXCHANGE_FAILURE_RATE,
+        latencyMs: config.EXCHANGE_LATENCY_MS,
+      });
+}
+
+export async function startPlacementActors(
+  config: Config,
+  logger: Logger,
+  shared: Shared,
+  closers: Closer[],
+): Promise<void> {
+  const { metrics, keys, orders, placementState } = shared;
+  const blocking = createRedisClient(config.REDIS_URL, { name: "orders-actors-read" });
+  blocking.on("error", () => {});
+  closers.push({ name: "redis-blocking", close: () => closeRedis(blocking) });
+  const port = createIoredisStreamPort(shared.commands);
+  const exchange = createExchange(config);
+  const breakerStates = { closed: 0, "half-open": 1, open: 2 } as const;
+  const breaker = new ExchangeBreaker(exchange, {
+    timeoutMs: config.BREAKER_TIMEOUT_MS,
+    errorThresholdPercent: config.BREAKER_ERROR_THRESHOLD_PERCENT,
+    volumeThreshold: config.BREAKER_VOLUME_THRESHOLD,
+    resetTimeoutMs: config.BREAKER_RESET_TIMEOUT_MS,
+    onStateChange: (state) => {
+      metrics.breakerState.set(breakerStates[state]);
+      metrics.breakerTransitions.inc({ to: state });
+      logger.warn("exchange circuit breaker changed state", { state });
+    },
+  });
+  metrics.breakerState.set(0);
+  closers.push({ name: "breaker", close: () => breaker.shutdown() });
+
+  const behaviour = createPlacementBehaviour({
+    orders,
+    leases: placementState,
+    exchange,
+    breaker,
+    clock: systemClock,
+    logger,
+    leaseMs: config.CLAIM_TIMEOUT_MS,
+    submitWithinMs: config.CLAIM_TIMEOUT_MS - config.BREAKER_TIMEOUT_MS,
+    retry: { baseMs: config.RETRY_BASE_DELAY_MS, maxMs: config.RETRY_MAX_DELAY_MS },
+    deadLetter: async (fields) => {
+      await port.add(keys.deadLetterStream, { ...fields, dead_lettered_at: new Date().toISOString() });
+      metrics.deadLettered.inc({ reason: fields.kind ?? "unknown" });
+    },
+    observe: (outcome, seconds, duplicateAtVenue) => {
+      metrics.placements.inc({ outcome });
+      if (duplicateAtVenue) metrics.venueDuplicates.inc();
+      if (seconds !== null) metrics.placementAttemptDuration.observe({ outcome }, seconds);
+    },
+    onFinalWriteMismatch: (_orderId, result) => metrics.finalWriteMismatches.inc({ result }),
+  });
+  const consumer = `${config.HOSTNAME}-${process.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const actor = new StreamActor({
+    name: "placement",
+    streams: keys.placementStreams,
+    group: keys.placementGroup,
+    consumer,
+    deadLetterStream: keys.deadLetterStream,
+    blockingPort: createIoredisStreamPort(blocking),
+    port,
+    behaviour,
+    concurrency: config.ACTOR_CONCURRENCY,
+    claimTimeoutMs: config.CLAIM_TIMEOUT_MS,
+    reclaimIntervalMs: config.RECLAIM_INTERVAL_MS,
+    maxDeliveries: config.MAX_DELIVERIES,
+    observer: {
+      inFlight: (count) => metrics.actorInFlight.set({ actor: "placement" }, count),
+      handled: (result) => metrics.actorMessages.inc({ actor: "placement", result }),
+      reclaimed: (count) => metrics.reclaimed.inc(count),
+      missingPayload: (count) => metrics.reclaimedWithoutPayload.inc(count),
+      deadLettered: (reason) => metrics.deadLettered.inc({ reason }),
+      crashed: (loop, error, restartInMs) => {
+        metrics.actorRestarts.inc({ actor: `placement-${loop}` });
+        logger.error("actor loop crashed; restarting", { loop, error, restart_in_ms: restartInMs });
+      },
+      handlerFailed: (entry, error) =>
+        logger.error("placement handler failed; the entry stays pending", {
+          entry_id: entry.id,
+          order_id: entry.fields?.order_id,
+          error,
+        }),
+    },
+  });
+  await withStartupRetry("consumer groups", logger, () => actor.start());
+  closers.push({ name: "placement-actor", close: () => actor.close(config.SHUTDOWN_DEADLINE_MS) });
+
+  const sweepLockMs = Math.max(config.SWEEP_INTERVAL_MS * 5, 5_000);
+  const sweeper = createSweeper({
+    orders,
+    dispatcher: placementState,
+    clock: systemClock,
+    logger,
+    partitions: config.PLACEMENT_PARTITIONS,
+    holdLock: (partition) => placementState.holdSweepLock(partition, consumer, sweepLockMs),
+    canPlace: () => breaker.state === "closed",
+    onRedispatched: (reason) => metrics.sweeperRedispatched.inc({ reason }),
+  });
+  const upkeep = createStreamUpkeep({
+    port,
+    streams: keys.placementStreams,
+    group: keys.placementGroup,
+    deadLetterStream: keys.deadLetterStream,
+  });
+  const warn = (task: string) => (error: unknown) => logger.warn(`${task} failed`, { error });
+  const timers = [
+    every(
+      config.RETRY_POLL_INTERVAL_MS,
+      async () => metrics.retriesDue.inc(await placementState.moveDueRetries(systemClock.now())),
+      warn("retry release"),
+    ),
+    every(config.SWEEP_INTERVAL_MS, sweeper.sweepOnce, warn("sweep")),
+    every(
+      config.TRIM_INTERVAL_MS,
+      async () => {
+        await upkeep.trimOnce();
+        await upkeep.pruneConsumers(CONSUMER_MAX_IDLE_MS);
+      },
+      warn("trim"),
+    ),
+    every(
+      config.STREAM_METRICS_INTERVAL_MS,
+      async () => {
+        const m = await upkeep.measure();
+        metrics.streamLength.set(m.length);
+        metrics.streamLag.set(m.lag);
+        metrics.streamPending.set(m.pending);
+        metrics.deadLetterEntries.set(m.deadLetters);
+      },
+      warn("stream metrics"),
+    ),
+  ];
+  // Timers stop before the actor drains (they were started after it).
+  closers.push({ name: "upkeep-timers", close: () => Promise.all(timers.map((t) => t.stop())) });
+}

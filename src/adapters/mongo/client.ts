@@ -1,0 +1,159 @@
+/**
+ * The MongoDB client and the options every operation carries. Every write that a 201 or a state change
+ * relies on uses write concern {w: "majority", j: true} with a timeout. The same code runs on MongoDB
+ * and on FerretDB v1.24 (no TTL or partial indexes, no Decimal128, write concerns accepted but ignored).
+ */
+import type { Collection, Document, IndexDescription, MongoClient, WriteConcernSettings } from "mongodb";
+import { MongoClient as Client } from "mongodb";
+
+export interface MongoClientSettings {
+  timeoutMs: number;
+  /**
+   * Connections of this process. Also the most operations it can have at the server at once: the
+   * embedded store (FerretDB on PostgreSQL) deadlocks when its clients together open more operations
+   * than its own pool has connections, so the sum over all processes must stay below that pool.
+   */
+  maxPoolSize: number;
+  /** Called once per command sent (command monitoring), e.g. to count operations by kind. */
+  onCommand?(commandName: string): void;
+}
+
+export function createMongoClient(url: string, settings: MongoClientSettings): MongoClient {
+  const { timeoutMs } = settings;
+  const client = new Client(url, {
+    serverSelectionTimeoutMS: timeoutMs,
+    connectTimeoutMS: timeoutMs,
+    socketTimeoutMS: timeoutMs * 2,
+    waitQueueTimeoutMS: timeoutMs,
+    heartbeatFrequencyMS: 2_000,
+    maxPoolSize: settings.maxPoolSize,
+    appName: "orders-service",
+    monitorCommands: settings.onCommand !== undefined,
+  });
+  if (settings.onCommand) {
+    const onCommand = settings.onCommand;
+    client.on("commandStarted", (event) => onCommand(event.commandName));
+  }
+  restartStuckMonitors(client, timeoutMs * 2 + 5_000);
+  return client;
+}
+
+type MonitorHandle = { close(): void; connect(): void };
+
+/**
+ * Under Bun 1.4 with driver 7.9, a server heartbeat can hang for good when the server dies during the
+ * monitor's reconnect handshake (the driver awaits a socket 'drain' that never comes, and no timeout
+ * covers it). The server then stays Unknown and every operation fails server selection long after the
+ * server is back (seen with MongoDB-wire server restarts under load; Node with the same driver recovers).
+ * A heartbeat that has neither succeeded nor failed after `stuckAfterMs` (past its own connect and
+ * socket timeouts) gets its monitor restarted. Uses the driver's internal topology: if a driver
+ * upgrade moves it, this does nothing.
+ */
+function restartStuckMonitors(client: MongoClient, stuckAfterMs: number): void {
+  const started = new Map<string, number>();
+  client.on("serverHeartbeatStarted", (event) => {
+    if (!started.has(event.connectionId)) started.set(event.connectionId, Date.now());
+  });
+  const done = (event: { connectionId: string }) => started.delete(event.connectionId);
+  client.on("serverHeartbeatSucceeded", done);
+  client.on("serverHeartbeatFailed", done);
+  const timer = setInterval(
+    () => {
+      try {
+        for (const [address, since] of started) {
+          if (Date.now() - since < stuckAfterMs) continue;
+          started.delete(address);
+          const servers = (client as unknown as { topology?: { s?: { servers?: Map<string, unknown> } } })
+            .topology?.s?.servers;
+          const monitor = (servers?.get(address) as { monitor?: MonitorHandle } | undefined)?.monitor;
+          if (typeof monitor?.close !== "function" || typeof monitor.connect !== "function") continue;
+          monitor.close();
+          monitor.connect();
+        }
+      } catch {
+        // A driver internal that moved must not become an uncaught exception inside a timer.
+      }
+    },
+    Math.max(500, Math.floor(stuckAfterMs / 4)),
+  );
+  timer.unref();
+  client.on("topologyClosed", () => clearInterval(timer));
+}
+
+export const DUPLICATE_KEY = 11000;
+
+/**
+ * An abort deadline for one operation: server selection, a write-concern wait and a round trip
+ * (selection timeout + socket timeout). The driver's own timeouts do not cover a write that Bun 1.4
+ * buffers on a connection the server reset: its socket then emits neither 'drain' nor 'error', and
+ * driver 7 ignores `timeoutMS`, so without a signal such an operation waits forever (seen: kill -9 of
+ * the server between two writes of one client). The driver honours `signal` on every operation and
+ * closes the connection it aborts.
+ */
+export function operationDeadline(timeoutMs: number): { signal: AbortSignal } {
+  return { signal: AbortSignal.timeout(timeoutMs * 3) };
+}
+
+/** Options for a write that a 201 or a state change relies on; fresh for each operation. */
+export function durableWrite(timeoutMs: number): { writeConcern: WriteConcernSettings; signal: AbortSignal } {
+  return {
+    writeConcern: { w: "majority", journal: true, wtimeoutMS: timeoutMs },
+    ...operationDeadline(timeoutMs),
+  };
+}
+
+/**
+ * Creates the indexes that are missing, one call each. Idempotent on every start of every process.
+ * (FerretDB v1.24 drops the connection when one createIndexes call re-creates several existing indexes.)
+ * No operation deadline here: building an index on a large collection may rightly take minutes, and a
+ * process that never gets past start-up is never ready, so it takes no traffic.
+ */
+export async function ensureIndexes<T extends Document>(
+  collection: Collection<T>,
+  specs: IndexDescription[],
+): Promise<void> {
+  const existing = new Set(
+    (
+      await collection
+        .listIndexes()
+        .toArray()
+        .catch(() => [] as { name?: string }[])
+    ).map((index) => index.name),
+  );
+  for (const { key, ...options } of specs) {
+    if (!existing.has(options.name)) await collection.createIndex(key, options);
+  }
+}
+
+/**
+ * Backpressure towards the store: at most `limit` operations of this process wait on MongoDB at once;
+ * the rest queue here, in order, instead of in the driver's pool (where they would fail after
+ * waitQueueTimeoutMS). A slow store then slows its callers down rather than failing them.
+ */
+export function boundedInFlight(limit: number) {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  const release = () => {
+    active -= 1;
+    waiting.shift()?.();
+  };
+  return {
+    get active() {
+      return active;
+    },
+    get waiting() {
+      return waiting.length;
+    },
+    async run<T>(operation: () => Promise<T>): Promise<T> {
+      if (active >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+      active += 1;
+      try {
+        return await operation();
+      } finally {
+        release();
+      }
+    },
+  };
+}
+
+export type InFlightGate = ReturnType<typeof boundedInFlight>;

@@ -1,0 +1,73 @@
+/**
+ * Group commit: calls that arrive within `windowMs` of each other (or until `maxBatch` are waiting) share
+ * one write to the store, and each caller still gets only its own result: `flush` returns one outcome
+ * per item, in order (null = written, an Error = this item's failure).
+ *
+ * At most `maxConcurrentFlushes` batches are at the store at once; later items wait in the next batch,
+ * which grows up to `maxBatch` meanwhile (the store's slowness widens batches instead of queueing calls).
+ */
+export interface GroupCommitOptions<I> {
+  windowMs: number;
+  maxBatch: number;
+  maxConcurrentFlushes: number;
+  flush(items: I[]): Promise<(Error | null)[]>;
+}
+
+interface Waiting<I> {
+  item: I;
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+export function createGroupCommit<I>(options: GroupCommitOptions<I>) {
+  let queue: Waiting<I>[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let flushing = 0;
+
+  function schedule(): void {
+    if (queue.length === 0 || flushing >= options.maxConcurrentFlushes) return;
+    if (queue.length >= options.maxBatch) {
+      clearTimeout(timer);
+      timer = undefined;
+      void flushNow();
+      return;
+    }
+    timer ??= setTimeout(() => {
+      timer = undefined;
+      void flushNow();
+    }, options.windowMs);
+  }
+
+  async function flushNow(): Promise<void> {
+    if (queue.length === 0 || flushing >= options.maxConcurrentFlushes) return;
+    const batch = queue.slice(0, options.maxBatch);
+    queue = queue.slice(batch.length);
+    flushing += 1;
+    try {
+      const results = await options.flush(batch.map((waiting) => waiting.item));
+      batch.forEach((waiting, i) => {
+        const result = results[i];
+        if (result === null) waiting.resolve();
+        else waiting.reject(result ?? new Error("group commit returned no result for this item"));
+      });
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      for (const waiting of batch) waiting.reject(failure);
+    } finally {
+      flushing -= 1;
+      schedule();
+    }
+  }
+
+  return {
+    submit(item: I): Promise<void> {
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ item, resolve, reject });
+        schedule();
+      });
+    },
+    get pending(): number {
+      return queue.length;
+    },
+  };
+}

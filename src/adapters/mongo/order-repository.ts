@@ -1,0 +1,262 @@
+/**
+ * The `orders` collection. Two durable writes per order on the happy path: the insert at intake
+ * (group-committed with concurrent requests into one insertMany) and the final outcome (one conditional
+ * update, idempotent on the venue's ack). Who works on an order is decided by a lease in Redis, not by
+ * a write here (docs/adr/0002-leases-and-fencing.md).
+ */
+import { type Collection, type Db, Long, MongoBulkWriteError, MongoServerError } from "mongodb";
+import type { OrderRecord, OrderStatus } from "../../domain/order.ts";
+import {
+  type DispatchCandidate,
+  DuplicateOrderIdError,
+  type FinalWriteResult,
+  type OrderRepository,
+} from "../../domain/ports.ts";
+import {
+  boundedInFlight,
+  DUPLICATE_KEY,
+  durableWrite,
+  ensureIndexes,
+  type InFlightGate,
+  operationDeadline,
+} from "./client.ts";
+import { createGroupCommit } from "./group-commit.ts";
+
+type OrderDocument = Omit<OrderRecord, "limit_price_cents"> & { limit_price_cents: Long | number | null };
+
+export interface OrderRepositorySettings {
+  timeoutMs: number;
+  /** Bound on this process's operations waiting on MongoDB (backpressure); unbounded when absent. */
+  gate?: InFlightGate;
+  /** Intake group commit: how long the first order of a batch waits for company, and the batch cap. */
+  insertWindowMs?: number;
+  insertMaxBatch?: number;
+  /** Documents written durably, by kind (insert, final, park, ...). */
+  onDurableWrite?(kind: string, documents: number): void;
+}
+
+const UNFINISHED: OrderStatus[] = ["accepted", "placing"];
+
+export class MongoOrderRepository implements OrderRepository {
+  readonly collection: Collection<OrderDocument>;
+  private readonly gate: InFlightGate;
+  private readonly inserts;
+
+  constructor(
+    db: Db,
+    private readonly settings: OrderRepositorySettings,
+    collectionName = "orders",
+  ) {
+    this.collection = db.collection<OrderDocument>(collectionName);
+    this.gate = settings.gate ?? boundedInFlight(Number.POSITIVE_INFINITY);
+    this.inserts = createGroupCommit<OrderDocument>({
+      windowMs: settings.insertWindowMs ?? 2,
+      maxBatch: settings.insertMaxBatch ?? 64,
+      maxConcurrentFlushes: 4,
+      flush: (documents) => this.insertBatch(documents),
+    });
+  }
+
+  private durable() {
+    return durableWrite(this.settings.timeoutMs);
+  }
+
+  private deadline() {
+    return operationDeadline(this.settings.timeoutMs);
+  }
+
+  private counted(kind: string, documents = 1) {
+    this.settings.onDurableWrite?.(kind, documents);
+  }
+
+  /** Idempotent: safe on every start of every process. */
+  async ensureIndexes(): Promise<void> {
+    await ensureIndexes(this.collection, [
+      { key: { status: 1, sweep_at: 1 }, name: "status_sweep_at" },
+      { key: { status: 1, created_at: 1 }, name: "status_created_at" },
+    ]);
+  }
+
+  /** Group-committed: the caller's promise settles with its own document's result. */
+  insert(order: OrderRecord): Promise<void> {
+    return this.inserts.submit({
+      ...order,
+      limit_price_cents: order.limit_price_cents === null ? null : Long.fromNumber(order.limit_price_cents),
+    });
+  }
+
+  /**
+   * One unordered insertMany for the batch. A duplicate id fails only its own order; a write-concern
+   * error or a network error leaves every order of the batch ambiguous (the service reads each back).
+   */
+  private async insertBatch(documents: OrderDocument[]): Promise<(Error | null)[]> {
+    try {
+      await this.gate.run(() => this.collection.insertMany(documents, { ordered: false, ...this.durable() }));
+      this.counted("insert", documents.length);
+      return documents.map(() => null);
+    } catch (error) {
+      if (!(error instanceof MongoBulkWriteError)) return documents.map(() => error as Error);
+      const failed = new Map<number, Error>();
+      for (const writeError of [error.writeErrors].flat()) {
+        const index = writeError.index;
+        failed.set(
+          index,
+          writeError.code === DUPLICATE_KEY
+            ? new DuplicateOrderIdError(documents[index]!._id)
+            : new MongoServerError({ message: writeError.errmsg ?? "write error", code: writeError.code }),
+        );
+      }
+      const writeConcernFailed = error.result?.getWriteConcernError?.() !== undefined;
+      this.counted("insert", documents.length - failed.size);
+      return documents.map((_, i) => failed.get(i) ?? (writeConcernFailed ? error : null));
+    }
+  }
+
+  async findById(id: string, options: { majority?: boolean } = {}): Promise<OrderRecord | null> {
+    const document = await this.gate.run(() =>
+      this.collection.findOne(
+        { _id: id },
+        options.majority ? { readConcern: { level: "majority" }, ...this.deadline() } : this.deadline(),
+      ),
+    );
+    return document ? fromDocument(document) : null;
+  }
+
+  async markDispatchFailed(id: string, now: Date): Promise<void> {
+    await this.gate.run(() =>
+      this.collection.updateOne(
+        { _id: id, status: "accepted" },
+        { $set: { dispatch_failed_at: now, sweep_at: now } },
+        this.durable(),
+      ),
+    );
+    this.counted("dispatch_failed");
+  }
+
+  markPlaced(id: string, venueOrderId: string, now: Date, attempts = 1): Promise<FinalWriteResult> {
+    return this.finish(
+      id,
+      { status: "placed", placed_at: now, venue_order_id: venueOrderId, updated_at: now, attempts },
+      (current) => current.status === "placed" && current.venue_order_id === venueOrderId,
+    );
+  }
+
+  markRejected(id: string, reason: string, now: Date, attempts = 1): Promise<FinalWriteResult> {
+    return this.finish(
+      id,
+      { status: "rejected", rejection_reason: reason, updated_at: now, attempts },
+      (current) => current.status === "rejected",
+    );
+  }
+
+  /**
+   * The final outcome: conditional on the order being unfinished, so the first outcome wins. When the
+   * update matches nothing, the order is read back: the same outcome already there (a retried write, a
+   * second actor after a lost lease) is success; another final state is a conflict the caller counts.
+   */
+  private async finish(
+    id: string,
+    fields: Partial<OrderDocument>,
+    isSameOutcome: (current: OrderRecord) => boolean,
+  ): Promise<FinalWriteResult> {
+    const result = await this.gate.run(() =>
+      this.collection.updateOne(
+        { _id: id, status: { $in: UNFINISHED } },
+        { $set: { ...fields, lease_until: null, lease_token: null } },
+        this.durable(),
+      ),
+    );
+    this.counted("final");
+    if (result.matchedCount === 1) return "applied";
+    const current = await this.findById(id, { majority: true });
+    if (current === null) return "missing";
+    return isSameOutcome(current) ? "already" : "conflict";
+  }
+
+  /**
+   * Unfinished orders whose sweep time passed, oldest first, from `after` on (a cursor that the sweeper
+   * carries across passes, so that orders still on the stream do not hide those behind them).
+   */
+  async findDueForDispatch(
+    now: Date,
+    limit: number,
+    options: { partition?: number; after?: Date } = {},
+  ): Promise<DispatchCandidate[]> {
+    const documents = await this.gate.run(() =>
+      this.collection
+        .find(
+          {
+            status: "accepted",
+            ...(options.partition === undefined ? {} : { partition: options.partition }),
+            sweep_at: options.after ? { $gte: options.after, $lte: now } : { $lte: now },
+            parked_at: null,
+          },
+          {
+            projection: {
+              _id: 1,
+              partition: 1,
+              sweep_at: 1,
+              type: 1,
+              side: 1,
+              instrument: 1,
+              limit_price_cents: 1,
+              quantity: 1,
+            },
+            ...this.deadline(),
+          },
+        )
+        .sort({ sweep_at: 1 })
+        .limit(limit)
+        .toArray(),
+    );
+    return documents.map((document) => {
+      const cents = document.limit_price_cents;
+      return { ...document, limit_price_cents: cents === null ? null : Number(cents) } as DispatchCandidate;
+    });
+  }
+
+  /** The oldest unfinished order per status (accepted, placing): the end-to-end monitor's input. */
+  async oldestUnfinished(): Promise<{ status: OrderStatus; created_at: Date }[]> {
+    const oldest = await Promise.all(
+      UNFINISHED.map((status) =>
+        this.gate.run(() =>
+          this.collection.findOne(
+            { status },
+            { projection: { status: 1, created_at: 1 }, sort: { created_at: 1 }, ...this.deadline() },
+          ),
+        ),
+      ),
+    );
+    return oldest.filter((document) => document !== null);
+  }
+
+  /** Its stream entry was dead-lettered: the sweeper leaves it alone until an operator replays it. */
+  async park(id: string, reason: string, now: Date): Promise<void> {
+    await this.gate.run(() =>
+      this.collection.updateOne(
+        { _id: id, status: { $in: UNFINISHED } },
+        { $set: { parked_at: now, last_error: reason, updated_at: now } },
+        this.durable(),
+      ),
+    );
+    this.counted("park");
+  }
+
+  /** Replay: unparks the order and makes it due now. Returns the order, or null if unknown. */
+  async unpark(id: string, now: Date): Promise<OrderRecord | null> {
+    const document = await this.gate.run(() =>
+      this.collection.findOneAndUpdate(
+        { _id: id },
+        { $set: { parked_at: null, sweep_at: now, updated_at: now } },
+        { returnDocument: "after", ...this.durable() },
+      ),
+    );
+    this.counted("unpark");
+    return document ? fromDocument(document) : null;
+  }
+}
+
+function fromDocument(document: OrderDocument): OrderRecord {
+  const cents = document.limit_price_cents;
+  return { ...document, limit_price_cents: cents === null ? null : Number(cents) };
+}

@@ -1,0 +1,71 @@
+/**
+ * The connections and stores one service process shares between its API and its actors: the MongoDB
+ * client (operations counted by kind, and bounded in flight), the order repository, the Redis command
+ * connection, the Redis keys, the placement state and the metrics.
+ */
+import type { Redis } from "ioredis";
+import type { Db, MongoClient } from "mongodb";
+import { createMetrics, type Metrics, type ProcessKind } from "../adapters/metrics.ts";
+import { boundedInFlight, createMongoClient } from "../adapters/mongo/client.ts";
+import { MongoOrderRepository } from "../adapters/mongo/order-repository.ts";
+import { RedisPlacementState } from "../adapters/placement-state.ts";
+import { awaitConnection, closeRedis, createRedisClient, pingRedis } from "../adapters/redis.ts";
+import { createRedisKeys, type RedisKeys } from "../adapters/redis-keys.ts";
+import { type Config, databaseName } from "../config.ts";
+import type { ReadinessCheck } from "../http/ops-routes.ts";
+import type { Closer } from "./lifecycle.ts";
+
+export interface Shared {
+  mongo: MongoClient;
+  db: Db;
+  orders: MongoOrderRepository;
+  keys: RedisKeys;
+  metrics: Metrics;
+  commands: Redis;
+  placementState: RedisPlacementState;
+}
+
+export type ServiceKind = "api" | "actors" | "all";
+
+export async function connectShared(config: Config, kind: ProcessKind, closers: Closer[]): Promise<Shared> {
+  const metrics = createMetrics(kind);
+  const mongo = createMongoClient(config.MONGO_URL, {
+    timeoutMs: config.MONGO_TIMEOUT_MS,
+    maxPoolSize: config.MONGO_MAX_POOL_SIZE,
+    onCommand: (command) => metrics.mongoOperations.inc({ command }),
+  });
+  closers.push({ name: "mongodb", close: () => mongo.close() });
+  const commands = createRedisClient(config.REDIS_URL, {
+    name: `orders-${kind}`,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    failFastWhenDisconnected: true,
+  });
+  commands.on("error", () => {}); // reconnects by itself; readiness and metrics report the outage
+  closers.push({ name: "redis", close: () => closeRedis(commands) });
+  await awaitConnection(commands, config.MONGO_TIMEOUT_MS);
+  const db = mongo.db(databaseName(config.MONGO_URL));
+  const keys = createRedisKeys(config.REDIS_KEY_PREFIX, config.PLACEMENT_PARTITIONS);
+  const orders = new MongoOrderRepository(db, {
+    timeoutMs: config.MONGO_TIMEOUT_MS,
+    gate: boundedInFlight(config.MONGO_MAX_IN_FLIGHT),
+    insertWindowMs: config.INTAKE_BATCH_WINDOW_MS,
+    insertMaxBatch: config.INTAKE_BATCH_MAX,
+    onDurableWrite: (writeKind, documents) => metrics.mongoDurableWrites.inc({ kind: writeKind }, documents),
+  });
+  const placementState = new RedisPlacementState(commands, keys, config.PLACEMENT_TRACK_TTL_MS);
+  return { mongo, db, orders, keys, metrics, commands, placementState };
+}
+
+/**
+ * What /health/ready waits for. The API answers POST /orders per its contract with MongoDB alone (201
+ * with Redis down: the sweeper dispatches later), so Redis being down must not take it out of its
+ * Service; actors (and `all`) cannot place anything without Redis.
+ */
+export function readinessChecks(shared: Shared, kind: ServiceKind): ReadinessCheck[] {
+  const mongodb: ReadinessCheck = {
+    name: "mongodb",
+    ping: async (signal) => (await shared.db.command({ ping: 1 }, { signal })).ok === 1,
+  };
+  if (kind === "api") return [mongodb];
+  return [mongodb, { name: "redis", ping: () => pingRedis(shared.commands) }];
+}
