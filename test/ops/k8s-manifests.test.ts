@@ -927,7 +927,11 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
     expect(Object.keys(secret).sort()).toEqual(["MONGO_URL", "REDIS_URL"]);
     // The service's own validation, as at start-up (the example MONGO_URL names a replica set of three).
     const config = loadConfig({ ...data, ...secret });
-    const known = new Set([...Object.keys(loadConfig({})), "EXCHANGE_URL"]);
+    // HOSTNAME: Kubernetes sets it to the pod's name in every container.
+    const known = new Set([
+      ...Object.keys(loadConfig({})).filter((key) => key !== "HOSTNAME"),
+      "EXCHANGE_URL",
+    ]);
     for (const key of Object.keys(data)) expect(known.has(key), `unknown variable ${key}`).toBe(true);
     for (const key of known) expect(key in data || key in secret, `variable ${key} missing`).toBe(true);
     expect(Object.keys(data).some((key) => key in secret)).toBe(false);

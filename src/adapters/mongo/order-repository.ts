@@ -106,9 +106,13 @@ export class MongoOrderRepository implements OrderRepository {
             : new MongoServerError({ message: writeError.errmsg ?? "write error", code: writeError.code }),
         );
       }
-      const writeConcernFailed = error.result?.getWriteConcernError?.() !== undefined;
-      this.counted("insert", documents.length - failed.size);
-      return documents.map((_, i) => failed.get(i) ?? (writeConcernFailed ? error : null));
+      // The rest were written only if the server says so in count too, and no write concern failed:
+      // otherwise each of them is ambiguous (the service reads it back before answering).
+      const inserted = error.result?.insertedCount ?? -1;
+      const certain =
+        error.result?.getWriteConcernError?.() === undefined && inserted === documents.length - failed.size;
+      if (certain) this.counted("insert", inserted);
+      return documents.map((_, i) => failed.get(i) ?? (certain ? null : error));
     }
   }
 
@@ -228,6 +232,16 @@ export class MongoOrderRepository implements OrderRepository {
       ),
     );
     return oldest.filter((document) => document !== null);
+  }
+
+  /** Unfinished orders parked after a dead-lettered entry (the end-to-end monitor's second input). */
+  async countParked(): Promise<number> {
+    return this.gate.run(() =>
+      this.collection.countDocuments(
+        { status: { $in: UNFINISHED }, parked_at: { $ne: null } },
+        this.deadline(),
+      ),
+    );
   }
 
   /** Its stream entry was dead-lettered: the sweeper leaves it alone until an operator replays it. */
