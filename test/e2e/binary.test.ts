@@ -102,7 +102,7 @@ describe("dist/orders", () => {
   test("an unknown subcommand prints the usage and exits 2", async () => {
     const proc = spawnOwned("usage", [BINARY, "serve"]);
     expect(await proc.exited).toBe(2);
-    expect(proc.logs).toContain("usage: orders <api|actors|all|exchange|dlq>");
+    expect(proc.logs).toContain("usage: orders <api|actors|all|exchange|dlq|health>");
   });
 });
 
