@@ -218,6 +218,7 @@ async function measure(
     ACTOR_CONCURRENCY: String(options.inFlight),
     // Slow MongoDB-wire servers: a write may queue for seconds; that is not a failure here.
     MONGO_TIMEOUT_MS: "20000",
+    REQUEST_DEADLINE_MS: "40000",
     CLAIM_TIMEOUT_MS: "60000",
     BREAKER_TIMEOUT_MS: "10000",
     // Pre-loaded orders come through the stream; the sweeper re-dispatches retries, and orders whose

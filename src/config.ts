@@ -138,9 +138,35 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (config.RETRY_MAX_DELAY_MS < config.RETRY_BASE_DELAY_MS) {
     problems.push("RETRY_MAX_DELAY_MS must be at least RETRY_BASE_DELAY_MS");
   }
-  if (config.CLAIM_TIMEOUT_MS <= config.BREAKER_TIMEOUT_MS) {
+  // An actor submits only while its lease is younger than CLAIM_TIMEOUT_MS - BREAKER_TIMEOUT_MS, so that
+  // the attempt (at most BREAKER_TIMEOUT_MS) ends before the lease does; that window must hold the
+  // lease itself and the look-up at the venue, or every attempt is handed back unsubmitted.
+  // (Each rule is checked only when its variables are valid on their own: one problem per variable.)
+  const valid = (...names: string[]) => names.every((name) => !seen.has(name));
+  const minSubmitWindowMs = 1_000;
+  if (
+    valid("CLAIM_TIMEOUT_MS", "BREAKER_TIMEOUT_MS") &&
+    config.CLAIM_TIMEOUT_MS - config.BREAKER_TIMEOUT_MS < minSubmitWindowMs
+  ) {
     problems.push(
-      "CLAIM_TIMEOUT_MS must be longer than BREAKER_TIMEOUT_MS (an attempt must end before it is reclaimed)",
+      `CLAIM_TIMEOUT_MS must be at least BREAKER_TIMEOUT_MS + ${minSubmitWindowMs} ms (an attempt may start only while its lease is younger than CLAIM_TIMEOUT_MS - BREAKER_TIMEOUT_MS, and must end before the lease does)`,
+    );
+  }
+  // POST /orders without an Idempotency-Key stores the order with one insert (src/orders/service.ts,
+  // store()). An insert that MongoDB completes takes less than MONGO_TIMEOUT_MS to select a server (after
+  // a failover) plus less than MONGO_TIMEOUT_MS of write-concern wait (wtimeout: past it the write is
+  // ambiguous); one that cannot reach a server fails after MONGO_TIMEOUT_MS, and its read-back after
+  // another. The request deadline must cover both, or a slow but working store answers 500 for orders
+  // it goes on to store and place. Only a stalled connection (no answer: socket timeout 2 x, abort 3 x
+  // MONGO_TIMEOUT_MS) is left to the deadline: that 500 means "maybe stored", which the client resolves
+  // with its Idempotency-Key or the X-Order-Id header. 6 x (insert and read-back each to their abort)
+  // would make POST /orders wait 12 s by default, longer than a client waits for an answer.
+  if (
+    valid("REQUEST_DEADLINE_MS", "MONGO_TIMEOUT_MS") &&
+    config.REQUEST_DEADLINE_MS < 2 * config.MONGO_TIMEOUT_MS
+  ) {
+    problems.push(
+      "REQUEST_DEADLINE_MS must be at least 2 x MONGO_TIMEOUT_MS (a durable insert, server selection plus the write-concern wait, or a failed insert plus its read-back, must end within the request's deadline)",
     );
   }
   if (problems.length > 0) throw new ConfigError(problems);

@@ -114,7 +114,7 @@ export function createPlacementBehaviour(
     // crash, a lost lease). Ask before resubmitting.
     if (attempt > 1 || fields.source !== "intake" || message.redelivered) {
       const known = await exchange
-        .lookup(orderId, AbortSignal.any([signal, AbortSignal.timeout(deps.leaseMs / 2)]))
+        .lookup(orderId, AbortSignal.any([signal, AbortSignal.timeout(lookupBudgetMs)]))
         .catch(() => null);
       if (known) {
         await recordPlaced(order, known.venue_order_id, attempt);
@@ -159,7 +159,11 @@ export function createPlacementBehaviour(
         deps.observe?.("rejected", seconds, false);
         return "rejected";
       }
-      const retryAt = new Date(clock.now().getTime() + backoffDelay(attempt, deps.retry, deps.random));
+      // A venue that said when to come back (429/503 Retry-After) is not asked sooner; capped by the
+      // retry policy's maximum.
+      const retryAfterMs = Math.min((error as { retryAfterMs?: number }).retryAfterMs ?? 0, deps.retry.maxMs);
+      const delayMs = Math.max(backoffDelay(attempt, deps.retry, deps.random), retryAfterMs);
+      const retryAt = new Date(clock.now().getTime() + delayMs);
       await leases.scheduleRetry(order, token, retryAt, attempt + 1);
       log.info("placement attempt failed; will retry", { error, retry_at: retryAt.toISOString() });
       deps.observe?.("retry", seconds, false);
@@ -201,6 +205,9 @@ export function createPlacementBehaviour(
     }
     return stored;
   }
+
+  // A look-up may use half the submission window, so that a slow one still leaves time to submit.
+  const lookupBudgetMs = (deps.submitWithinMs ?? deps.leaseMs) / 2;
 
   // Handlers taken while the breaker was not closed and not finished yet. The breaker only learns of a
   // half-open trial when the handler reaches it (after the lease), so the gate counts these too:

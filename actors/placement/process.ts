@@ -160,6 +160,21 @@ export async function startPlacementActors(
       },
       warn("stream metrics"),
     ),
+    // The end-to-end monitor: from MongoDB, whatever the streams say (an order lost between them shows).
+    every(
+      config.STREAM_METRICS_INTERVAL_MS,
+      async () => {
+        const [oldest, parked] = await Promise.all([orders.oldestUnfinished(), orders.countParked()]);
+        const nowMs = systemClock.now().getTime();
+        for (const status of ["accepted", "placing"] as const) {
+          const found = oldest.find((o) => o.status === status);
+          const ageSeconds = found ? Math.max(0, (nowMs - found.created_at.getTime()) / 1000) : 0;
+          metrics.oldestUnfinishedAge.set({ status }, ageSeconds);
+        }
+        metrics.parkedOrders.set(parked);
+      },
+      warn("end-to-end metrics"),
+    ),
   ];
   // Timers stop before the actor drains (they were started after it).
   closers.push({ name: "upkeep-timers", close: () => Promise.all(timers.map((t) => t.stop())) });

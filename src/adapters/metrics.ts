@@ -161,6 +161,17 @@ export function createMetrics(kind: ProcessKind) {
       help: "Orders moved from the retry schedule back onto the placement stream",
       registers,
     }),
+    oldestUnfinishedAge: new Gauge({
+      name: "placement_oldest_unfinished_order_age_seconds",
+      help: "Age (since intake) of the oldest order not yet placed or rejected, by status; 0 when there is none. Read from MongoDB by every actor process",
+      labelNames: ["status"] as const,
+      registers,
+    }),
+    parkedOrders: new Gauge({
+      name: "placement_parked_orders",
+      help: "Unfinished orders parked after their stream entry was dead-lettered (wait for `orders dlq replay`). Read from MongoDB by every actor process",
+      registers,
+    }),
     venueSubmissions: new Counter({
       name: "venue_submissions_total",
       help: "Orders submitted to the simulated venue, by result (placed, duplicate, failed, rejected)",

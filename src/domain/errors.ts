@@ -52,16 +52,49 @@ export class DeadlineExceededError extends Error {
 
 /** Placement failures, classified where they happen (docs/ARCHITECTURE.md guarantee 4). */
 
-/** Transport failure at the venue: retried with backoff, counted by the circuit breaker. */
+export interface OrderPlacementErrorOptions extends ErrorOptions {
+  /**
+   * The venue asked for this long a pause before the next attempt (the Retry-After of a 429 or 503
+   * answer, in milliseconds from when the answer arrived). Absent when it named none.
+   */
+  retryAfterMs?: number;
+  /** The venue's HTTP status, when the failure is an answer (absent for transport failures). */
+  httpStatus?: number;
+}
+
+/**
+ * Transport failure at the venue, or an answer that says "not now" (5xx, 429, 408): retried with
+ * backoff, counted by the circuit breaker.
+ */
 export class OrderPlacementError extends Error {
   readonly code = "ORDER_PLACEMENT_FAILED";
   readonly retryable = true;
+  /** The venue's Retry-After: the next attempt should not come sooner. */
+  readonly retryAfterMs?: number;
+  readonly httpStatus?: number;
   constructor(
     message = "Failed to place order at stock exchange. Connection not available",
-    options?: ErrorOptions,
+    options?: OrderPlacementErrorOptions,
   ) {
     super(message, options);
     this.name = "OrderPlacementError";
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
+    if (options?.httpStatus !== undefined) this.httpStatus = options.httpStatus;
+  }
+}
+
+/**
+ * The venue answered something this client does not understand (a success without an acknowledgement,
+ * a redirect, an informational or unknown status). Retryable: the order may or may not be recorded at
+ * the venue, and the look-up before the next submission plus the client order id make the retry safe.
+ * Counted by the breaker like a transport failure; if it persists, the order stays unfinished and the
+ * end-to-end alarm (OrderUnfinishedTooLong) fires.
+ */
+export class VenueProtocolError extends OrderPlacementError {
+  override readonly code = "VENUE_PROTOCOL_ERROR" as "ORDER_PLACEMENT_FAILED";
+  constructor(message: string, options?: OrderPlacementErrorOptions) {
+    super(message, options);
+    this.name = "VenueProtocolError";
   }
 }
 
@@ -69,7 +102,11 @@ export class OrderPlacementError extends Error {
 export class OrderRejectedByVenueError extends Error {
   readonly code = "ORDER_REJECTED_BY_VENUE";
   readonly retryable = false;
-  constructor(readonly reason: string) {
+  constructor(
+    readonly reason: string,
+    /** The venue's HTTP status (a 4xx), when the refusal came over HTTP. */
+    readonly httpStatus?: number,
+  ) {
     super(`order rejected by the venue: ${reason}`);
     this.name = "OrderRejectedByVenueError";
   }

@@ -1,13 +1,35 @@
 /**
- * The exchange reached over HTTP (EXCHANGE_URL): the client of venueRoutes in venue.ts. Failures are
- * classified here, where they happen:
- * - 400/422: the venue refused the order itself -> OrderRejectedByVenueError (final);
- * - any other answer that is not the expected success, a network error, a malformed body or the
- *   backstop timeout -> OrderPlacementError (retryable, the original error kept as `cause`);
- * - the caller's signal aborted -> its reason, unwrapped, so the caller's timeout classification
- *   sees its own error. Whether an aborted submission reached the venue is unknown; `lookup` tells.
+ * The exchange reached over HTTP (EXCHANGE_URL): the client of venueRoutes in venue.ts. Every outcome
+ * is classified here, where it happens (docs/ARCHITECTURE.md guarantee 4):
+ *
+ * | what came back                                   | error                                | retry | breaker |
+ * |--------------------------------------------------|--------------------------------------|-------|---------|
+ * | 2xx with an acknowledgement                      | none: placed                         |       |         |
+ * | network error, refused connection, the backstop  | OrderPlacementError (`cause` kept)   | yes   | counts  |
+ * | 5xx                                              | OrderPlacementError                  | yes   | counts  |
+ * | 429 Too Many Requests, 408 Request Timeout       | OrderPlacementError                  | yes   | counts  |
+ * | any other 4xx (400 401 403 404 409 413 422 ...)  | OrderRejectedByVenueError (final)    | no    | no      |
+ * | 2xx without an acknowledgement, 1xx, 3xx, other  | VenueProtocolError                   | yes   | counts  |
+ *
+ * - A 429, 503 (or any retryable answer) with a Retry-After header carries it as `retryAfterMs`.
+ * - 408 is the one 4xx that is retryable: the venue (or a proxy) gave up waiting for the request, which
+ *   says nothing about the order.
+ * - A final rejection is the order's end: rejected with the reason, a dead-letter entry, and the
+ *   OrdersDeadLettered alert. 400 and 422 carry the venue's own reason (its message and field errors);
+ *   other 4xx say the status too, since they are about the request (credentials, route, size), not the
+ *   order: a wrong EXCHANGE_URL path or an expired credential rejects orders, loudly.
+ * - An unknown answer is retryable, never final: a success without an acknowledgement may have placed
+ *   the order, and the look-up before the next submission (plus the client order id) makes the retry
+ *   safe. It counts as a breaker failure (the venue misbehaves); if it persists the order stays
+ *   unfinished and OrderUnfinishedTooLong fires. Redirects are not followed (an order is never re-sent
+ *   to another address unasked): a 3xx is such an unknown answer.
+ * - The caller's signal aborted -> its reason, unwrapped, so the caller's timeout classification sees
+ *   its own error. Whether an aborted submission reached the venue is unknown; `lookup` tells.
+ *
+ * The circuit breaker (actors/placement/exchange-breaker.ts) ignores every error whose `retryable` is
+ * false, so a final rejection never opens it.
  */
-import { OrderPlacementError, OrderRejectedByVenueError } from "../domain/errors.ts";
+import { OrderPlacementError, OrderRejectedByVenueError, VenueProtocolError } from "../domain/errors.ts";
 import type { Exchange, ExchangeOrder, VenueAck } from "./port.ts";
 
 export type FetchLike = (input: URL, init: RequestInit) => Promise<Response>;
@@ -29,6 +51,8 @@ const CONNECTION_FAILED = "Failed to place order at stock exchange. Connection n
 interface Answer {
   status: number;
   body: unknown;
+  /** The Retry-After header in milliseconds, when present and valid. */
+  retryAfterMs: number | undefined;
 }
 
 export function createHttpExchange(options: HttpExchangeOptions): Exchange {
@@ -42,10 +66,15 @@ export function createHttpExchange(options: HttpExchangeOptions): Exchange {
     try {
       const response = await send(new URL(path, base), {
         ...init,
+        redirect: "manual",
         signal: signal ? AbortSignal.any([signal, backstop]) : backstop,
       });
       const text = await response.text();
-      return { status: response.status, body: parseJson(text) };
+      return {
+        status: response.status,
+        body: parseJson(text),
+        retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
+      };
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       throw new OrderPlacementError(CONNECTION_FAILED, { cause: error });
@@ -59,35 +88,79 @@ export function createHttpExchange(options: HttpExchangeOptions): Exchange {
         { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(order) },
         signal,
       );
-      if (answer.status === 201 && isAck(answer.body)) return answer.body;
-      if (answer.status === 400 || answer.status === 422) {
-        throw new OrderRejectedByVenueError(rejectionReason(answer));
+      if (isSuccess(answer.status) && isAck(answer.body)) return answer.body;
+      if (isFinalRefusal(answer.status)) {
+        throw new OrderRejectedByVenueError(rejectionReason(answer), answer.status);
       }
       throw unexpected("place order", answer);
     },
     async lookup(clientOrderId: string, signal?: AbortSignal): Promise<VenueAck | null> {
       const answer = await call(`orders/${encodeURIComponent(clientOrderId)}`, { method: "GET" }, signal);
-      if (answer.status === 200 && isAck(answer.body)) return answer.body;
+      if (isSuccess(answer.status) && isAck(answer.body)) return answer.body;
       if (answer.status === 404) return null;
+      // Never final: a failed look-up only means "unknown", and the submission that follows classifies.
       throw unexpected("look up order", answer);
     },
   };
 }
 
+/** The venue answered "not now": worth another attempt, after Retry-After if it named one. */
+function isRetryableStatus(status: number): boolean {
+  return (status >= 500 && status <= 599) || status === 429 || status === 408;
+}
+
+function isSuccess(status: number): boolean {
+  return status >= 200 && status <= 299;
+}
+
+/** A 4xx that no retry can fix: the order (or this client's request) is refused. */
+function isFinalRefusal(status: number): boolean {
+  return status >= 400 && status <= 499 && !isRetryableStatus(status);
+}
+
 function unexpected(action: string, answer: Answer): OrderPlacementError {
   const detail = messageOf(answer.body);
-  return new OrderPlacementError(
-    `Failed to ${action} at stock exchange: venue answered HTTP ${answer.status}${detail ? ` (${detail})` : ""}`,
+  const options = { httpStatus: answer.status, retryAfterMs: answer.retryAfterMs };
+  const message = `Failed to ${action} at stock exchange: venue answered HTTP ${answer.status}${detail ? ` (${detail})` : ""}`;
+  if (isRetryableStatus(answer.status) || isFinalRefusal(answer.status)) {
+    return new OrderPlacementError(message, options);
+  }
+  return new VenueProtocolError(
+    `${message}${isSuccess(answer.status) ? " without an acknowledgement" : ""}: unexpected answer`,
+    options,
   );
 }
 
-/** The venue's message with its field errors, so the dead-letter reason says what was wrong. */
+/**
+ * Retry-After (RFC 9110 section 10.2.3) in milliseconds: delay-seconds, or an HTTP-date (the time until
+ * then, 0 when past). Undefined when absent or unreadable.
+ */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (value === null) return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  // IMF-fixdate, RFC 850 and asctime all start with the day's name; Date.parse reads all three.
+  if (!/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)/.test(text)) return undefined;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/**
+ * The venue's message with its field errors, so the dead-letter reason says what was wrong. 400 and 422
+ * are the venue judging the order: its own words. Any other 4xx is about the request, so the reason
+ * names the status first ("venue answered HTTP 403: forbidden").
+ */
 function rejectionReason(answer: Answer): string {
-  const message = messageOf(answer.body) ?? `HTTP ${answer.status}`;
+  const venueMessage = messageOf(answer.body);
   const errors = (answer.body as { errors?: unknown } | null)?.errors;
-  if (!Array.isArray(errors) || errors.length === 0) return message;
-  const details = errors.map((e: { field?: unknown; message?: unknown }) => `${e?.field} ${e?.message}`);
-  return `${message}: ${details.join("; ")}`;
+  const details =
+    Array.isArray(errors) && errors.length > 0
+      ? `: ${errors.map((e: { field?: unknown; message?: unknown }) => `${e?.field} ${e?.message}`).join("; ")}`
+      : "";
+  if (answer.status === 400 || answer.status === 422) {
+    return `${venueMessage ?? `HTTP ${answer.status}`}${details}`;
+  }
+  return `venue answered HTTP ${answer.status}${venueMessage ? `: ${venueMessage}` : ""}${details}`;
 }
 
 function parseJson(text: string): unknown {

@@ -10,7 +10,7 @@ import {
   OrderValidationError,
 } from "../domain/errors.ts";
 import { type Cents, centsToNumber } from "../domain/money.ts";
-import type { OrderRecord } from "../domain/order.ts";
+import type { OrderDraft, OrderRecord } from "../domain/order.ts";
 import type { Logger } from "../logger.ts";
 import {
   IDEMPOTENCY_KEY_PATTERN,
@@ -52,10 +52,17 @@ export function ordersController(deps: {
       async ({ request, set }) => {
         const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
         set.headers["x-request-id"] = requestId;
+        // Set by the service once an order id is in play; read by the 500 answer (even on the deadline).
+        const intake: { orderId?: string } = {};
         try {
           const key = readIdempotencyKey(request);
           const draft = validateOrderRequest(await readJsonBody(request));
-          const { order, replayed } = await withDeadline(service.place(draft, key), deadlineMs);
+          const placing = service.place(draft, key, {
+            onOrderId: (orderId) => {
+              intake.orderId = orderId;
+            },
+          });
+          const { order, replayed } = await withDeadline(placing, deadlineMs);
           if (replayed) {
             set.headers["idempotent-replayed"] = "true";
             metrics.ordersReplayed.inc();
@@ -67,7 +74,7 @@ export function ordersController(deps: {
           logger.debug("order accepted", { order_id: order._id, request_id: requestId, replayed });
           return toResponse(order);
         } catch (error) {
-          return answerError(error, set, requestId);
+          return answerError(error, set, requestId, intake.orderId);
         }
       },
       {
@@ -108,10 +115,19 @@ export function ordersController(deps: {
               "The body breaks a rule (every bad field is named), or the Idempotency-Key was used with another body; nothing is stored",
               ValidationErrorResponse,
             ),
-            500: jsonResponse(
-              'Internal error; the body is exactly {"message": "Internal server error while placing the order"}',
-              MessageResponse,
-            ),
+            500: {
+              ...jsonResponse(
+                'Internal error; the body is exactly {"message": "Internal server error while placing the order"}. The order may have been stored: retry with the same Idempotency-Key, or look up the X-Order-Id',
+                MessageResponse,
+              ),
+              headers: {
+                "X-Order-Id": {
+                  description:
+                    "The id the order would have, present once the service tried to store it: GET /orders/{id} tells whether it was stored (and will be placed)",
+                  schema: { type: "string", format: "uuid" },
+                },
+              },
+            },
           },
         },
       },
@@ -144,7 +160,12 @@ export function ordersController(deps: {
       },
     );
 
-  function answerError(error: unknown, set: { status?: number | string }, requestId: string) {
+  function answerError(
+    error: unknown,
+    set: { status?: number | string; headers: Record<string, unknown> },
+    requestId: string,
+    orderId: string | undefined,
+  ) {
     if (error instanceof RequestRejected) {
       metrics.ordersValidationRejected.inc({ reason: String(error.status) });
       set.status = error.status;
@@ -169,8 +190,10 @@ export function ordersController(deps: {
     }
     const cause = error instanceof DeadlineExceededError ? "deadline" : ((error as Error)?.name ?? "unknown");
     metrics.ordersInternalErrors.inc({ cause });
-    logger.error("order intake failed", { request_id: requestId, error });
+    logger.error("order intake failed", { request_id: requestId, order_id: orderId, error });
     set.status = 500;
+    // "Maybe stored": the client can find out under this id, even without an Idempotency-Key.
+    if (orderId !== undefined) set.headers["x-order-id"] = orderId;
     return INTERNAL_ERROR_BODY;
   }
 }

@@ -32,6 +32,11 @@ export interface OrderServiceHooks {
   onAmbiguousWrite?(orderId: string, error: unknown, stored: boolean): void;
 }
 
+/** Told the id an order is stored under, right before its insert (from then on the order may exist). */
+export interface IntakeObserver {
+  onOrderId?(orderId: string): void;
+}
+
 export interface PlaceResult {
   order: OrderRecord;
   replayed: boolean;
@@ -48,8 +53,12 @@ export function createOrderService(deps: {
 }) {
   const { orders, idempotency, dispatcher, clock, ids, settings, hooks = {} } = deps;
 
-  async function place(draft: OrderDraft, idempotencyKey: string | null): Promise<PlaceResult> {
-    if (idempotencyKey === null) return { order: await store(ids(), draft, null), replayed: false };
+  async function place(
+    draft: OrderDraft,
+    idempotencyKey: string | null,
+    intake: IntakeObserver = {},
+  ): Promise<PlaceResult> {
+    if (idempotencyKey === null) return { order: await store(ids(), draft, null, intake), replayed: false };
     const requestHash = hashDraft(draft);
     const now = clock.now();
     const orderId = ids();
@@ -57,10 +66,10 @@ export function createOrderService(deps: {
       { key: idempotencyKey, requestHash, orderId, claimedAt: now },
       new Date(now.getTime() + settings.idempotencyTtlMs),
     );
-    if (outcome.claimed) return storeOwned(orderId, draft, idempotencyKey, now);
+    if (outcome.claimed) return storeOwned(orderId, draft, idempotencyKey, now, intake);
     const existing = outcome.existing;
     // The key expired between our insert and our read: it is free again.
-    if (existing === null) return place(draft, idempotencyKey);
+    if (existing === null) return place(draft, idempotencyKey, intake);
     if (existing.requestHash !== requestHash) throw new IdempotencyKeyReusedError();
     const earlier = await orders.findById(existing.orderId, { majority: true });
     if (earlier) return { order: earlier, replayed: true };
@@ -69,7 +78,7 @@ export function createOrderService(deps: {
     if (!(await idempotency.takeOver(idempotencyKey, existing.claimedAt, now)))
       throw new IdempotencyKeyInFlightError();
     // Same order id as the abandoned first attempt: if that attempt did insert after all, we replay it.
-    return storeOwned(existing.orderId, draft, idempotencyKey, now);
+    return storeOwned(existing.orderId, draft, idempotencyKey, now, intake);
   }
 
   async function storeOwned(
@@ -77,9 +86,10 @@ export function createOrderService(deps: {
     draft: OrderDraft,
     key: string,
     claimedAt: Date,
+    intake: IntakeObserver,
   ): Promise<PlaceResult> {
     try {
-      return { order: await store(orderId, draft, key), replayed: false };
+      return { order: await store(orderId, draft, key, intake), replayed: false };
     } catch (error) {
       if (error instanceof DuplicateOrderIdError) {
         const earlier = await orders.findById(orderId, { majority: true });
@@ -91,12 +101,18 @@ export function createOrderService(deps: {
     }
   }
 
-  async function store(orderId: string, draft: OrderDraft, key: string | null): Promise<OrderRecord> {
+  async function store(
+    orderId: string,
+    draft: OrderDraft,
+    key: string | null,
+    intake: IntakeObserver,
+  ): Promise<OrderRecord> {
     const order = newOrderRecord(orderId, draft, clock.now(), {
       partitions: settings.partitions,
       dispatchGraceMs: settings.dispatchGraceMs,
       idempotencyKey: key,
     });
+    intake.onOrderId?.(orderId);
     try {
       await orders.insert(order);
     } catch (error) {

@@ -1,8 +1,14 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { Elysia } from "elysia";
+import { ExchangeBreaker } from "../../actors/placement/exchange-breaker.ts";
 import { createMetrics } from "../../src/adapters/metrics.ts";
-import { OrderPlacementError, OrderRejectedByVenueError } from "../../src/domain/errors.ts";
-import { createHttpExchange, type FetchLike } from "../../src/exchange/http-exchange.ts";
+import {
+  isRetryable,
+  OrderPlacementError,
+  OrderRejectedByVenueError,
+  VenueProtocolError,
+} from "../../src/domain/errors.ts";
+import { createHttpExchange, type FetchLike, parseRetryAfter } from "../../src/exchange/http-exchange.ts";
 import type { ExchangeOrder } from "../../src/exchange/port.ts";
 import { createVenue, venueRoutes } from "../../src/exchange/venue.ts";
 
@@ -184,11 +190,10 @@ describe("createHttpExchange failure classification", () => {
     async () =>
       new Response(typeof body === "string" ? body : JSON.stringify(body), { status });
 
-  test("5xx, unexpected statuses and malformed acknowledgements are retryable placement errors", async () => {
+  test("5xx and malformed acknowledgements are retryable placement errors", async () => {
     for (const fetch of [
       answer(500, { message: "boom" }),
       answer(502, "<html>bad gateway</html>"),
-      answer(404, { message: "no such route" }),
       answer(201, { venue_order_id: 42 }),
     ]) {
       const exchange = createHttpExchange({ baseUrl: "http://venue.invalid", fetch });
@@ -196,7 +201,7 @@ describe("createHttpExchange failure classification", () => {
     }
   });
 
-  test("400 and 422 are final rejections", async () => {
+  test("400 and 422 are final rejections with the venue's own reason", async () => {
     for (const status of [400, 422]) {
       const exchange = createHttpExchange({
         baseUrl: "http://venue.invalid",
@@ -237,5 +242,185 @@ describe("createHttpExchange failure classification", () => {
     await expect(exchange.placeOrder(order("x"), new AbortController().signal)).rejects.toBeInstanceOf(
       OrderPlacementError,
     );
+  });
+});
+
+/**
+ * A real HTTP venue stub (Bun.serve) that answers a submission with the status its client order id
+ * names ("status-403" -> 403), so every status goes over a real socket through fetch.
+ */
+describe("createHttpExchange against a venue answering each status", () => {
+  const HTTP_DATE_IN_30_S = () => new Date(Date.now() + 30_000).toUTCString();
+  const requests: { method: string; path: string }[] = [];
+  let server: ReturnType<typeof Bun.serve>;
+  let baseUrl = "";
+
+  beforeAll(() => {
+    server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(request) {
+        const url = new URL(request.url);
+        requests.push({ method: request.method, path: url.pathname });
+        if (url.pathname === "/elsewhere") return Response.json({ venue_order_id: "v-1", duplicate: false });
+        const id =
+          request.method === "POST"
+            ? ((await request.json()) as ExchangeOrder).client_order_id
+            : decodeURIComponent(url.pathname.split("/").pop() ?? "");
+        const status = Number(/^status-(\d+)/.exec(id)?.[1] ?? 201);
+        const headers: Record<string, string> = { "content-type": "application/json" };
+        if (id.endsWith("-retry-after-seconds")) headers["retry-after"] = "7";
+        if (id.endsWith("-retry-after-date")) headers["retry-after"] = HTTP_DATE_IN_30_S();
+        if (status >= 300 && status < 400) headers.location = `http://127.0.0.1:${server.port}/elsewhere`;
+        if (status === 201 || status === 200) {
+          return new Response(JSON.stringify({ venue_order_id: `v-${id}`, duplicate: false }), {
+            status,
+            headers,
+          });
+        }
+        if (status === 299) return new Response("<html>ok</html>", { status: 200 });
+        return new Response(JSON.stringify({ message: `refused with ${status}` }), { status, headers });
+      },
+    });
+    baseUrl = `http://127.0.0.1:${server.port}`;
+  });
+
+  afterAll(async () => {
+    await server.stop(true);
+  });
+
+  beforeEach(() => {
+    requests.length = 0;
+  });
+
+  const exchange = () => createHttpExchange({ baseUrl });
+
+  test("every 4xx but 408 and 429 is a final rejection naming the status; not retryable", async () => {
+    for (const status of [400, 401, 403, 404, 405, 409, 410, 413, 415, 422, 451]) {
+      const error = await rejectionOf(exchange().placeOrder(order(`status-${status}`)));
+      expect(error, `HTTP ${status}`).toBeInstanceOf(OrderRejectedByVenueError);
+      expect(isRetryable(error), `HTTP ${status}`).toBe(false);
+      expect((error as OrderRejectedByVenueError).httpStatus).toBe(status);
+      const reason = (error as OrderRejectedByVenueError).reason;
+      // 400 and 422 are the venue judging the order: its own words. Other 4xx name the status.
+      expect(reason, `HTTP ${status}`).toBe(
+        status === 400 || status === 422
+          ? `refused with ${status}`
+          : `venue answered HTTP ${status}: refused with ${status}`,
+      );
+    }
+  });
+
+  test("5xx, 408 and 429 are retryable placement errors carrying the status", async () => {
+    for (const status of [408, 429, 500, 502, 503, 504]) {
+      const error = await rejectionOf(exchange().placeOrder(order(`status-${status}`)));
+      expect(error, `HTTP ${status}`).toBeInstanceOf(OrderPlacementError);
+      expect(error, `HTTP ${status}`).not.toBeInstanceOf(VenueProtocolError);
+      expect(isRetryable(error), `HTTP ${status}`).toBe(true);
+      expect((error as OrderPlacementError).httpStatus).toBe(status);
+      expect((error as OrderPlacementError).retryAfterMs).toBeUndefined();
+    }
+  });
+
+  test("a 429 or 503 with Retry-After carries it as retryAfterMs (seconds or an HTTP-date)", async () => {
+    const seconds = await rejectionOf(exchange().placeOrder(order("status-429-retry-after-seconds")));
+    expect(seconds).toBeInstanceOf(OrderPlacementError);
+    expect((seconds as OrderPlacementError).retryAfterMs).toBe(7_000);
+
+    const date = await rejectionOf(exchange().placeOrder(order("status-503-retry-after-date")));
+    expect(date).toBeInstanceOf(OrderPlacementError);
+    // An HTTP-date has whole seconds: 30 s from the stub's clock, minus what the trip and rounding took.
+    expect((date as OrderPlacementError).retryAfterMs).toBeGreaterThan(25_000);
+    expect((date as OrderPlacementError).retryAfterMs).toBeLessThanOrEqual(30_000);
+
+    const lookup = await rejectionOf(exchange().lookup("status-429-retry-after-seconds"));
+    expect((lookup as OrderPlacementError).retryAfterMs).toBe(7_000);
+  });
+
+  test("an unknown answer is a retryable VenueProtocolError: a 2xx without an ack, a redirect (not followed)", async () => {
+    for (const id of ["status-299", "status-202-odd", "status-301", "status-302", "status-307"]) {
+      requests.length = 0;
+      const error = await rejectionOf(exchange().placeOrder(order(id)));
+      expect(error, id).toBeInstanceOf(VenueProtocolError);
+      expect(error, id).toBeInstanceOf(OrderPlacementError);
+      expect(isRetryable(error), id).toBe(true);
+      expect((error as Error).message, id).toContain("unexpected answer");
+      // A redirect is never followed: the order is not re-sent anywhere else.
+      expect(requests, id).toEqual([{ method: "POST", path: "/orders" }]);
+    }
+  });
+
+  test("any 2xx with an acknowledgement is a placement", async () => {
+    expect(await exchange().placeOrder(order("status-200-ok"))).toEqual({
+      venue_order_id: "v-status-200-ok",
+      duplicate: false,
+    });
+    expect(await exchange().placeOrder(order("plain"))).toEqual({
+      venue_order_id: "v-plain",
+      duplicate: false,
+    });
+  });
+
+  test("lookup is never final: 404 is null, any other refusal a retryable error", async () => {
+    expect(await exchange().lookup("status-404")).toBeNull();
+    expect(await exchange().lookup("status-200-known")).toEqual({
+      venue_order_id: "v-status-200-known",
+      duplicate: false,
+    });
+    for (const id of ["status-403", "status-409", "status-500", "status-302"]) {
+      const error = await rejectionOf(exchange().lookup(id));
+      expect(error, id).toBeInstanceOf(OrderPlacementError);
+      expect(isRetryable(error), id).toBe(true);
+    }
+  });
+
+  test("final rejections never open the circuit breaker; 5xx do", async () => {
+    const options = {
+      timeoutMs: 5_000,
+      errorThresholdPercent: 50,
+      volumeThreshold: 2,
+      resetTimeoutMs: 60_000,
+    };
+    const shutdown = new AbortController().signal;
+
+    const refusing = new ExchangeBreaker(exchange(), options);
+    try {
+      for (const status of [400, 401, 403, 404, 409, 413, 422, 403, 401, 404]) {
+        const error = await rejectionOf(refusing.place(order(`status-${status}`), shutdown));
+        expect(error, `HTTP ${status}`).toBeInstanceOf(OrderRejectedByVenueError);
+      }
+      expect(refusing.state).toBe("closed");
+      expect(refusing.capacity()).toBe(Number.POSITIVE_INFINITY);
+    } finally {
+      refusing.shutdown();
+    }
+
+    const failing = new ExchangeBreaker(exchange(), options);
+    try {
+      for (const status of [503, 500, 429])
+        await rejectionOf(failing.place(order(`status-${status}`), shutdown));
+      expect(failing.state).toBe("open");
+    } finally {
+      failing.shutdown();
+    }
+  });
+});
+
+describe("parseRetryAfter", () => {
+  const now = Date.parse("2026-01-01T00:00:00Z");
+  test.each([
+    [null, undefined],
+    ["", undefined],
+    ["0", 0],
+    ["120", 120_000],
+    [" 5 ", 5_000],
+    ["-1", undefined],
+    ["1.5", undefined],
+    ["soon", undefined],
+    ["Thu, 01 Jan 2026 00:00:30 GMT", 30_000],
+    ["Thursday, 01-Jan-26 00:00:30 GMT", 30_000],
+    ["Wed, 31 Dec 2025 23:59:00 GMT", 0],
+  ])("%p -> %p", (value, expected) => {
+    expect(parseRetryAfter(value, now)).toBe(expected);
   });
 });

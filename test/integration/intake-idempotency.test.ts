@@ -26,7 +26,11 @@ let mongo: ReturnType<typeof mongoFor>;
 /** A short request deadline keeps the in-flight lease (twice the deadline) short for the takeover test. */
 const REQUEST_DEADLINE_MS = 1_000;
 beforeEach(async () => {
-  const env = isolatedEnv(servers, { REQUEST_DEADLINE_MS: String(REQUEST_DEADLINE_MS) });
+  const env = isolatedEnv(servers, {
+    REQUEST_DEADLINE_MS: String(REQUEST_DEADLINE_MS),
+    // At most half the request deadline (src/config.ts).
+    MONGO_TIMEOUT_MS: String(REQUEST_DEADLINE_MS / 2),
+  });
   mongo = mongoFor(env);
   app = await startInProcess(env, "api");
 });

@@ -35,7 +35,7 @@ describe("dead-letter stream", () => {
   test("a poison message is dead-lettered with its reason, the order parked, and replay places it once repaired", async () => {
     const env = placementEnv(servers, {
       MAX_DELIVERIES: "2",
-      CLAIM_TIMEOUT_MS: "1000",
+      CLAIM_TIMEOUT_MS: "1500",
       BREAKER_TIMEOUT_MS: "500",
       RECLAIM_INTERVAL_MS: "200",
       // Only the stream and the reclaimer deliver the poison entry here (no sweeper re-dispatch).

@@ -75,6 +75,12 @@ describe("metric names used in k8s/", () => {
       "placement_outcomes_total",
       "placement_attempt_duration_seconds_bucket",
       "process_resident_memory_bytes",
+      // The end-to-end monitor (alerts and dashboard) and the cost and duplicate panels.
+      "placement_oldest_unfinished_order_age_seconds",
+      "placement_parked_orders",
+      "placement_venue_duplicates_total",
+      "orders_mongo_operations_total",
+      "orders_mongo_durable_writes_total",
     ]) {
       expect(names.has(name), name).toBe(true);
     }

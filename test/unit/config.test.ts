@@ -44,9 +44,83 @@ describe("loadConfig", () => {
       /CLAIM_TIMEOUT_MS/,
     );
   });
-
   test("the database comes from the URL path", () => {
     expect(databaseName("mongodb://h:1/orders?replicaSet=rs0")).toBe("orders");
+  });
+});
+
+describe("rules that span variables", () => {
+  /** The problems loadConfig reports for `env`; [] when it accepts it. */
+  function problemsOf(env: Record<string, string>): string[] {
+    try {
+      loadConfig(env);
+      return [];
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return (error as ConfigError).problems;
+    }
+  }
+
+  test("the defaults satisfy every rule", () => {
+    expect(problemsOf({})).toEqual([]);
+    const config = loadConfig({});
+    expect(config.REQUEST_DEADLINE_MS).toBe(5_000);
+    expect(config.MONGO_TIMEOUT_MS).toBe(2_000);
+    expect(config.CLAIM_TIMEOUT_MS - config.BREAKER_TIMEOUT_MS).toBeGreaterThanOrEqual(1_000);
+  });
+
+  test("a submit window (CLAIM_TIMEOUT_MS - BREAKER_TIMEOUT_MS) under 1000 ms is refused", () => {
+    for (const [claim, breaker] of [
+      ["5000", "5000"],
+      ["5999", "5000"],
+      ["1000", "500"],
+      ["2000", "5000"],
+    ] as const) {
+      const problems = problemsOf({ CLAIM_TIMEOUT_MS: claim, BREAKER_TIMEOUT_MS: breaker });
+      expect(problems, `${claim} - ${breaker}`).toHaveLength(1);
+      expect(problems[0]).toStartWith("CLAIM_TIMEOUT_MS must be at least BREAKER_TIMEOUT_MS + 1000 ms");
+    }
+    expect(problemsOf({ CLAIM_TIMEOUT_MS: "6000", BREAKER_TIMEOUT_MS: "5000" })).toEqual([]);
+    expect(problemsOf({ CLAIM_TIMEOUT_MS: "4000", BREAKER_TIMEOUT_MS: "3000" })).toEqual([]);
+  });
+
+  test("a request deadline shorter than 2 x MONGO_TIMEOUT_MS is refused", () => {
+    for (const env of [
+      { REQUEST_DEADLINE_MS: "3999" } as Record<string, string>,
+      { REQUEST_DEADLINE_MS: "1000" },
+      { MONGO_TIMEOUT_MS: "2501" },
+      { MONGO_TIMEOUT_MS: "10000", REQUEST_DEADLINE_MS: "15000" },
+    ]) {
+      const problems = problemsOf(env);
+      expect(problems, JSON.stringify(env)).toHaveLength(1);
+      expect(problems[0]).toStartWith("REQUEST_DEADLINE_MS must be at least 2 x MONGO_TIMEOUT_MS");
+    }
+    expect(problemsOf({ REQUEST_DEADLINE_MS: "4000" })).toEqual([]);
+    expect(problemsOf({ MONGO_TIMEOUT_MS: "2500" })).toEqual([]);
+    expect(problemsOf({ MONGO_TIMEOUT_MS: "1000", REQUEST_DEADLINE_MS: "2500" })).toEqual([]);
+    expect(problemsOf({ MONGO_TIMEOUT_MS: "10000", REQUEST_DEADLINE_MS: "20000" })).toEqual([]);
+  });
+
+  test("every broken rule is named in the one error, with the other bad variables", () => {
+    const problems = problemsOf({
+      PORT: "http",
+      CLAIM_TIMEOUT_MS: "5000",
+      BREAKER_TIMEOUT_MS: "5000",
+      REQUEST_DEADLINE_MS: "3000",
+    });
+    expect(problems.map((p) => p.split(" ")[0])).toEqual(["PORT", "CLAIM_TIMEOUT_MS", "REQUEST_DEADLINE_MS"]);
+  });
+
+  test("a variable already invalid on its own is named once, not again by a rule", () => {
+    expect(problemsOf({ REQUEST_DEADLINE_MS: "50" })).toEqual([
+      'REQUEST_DEADLINE_MS must be an integer from 100 to 120000 (got "50")',
+    ]);
+    expect(problemsOf({ MONGO_TIMEOUT_MS: "soon" }).map((p) => p.split(" ")[0])).toEqual([
+      "MONGO_TIMEOUT_MS",
+    ]);
+    expect(problemsOf({ BREAKER_TIMEOUT_MS: "9999999" }).map((p) => p.split(" ")[0])).toEqual([
+      "BREAKER_TIMEOUT_MS",
+    ]);
   });
 });
 
