@@ -10,12 +10,21 @@ const Int = (min: number, max: number, def: number) =>
   T.Integer({ minimum: min, maximum: max, default: def });
 const Num = (min: number, max: number, def: number) => T.Number({ minimum: min, maximum: max, default: def });
 
+/** host:port (a name, an IPv4 address or a bracketed IPv6 address), comma-separated. */
+const CLUSTER_NODE = String.raw`(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}`;
+const CLUSTER_NODES_PATTERN = `^${CLUSTER_NODE}(?:,${CLUSTER_NODE})*$`;
+
 /** Variable name -> schema. Defaults are the documented safe defaults (README, configuration table). */
 const ConfigSchema = T.Object({
   PORT: Int(0, 65535, 3000),
   /** Checked by the driver's own parser in loadConfig (several hosts, options, mongodb+srv). */
   MONGO_URL: T.String({ minLength: 1, default: "mongodb://127.0.0.1:27017/orders" }),
   REDIS_URL: T.String({ pattern: "^rediss?://.+", default: "redis://127.0.0.1:6379" }),
+  /**
+   * Seed nodes of a Redis Cluster ("host:port,host:port,..."): when set, every Redis connection is a
+   * Cluster client over them (REDIS_URL is then unused). Unset: one Redis at REDIS_URL.
+   */
+  REDIS_CLUSTER_NODES: T.Optional(T.String({ pattern: CLUSTER_NODES_PATTERN })),
   EXCHANGE_URL: T.Optional(T.String({ pattern: "^https?://.+" })),
   EXCHANGE_FAILURE_RATE: Num(0, 1, 0.1),
   EXCHANGE_LATENCY_MS: Int(0, 600_000, 500),
@@ -135,6 +144,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       problems.push(`MONGO_URL ${describe("MONGO_URL")}: ${(error as Error).message}`);
     }
   }
+  if (
+    !seen.has("REDIS_CLUSTER_NODES") &&
+    config.REDIS_CLUSTER_NODES?.split(",").some((node) => {
+      const port = Number(node.slice(node.lastIndexOf(":") + 1));
+      return port < 1 || port > 65535;
+    })
+  ) {
+    problems.push(`REDIS_CLUSTER_NODES ${describe("REDIS_CLUSTER_NODES")} (a port is not from 1 to 65535)`);
+  }
   if (config.RETRY_MAX_DELAY_MS < config.RETRY_BASE_DELAY_MS) {
     problems.push("RETRY_MAX_DELAY_MS must be at least RETRY_BASE_DELAY_MS");
   }
@@ -187,6 +205,7 @@ function describe(name: string): string {
   if (name === "MONGO_URL")
     return "must be a mongodb:// or mongodb+srv:// connection string with the database in its path";
   if (name === "REDIS_URL") return "must be a redis:// or rediss:// URL";
+  if (name === "REDIS_CLUSTER_NODES") return "must be host:port[,host:port...] (the cluster's seed nodes)";
   if (name === "EXCHANGE_URL") return "must be an http:// or https:// URL";
   return `must match ${schema.pattern}`;
 }

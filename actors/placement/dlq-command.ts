@@ -4,10 +4,12 @@
  * Redis remembered of it), and deletes the dead-letter entry. Orders already final
  * (placed, rejected) are reported and their entries removed; nothing final is ever re-placed.
  */
+
+import type { Redis } from "ioredis";
 import { createMongoClient } from "../../src/adapters/mongo/client.ts";
 import { MongoOrderRepository } from "../../src/adapters/mongo/order-repository.ts";
 import { RedisPlacementState } from "../../src/adapters/placement-state.ts";
-import { closeRedis, createRedisClient } from "../../src/adapters/redis.ts";
+import { closeRedis, createRedisConnection, redisTarget } from "../../src/adapters/redis.ts";
 import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
 import { type Config, databaseName } from "../../src/config.ts";
 import { isPlacementFinal } from "../../src/domain/order.ts";
@@ -23,7 +25,7 @@ export async function runDeadLetterCommand(
     print("usage: orders dlq list [--limit N] | orders dlq replay <entry-id>... | orders dlq replay --all");
     return 2;
   }
-  const redis = createRedisClient(config.REDIS_URL, { name: "orders-dlq", commandTimeoutMs: 5_000 });
+  const redis = createRedisConnection(redisTarget(config), { name: "orders-dlq", commandTimeoutMs: 5_000 });
   const mongo = createMongoClient(config.MONGO_URL, {
     timeoutMs: config.MONGO_TIMEOUT_MS,
     maxPoolSize: config.MONGO_MAX_POOL_SIZE,
@@ -46,7 +48,8 @@ export async function runDeadLetterCommand(
     const orders = new MongoOrderRepository(mongo.db(databaseName(config.MONGO_URL)), {
       timeoutMs: config.MONGO_TIMEOUT_MS,
     });
-    const dispatcher = new RedisPlacementState(redis, keys, config.PLACEMENT_TRACK_TTL_MS);
+    // Typed against Redis; uses only commands a Cluster client has too.
+    const dispatcher = new RedisPlacementState(redis as Redis, keys, config.PLACEMENT_TRACK_TTL_MS);
     for (const entry of entries) {
       const orderId = entry.fields?.order_id ?? parsePayload(entry.fields?.payload)?.order_id;
       if (!orderId) {

@@ -3,7 +3,7 @@
  * placement behaviour, the retry mover, the sweeper, stream upkeep and gauges. Started by the entry
  * point on the process's shared connections (src/process/service.ts).
  */
-import { closeRedis, createRedisClient } from "../../src/adapters/redis.ts";
+import { closeRedis, createRedisConnection, redisTarget } from "../../src/adapters/redis.ts";
 import type { Config } from "../../src/config.ts";
 import { systemClock } from "../../src/domain/ports.ts";
 import { createHttpExchange } from "../../src/exchange/http-exchange.ts";
@@ -15,11 +15,19 @@ import { withStartupRetry } from "../../src/process/lifecycle.ts";
 import type { Shared } from "../../src/process/shared.ts";
 import { every } from "../../src/support/periodic.ts";
 import { createIoredisStreamPort } from "../runtime/redis-streams.ts";
-import { StreamActor } from "../runtime/stream-actor.ts";
+import { DEFAULT_READ_BLOCK_MS, StreamActor } from "../runtime/stream-actor.ts";
 import { ExchangeBreaker } from "./exchange-breaker.ts";
 import { createPlacementBehaviour } from "./placement-actor.ts";
 import { createStreamUpkeep } from "./stream-upkeep.ts";
 import { createSweeper } from "./sweeper.ts";
+
+/**
+ * The most of the time the sweeper and the end-to-end monitor may spend on their MongoDB scans. On a
+ * store that cannot serve them from an index (FerretDB filters and sorts a backlog itself: 1.5 s per
+ * pass at 20,000 waiting orders, measured) an unthrottled pass every second starved the store and cut
+ * placement to a fifth; on MongoDB the passes take milliseconds and keep their interval.
+ */
+const SCAN_DUTY_CYCLE = 0.05;
 
 /** Consumer names idle this long with nothing pending are removed from the group. */
 const CONSUMER_MAX_IDLE_MS = 24 * 3_600_000;
@@ -40,7 +48,12 @@ export async function startPlacementActors(
   closers: Closer[],
 ): Promise<void> {
   const { metrics, keys, orders, placementState } = shared;
-  const blocking = createRedisClient(config.REDIS_URL, { name: "orders-actors-read" });
+  // The read loop's own connection (a Cluster client with REDIS_CLUSTER_NODES): its timeouts sit just
+  // above the read's BLOCK time, so a dead or stopped Redis is noticed and the connection replaced.
+  const blocking = createRedisConnection(redisTarget(config), {
+    name: "orders-actors-read",
+    blockingReadMs: DEFAULT_READ_BLOCK_MS,
+  });
   blocking.on("error", () => {});
   closers.push({ name: "redis-blocking", close: () => closeRedis(blocking) });
   const port = createIoredisStreamPort(shared.commands);
@@ -116,7 +129,8 @@ export async function startPlacementActors(
   await withStartupRetry("consumer groups", logger, () => actor.start());
   closers.push({ name: "placement-actor", close: () => actor.close(config.SHUTDOWN_DEADLINE_MS) });
 
-  const sweepLockMs = Math.max(config.SWEEP_INTERVAL_MS * 5, 5_000);
+  // Long enough to outlast a pass (a slow one included), so that two processes never sweep at once.
+  const sweepLockMs = Math.max(config.SWEEP_INTERVAL_MS * 5, 30_000);
   const sweeper = createSweeper({
     orders,
     dispatcher: placementState,
@@ -140,7 +154,7 @@ export async function startPlacementActors(
       async () => metrics.retriesDue.inc(await placementState.moveDueRetries(systemClock.now())),
       warn("retry release"),
     ),
-    every(config.SWEEP_INTERVAL_MS, sweeper.sweepOnce, warn("sweep")),
+    every(config.SWEEP_INTERVAL_MS, sweeper.sweepOnce, warn("sweep"), { maxDutyCycle: SCAN_DUTY_CYCLE }),
     every(
       config.TRIM_INTERVAL_MS,
       async () => {
@@ -160,10 +174,16 @@ export async function startPlacementActors(
       },
       warn("stream metrics"),
     ),
-    // The end-to-end monitor: from MongoDB, whatever the streams say (an order lost between them shows).
+    // The end-to-end monitor: from MongoDB, whatever the streams say (an order lost between them
+    // shows). One process computes it (the one sweeping partition 0); the others drop their series.
     every(
-      config.STREAM_METRICS_INTERVAL_MS,
+      Math.max(config.STREAM_METRICS_INTERVAL_MS, 15_000),
       async () => {
+        if (!(await placementState.holdSweepLock(0, consumer, sweepLockMs))) {
+          metrics.oldestUnfinishedAge.reset();
+          metrics.parkedOrders.reset();
+          return;
+        }
         const [oldest, parked] = await Promise.all([orders.oldestUnfinished(), orders.countParked()]);
         const nowMs = systemClock.now().getTime();
         for (const status of ["accepted", "placing"] as const) {
@@ -174,6 +194,7 @@ export async function startPlacementActors(
         metrics.parkedOrders.set(parked);
       },
       warn("end-to-end metrics"),
+      { maxDutyCycle: SCAN_DUTY_CYCLE },
     ),
   ];
   // Timers stop before the actor drains (they were started after it).

@@ -1,9 +1,11 @@
 /**
  * The narrow Redis port the actor runtime needs: only the stream commands it uses, and their ioredis
- * implementation. Entries whose payload is gone (trimmed, or lost with a Redis restart) come back with
- * `fields: null`.
+ * implementation, on one Redis or a Redis Cluster client. Entries whose payload is gone (trimmed, or
+ * lost with a Redis restart) come back with `fields: null`. Every command names one stream (one key),
+ * except `readGroup` over several streams: in a Redis Cluster that is CROSSSLOT unless the streams share
+ * a slot, so cluster callers read one stream per call.
  */
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 
 export interface StreamEntry {
   stream: string;
@@ -28,14 +30,23 @@ export interface GroupState {
 }
 
 export interface StreamPort {
+  /**
+   * True when one `readGroup` may name one stream only: a Redis Cluster client (streams on different
+   * slots in one XREADGROUP are CROSSSLOT). The actor then reads each stream with its own call.
+   */
+  readonly oneStreamPerRead?: boolean;
   /** Creates the group (and the stream) if missing; a group that exists is left as it is. */
   ensureGroup(stream: string, group: string): Promise<void>;
+  /**
+   * XREADGROUP of new entries (">"). `count` is per stream (Redis' COUNT): reading N streams may return
+   * up to N x count entries. `blockMs` null: do not block (no BLOCK; BLOCK 0 would block for ever).
+   */
   readGroup(
     group: string,
     consumer: string,
     streams: readonly string[],
     count: number,
-    blockMs: number,
+    blockMs: number | null,
   ): Promise<StreamEntry[]>;
   ack(stream: string, group: string, ids: readonly string[]): Promise<void>;
   /** XAUTOCLAIM from `cursor` ("0-0" to start); `next` is "0-0" when the scan went round. */
@@ -77,8 +88,9 @@ export function isNoGroupError(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith("NOGROUP");
 }
 
-export function createIoredisStreamPort(redis: Redis): StreamPort {
+export function createIoredisStreamPort(redis: Redis | Cluster): StreamPort {
   return {
+    oneStreamPerRead: redis.isCluster,
     async ensureGroup(stream, group) {
       try {
         // From id 0, not $: entries added before the group existed (after Redis came back empty) count too.
@@ -88,18 +100,23 @@ export function createIoredisStreamPort(redis: Redis): StreamPort {
       }
     },
     async readGroup(group, consumer, streams, count, blockMs) {
-      const reply = (await redis.xreadgroup(
-        "GROUP",
-        group,
-        consumer,
-        "COUNT",
-        count,
-        "BLOCK",
-        blockMs,
-        "STREAMS",
-        ...streams,
-        ...streams.map(() => ">"),
-      )) as [string, RawEntry[]][] | null;
+      const ids = streams.map(() => ">");
+      const reply = (
+        blockMs === null
+          ? await redis.xreadgroup("GROUP", group, consumer, "COUNT", count, "STREAMS", ...streams, ...ids)
+          : await redis.xreadgroup(
+              "GROUP",
+              group,
+              consumer,
+              "COUNT",
+              count,
+              "BLOCK",
+              blockMs,
+              "STREAMS",
+              ...streams,
+              ...ids,
+            )
+      ) as [string, RawEntry[]][] | null;
       if (!reply) return [];
       return reply.flatMap(([stream, entries]) => toEntries(stream, entries));
     },

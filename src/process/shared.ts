@@ -9,7 +9,14 @@ import { createMetrics, type Metrics, type ProcessKind } from "../adapters/metri
 import { boundedInFlight, createMongoClient } from "../adapters/mongo/client.ts";
 import { MongoOrderRepository } from "../adapters/mongo/order-repository.ts";
 import { RedisPlacementState } from "../adapters/placement-state.ts";
-import { awaitConnection, closeRedis, createRedisClient, pingRedis } from "../adapters/redis.ts";
+import {
+  awaitConnection,
+  closeRedis,
+  createRedisConnection,
+  pingRedis,
+  type RedisConnection,
+  redisTarget,
+} from "../adapters/redis.ts";
 import { createRedisKeys, type RedisKeys } from "../adapters/redis-keys.ts";
 import { type Config, databaseName } from "../config.ts";
 import type { ReadinessCheck } from "../http/ops-routes.ts";
@@ -21,7 +28,8 @@ export interface Shared {
   orders: MongoOrderRepository;
   keys: RedisKeys;
   metrics: Metrics;
-  commands: Redis;
+  /** One Redis, or a Redis Cluster client when REDIS_CLUSTER_NODES is set. */
+  commands: RedisConnection;
   placementState: RedisPlacementState;
 }
 
@@ -35,7 +43,7 @@ export async function connectShared(config: Config, kind: ProcessKind, closers: 
     onCommand: (command) => metrics.mongoOperations.inc({ command }),
   });
   closers.push({ name: "mongodb", close: () => mongo.close() });
-  const commands = createRedisClient(config.REDIS_URL, {
+  const commands = createRedisConnection(redisTarget(config), {
     name: `orders-${kind}`,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     failFastWhenDisconnected: true,
@@ -52,7 +60,8 @@ export async function connectShared(config: Config, kind: ProcessKind, closers: 
     insertMaxBatch: config.INTAKE_BATCH_MAX,
     onDurableWrite: (writeKind, documents) => metrics.mongoDurableWrites.inc({ kind: writeKind }, documents),
   });
-  const placementState = new RedisPlacementState(commands, keys, config.PLACEMENT_TRACK_TTL_MS);
+  // RedisPlacementState is typed against Redis but uses only commands a Cluster client has too.
+  const placementState = new RedisPlacementState(commands as Redis, keys, config.PLACEMENT_TRACK_TTL_MS);
   return { mongo, db, orders, keys, metrics, commands, placementState };
 }
 

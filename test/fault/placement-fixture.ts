@@ -4,13 +4,15 @@
  * read-outs of MongoDB, the venue's /stats and a process's /metrics. Everything a test starts is
  * registered in a `Cleanup` so that afterAll stops it even when the test failed half-way.
  */
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import { MongoOrderRepository } from "../../src/adapters/mongo/order-repository.ts";
 import { RedisPlacementState } from "../../src/adapters/placement-state.ts";
+import { parseClusterNodes } from "../../src/adapters/redis.ts";
 import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.ts";
 import { uuidV7 } from "../../src/domain/ids.ts";
 import { newOrderRecord, type OrderRecord } from "../../src/domain/order.ts";
 import type { DispatchedOrder } from "../../src/domain/ports.ts";
+import type { RedisCluster } from "../harness/servers.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
   type Cleanup,
@@ -31,8 +33,19 @@ export type Env = Record<string, string>;
  * FerretDB on SQLite, which takes tens of milliseconds per write and queues them: generous MongoDB
  * timeouts and a moderate actor concurrency keep the tests about placement, not about that queue.
  */
-export function placementEnv(servers: Servers, overrides: Env = {}): Env {
+export function placementEnv(
+  servers: Servers,
+  overrides: Env = {},
+  options: { redisCluster?: RedisCluster } = {},
+): Env {
   return isolatedEnv(servers, {
+    // Cluster mode: every Redis use goes to the cluster; REDIS_URL (still validated) names one seed.
+    ...(options.redisCluster
+      ? {
+          REDIS_CLUSTER_NODES: options.redisCluster.seeds,
+          REDIS_URL: `redis://${options.redisCluster.nodes[0]}`,
+        }
+      : {}),
     LOG_LEVEL: "warn",
     MONGO_TIMEOUT_MS: "10000",
     REQUEST_DEADLINE_MS: "20000",
@@ -161,16 +174,31 @@ export async function waitUntilPlaced(
  * A connection for assertions and set-up on the test's Redis (commands fail fast while Redis is down,
  * and it reconnects by itself).
  */
-export function redisFor(env: Env, cleanup: Cleanup): { redis: Redis; keys: RedisKeys; stream: string } {
-  const redis = new Redis(env.REDIS_URL!, {
-    maxRetriesPerRequest: 1,
-    retryStrategy: () => 100,
-    lazyConnect: false,
-  });
+export function redisFor(
+  env: Env,
+  cleanup: Cleanup,
+): { redis: Redis | Cluster; keys: RedisKeys; stream: string } {
+  const redis = testRedis(env, { maxRetriesPerRequest: 1, retryStrategy: () => 100 });
   redis.on("error", () => {});
   cleanup.add(() => redis.disconnect());
   const keys = createRedisKeys(env.REDIS_KEY_PREFIX!, Number(env.PLACEMENT_PARTITIONS ?? 1));
   return { redis, keys, stream: keys.placementStreams[0]! };
+}
+
+/**
+ * A client of the test's Redis: the cluster of REDIS_CLUSTER_NODES when the deployment runs on one (a
+ * Cluster client, whose nodes reconnect and whose slot map follows a failover), else REDIS_URL.
+ */
+function testRedis(
+  env: Env,
+  options: { maxRetriesPerRequest: number; retryStrategy?: () => number },
+): Redis | Cluster {
+  if (!env.REDIS_CLUSTER_NODES) return new Redis(env.REDIS_URL!, { ...options, lazyConnect: false });
+  return new Cluster(parseClusterNodes(env.REDIS_CLUSTER_NODES), {
+    clusterRetryStrategy: options.retryStrategy ?? (() => 100),
+    retryDelayOnFailover: 200,
+    redisOptions: { maxRetriesPerRequest: options.maxRetriesPerRequest, commandTimeout: 5_000 },
+  });
 }
 
 /**
@@ -189,13 +217,14 @@ export async function preloadOrders(
   } = {},
 ): Promise<string[]> {
   const { client, db } = mongoFor(env);
-  const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 3 });
+  const redis = testRedis(env, { maxRetriesPerRequest: 3 });
+  redis.on("error", () => {});
   try {
     const repository = new MongoOrderRepository(db, { timeoutMs: 10_000 });
     await repository.ensureIndexes();
     const partitions = Number(env.PLACEMENT_PARTITIONS ?? 1);
     const keys = createRedisKeys(env.REDIS_KEY_PREFIX!, partitions);
-    const placement = new RedisPlacementState(redis, keys, 900_000);
+    const placement = new RedisPlacementState(redis as Redis, keys, 900_000);
     const ids: string[] = [];
     const batch = options.batch ?? 200;
     for (let start = 0; start < count; start += batch) {

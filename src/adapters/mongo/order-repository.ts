@@ -237,10 +237,8 @@ export class MongoOrderRepository implements OrderRepository {
   /** Unfinished orders parked after a dead-lettered entry (the end-to-end monitor's second input). */
   async countParked(): Promise<number> {
     return this.gate.run(() =>
-      this.collection.countDocuments(
-        { status: { $in: UNFINISHED }, parked_at: { $ne: null } },
-        this.deadline(),
-      ),
+      // Equality only: FerretDB passes it down to PostgreSQL instead of reading every order.
+      this.collection.countDocuments({ status: "accepted", parked: true }, this.deadline()),
     );
   }
 
@@ -249,7 +247,7 @@ export class MongoOrderRepository implements OrderRepository {
     await this.gate.run(() =>
       this.collection.updateOne(
         { _id: id, status: { $in: UNFINISHED } },
-        { $set: { parked_at: now, last_error: reason, updated_at: now } },
+        { $set: { parked_at: now, parked: true, last_error: reason, updated_at: now } },
         this.durable(),
       ),
     );
@@ -261,7 +259,7 @@ export class MongoOrderRepository implements OrderRepository {
     const document = await this.gate.run(() =>
       this.collection.findOneAndUpdate(
         { _id: id },
-        { $set: { parked_at: null, sweep_at: now, updated_at: now } },
+        { $set: { parked_at: null, parked: false, sweep_at: now, updated_at: now } },
         { returnDocument: "after", ...this.durable() },
       ),
     );
