@@ -29,6 +29,9 @@ import { createSweeper } from "./sweeper.ts";
  */
 const SCAN_DUTY_CYCLE = 0.05;
 
+/** A read loop without progress this long, with entries waiting, fails /health/live. */
+const STALL_LIMIT_MS = 30_000;
+
 /** Consumer names idle this long with nothing pending are removed from the group. */
 const CONSUMER_MAX_IDLE_MS = 24 * 3_600_000;
 
@@ -109,6 +112,14 @@ export async function startPlacementActors(
     reclaimIntervalMs: config.RECLAIM_INTERVAL_MS,
     maxDeliveries: config.MAX_DELIVERIES,
     observer: {
+      readFailed: (streams, error, retryInMs) => {
+        metrics.readFailures.inc();
+        logger.warn("reading the placement stream failed; retrying", {
+          streams,
+          error,
+          retry_in_ms: retryInMs,
+        });
+      },
       inFlight: (count) => metrics.actorInFlight.set({ actor: "placement" }, count),
       handled: (result) => metrics.actorMessages.inc({ actor: "placement", result }),
       reclaimed: (count) => metrics.reclaimed.inc(count),
@@ -148,6 +159,19 @@ export async function startPlacementActors(
     deadLetterStream: keys.deadLetterStream,
   });
   const warn = (task: string) => (error: unknown) => logger.warn(`${task} failed`, { error });
+  // Liveness: the read loop made no progress for STALL_LIMIT_MS although entries wait, and Redis still
+  // answers (the lag was measured recently: with Redis down altogether the pod is not restarted in a
+  // loop, the outage is readiness's business).
+  let waiting = { lag: 0, measuredAt: 0 };
+  shared.liveness.push({
+    name: "placement-read-loop",
+    alive: () =>
+      !(
+        actor.stalledForMs() > STALL_LIMIT_MS &&
+        waiting.lag > 0 &&
+        Date.now() - waiting.measuredAt < 3 * config.STREAM_METRICS_INTERVAL_MS
+      ),
+  });
   const timers = [
     every(
       config.RETRY_POLL_INTERVAL_MS,
@@ -167,6 +191,7 @@ export async function startPlacementActors(
       config.STREAM_METRICS_INTERVAL_MS,
       async () => {
         const m = await upkeep.measure();
+        waiting = { lag: m.lag, measuredAt: Date.now() };
         metrics.streamLength.set(m.length);
         metrics.streamLag.set(m.lag);
         metrics.streamPending.set(m.pending);

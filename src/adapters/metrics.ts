@@ -156,6 +156,11 @@ export function createMetrics(kind: ProcessKind) {
       help: "Submissions the venue recognised as a resubmission of an order it had (absorbed by client order id)",
       registers,
     }),
+    readFailures: new Counter({
+      name: "placement_read_failures_total",
+      help: "Reads of the placement streams that failed (timeout, connection lost); retried with backoff",
+      registers,
+    }),
     retriesDue: new Counter({
       name: "placement_retries_released_total",
       help: "Orders moved from the retry schedule back onto the placement stream",

@@ -11,11 +11,34 @@ export interface ReadinessCheck {
   ping(signal: AbortSignal): Promise<boolean>;
 }
 
+/**
+ * Something that must make progress while the process lives (a read loop with entries waiting): false
+ * means the process is stuck and restarting it is the cure. Read at each request, so checks may be
+ * added after the routes are built.
+ */
+export interface LivenessCheck {
+  name: string;
+  alive(): boolean;
+}
+
 const READINESS_TIMEOUT_MS = 1_000;
 
-export function opsRoutes(metrics: Metrics, checks: ReadinessCheck[]) {
+export function opsRoutes(
+  metrics: Metrics,
+  checks: ReadinessCheck[],
+  liveness: readonly LivenessCheck[] = [],
+) {
   return new Elysia({ name: "ops-routes" })
-    .get("/health/live", () => ({ status: "ok" }), { detail: { tags: ["operations"], summary: "Liveness" } })
+    .get(
+      "/health/live",
+      ({ set }) => {
+        const stuck = liveness.filter((check) => !check.alive()).map((check) => check.name);
+        if (stuck.length === 0) return { status: "ok" };
+        set.status = 503;
+        return { status: "stuck", stuck };
+      },
+      { detail: { tags: ["operations"], summary: "Liveness: 503 when a loop that must progress is stuck" } },
+    )
     .get(
       "/health/ready",
       async ({ set }) => {

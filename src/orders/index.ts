@@ -10,7 +10,7 @@ import {
   OrderValidationError,
 } from "../domain/errors.ts";
 import { type Cents, centsToNumber } from "../domain/money.ts";
-import type { OrderDraft, OrderRecord } from "../domain/order.ts";
+import type { OrderRecord } from "../domain/order.ts";
 import type { Logger } from "../logger.ts";
 import {
   IDEMPOTENCY_KEY_PATTERN,

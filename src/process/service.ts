@@ -32,7 +32,7 @@ export async function startService(
     await withStartupRetry("order indexes", logger, () => shared.orders.ensureIndexes());
     const app = new Elysia()
       .use(httpMetrics(shared.metrics))
-      .use(opsRoutes(shared.metrics, readinessChecks(shared, kind)));
+      .use(opsRoutes(shared.metrics, readinessChecks(shared, kind), shared.liveness));
     if (kind === "api" || kind === "all") await mountApi(app, config, logger, shared, closers);
     if (kind === "actors" || kind === "all") {
       if (!startActors) throw new Error(`a process of kind ${kind} needs its actors`);

@@ -19,7 +19,7 @@ import {
 } from "../adapters/redis.ts";
 import { createRedisKeys, type RedisKeys } from "../adapters/redis-keys.ts";
 import { type Config, databaseName } from "../config.ts";
-import type { ReadinessCheck } from "../http/ops-routes.ts";
+import type { LivenessCheck, ReadinessCheck } from "../http/ops-routes.ts";
 import type { Closer } from "./lifecycle.ts";
 
 export interface Shared {
@@ -31,6 +31,8 @@ export interface Shared {
   /** One Redis, or a Redis Cluster client when REDIS_CLUSTER_NODES is set. */
   commands: RedisConnection;
   placementState: RedisPlacementState;
+  /** Checks behind /health/live; the actors add theirs when they start. */
+  liveness: LivenessCheck[];
 }
 
 export type ServiceKind = "api" | "actors" | "all";
@@ -62,7 +64,7 @@ export async function connectShared(config: Config, kind: ProcessKind, closers: 
   });
   // RedisPlacementState is typed against Redis but uses only commands a Cluster client has too.
   const placementState = new RedisPlacementState(commands as Redis, keys, config.PLACEMENT_TRACK_TTL_MS);
-  return { mongo, db, orders, keys, metrics, commands, placementState };
+  return { mongo, db, orders, keys, metrics, commands, placementState, liveness: [] };
 }
 
 /**

@@ -1,0 +1,19 @@
+/** /health/live answers 503 naming the stuck loops, read at each request (checks added after start count). */
+import { expect, test } from "bun:test";
+import { createMetrics } from "../../src/adapters/metrics.ts";
+import { type LivenessCheck, opsRoutes } from "../../src/http/ops-routes.ts";
+
+test("liveness: 200 while every check is alive, 503 with the stuck names otherwise", async () => {
+  const liveness: LivenessCheck[] = [];
+  const app = opsRoutes(createMetrics("actors"), [], liveness);
+  const live = async () => {
+    const response = await app.handle(new Request("http://local/health/live"));
+    return { status: response.status, body: await response.json() };
+  };
+  expect(await live()).toEqual({ status: 200, body: { status: "ok" } });
+  let stuck = false;
+  liveness.push({ name: "placement-read-loop", alive: () => !stuck });
+  expect((await live()).status).toBe(200);
+  stuck = true;
+  expect(await live()).toEqual({ status: 503, body: { status: "stuck", stuck: ["placement-read-loop"] } });
+});
