@@ -2,6 +2,9 @@
  * MongoDB gone (killed, or paused with SIGSTOP past every timeout): POST /orders answers the exact 500
  * body within a few seconds instead of hanging, and the same running service answers 201 again by
  * itself once MongoDB is back. A key whose first request failed can be retried into exactly one order.
+ * A 500 never hides a placement: once the service has tried to store the order, the 500 names its id in
+ * X-Order-Id (the body stays exactly the contract's), so a client without an Idempotency-Key can ask
+ * GET /orders/{id} whether it was stored after all.
  * The tests share one MongoDB-wire server and leave it running (restarted or resumed) even on failure.
  */
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
@@ -21,6 +24,7 @@ const REQUEST_DEADLINE_MS = 2_500;
 /** "Answered within a few seconds": the deadline plus generous slack for a loaded CI machine. */
 const ANSWER_BOUND_MS = REQUEST_DEADLINE_MS + 2_000;
 const INTERNAL_ERROR = JSON.stringify({ message: "Internal server error while placing the order" });
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 // Real servers and fault injection take longer than bun's 5 s default (bunfig's timeout is not applied).
 setDefaultTimeout(60_000);
@@ -56,7 +60,25 @@ async function mongoAnswers(): Promise<boolean> {
 async function timedPost(body: unknown, headers: Record<string, string> = {}) {
   const started = performance.now();
   const response = await postOrder(app, body, headers);
-  return { status: response.status, text: await response.text(), ms: performance.now() - started };
+  return {
+    status: response.status,
+    text: await response.text(),
+    ms: performance.now() - started,
+    orderId: response.headers.get("x-order-id"),
+  };
+}
+
+/** What GET /orders/{id} says once the service answers again: the order's quantity, or null for 404. */
+async function lookUp(id: string): Promise<number | null> {
+  return waitFor(
+    async () => {
+      const response = await app.handle(new Request(`http://localhost/orders/${id}`));
+      if (response.status === 404) return { quantity: null };
+      if (response.status !== 200) return null;
+      return { quantity: ((await response.json()) as { quantity: number }).quantity };
+    },
+    { timeoutMs: 30_000, intervalMs: 250, message: "GET /orders/{id} answers again" },
+  ).then((found) => found.quantity);
 }
 
 function expectInternalError(answer: { status: number; text: string; ms: number }) {
@@ -167,4 +189,57 @@ describe.skipIf(!ownsMongo)("a key whose first request failed", () => {
     expect(((await replay.json()) as { id: string }).id).toBe(order.id);
     expect(await mongo.orders.countDocuments({ side: "sell" })).toBe(1);
   });
+});
+
+describe("the 500 of POST /orders names the order id", () => {
+  test("answers other than 500 carry no X-Order-Id", async () => {
+    const created = await postOrder(app, orderBody());
+    expect(created.status).toBe(201);
+    expect(created.headers.get("x-order-id")).toBeNull();
+    const invalid = await timedPost(orderBody({ quantity: 0 }));
+    expect(invalid.status).toBe(422);
+    expect(invalid.orderId).toBeNull();
+  });
+
+  test.skipIf(!ownsMongo)(
+    "MongoDB paused (SIGSTOP): the deadline's 500 names the id, under which the order is found if it was stored after all",
+    async () => {
+      const first = (await (await postOrder(app, orderBody())).json()) as { id: string };
+
+      servers.mongo.pause();
+      const answer = await timedPost(orderBody({ quantity: 7 }));
+      expect({ status: answer.status, text: answer.text }).toEqual({ status: 500, text: INTERNAL_ERROR });
+      expect(answer.orderId).toMatch(UUID_V7);
+      expect(answer.orderId).not.toBe(first.id);
+      servers.mongo.resume();
+
+      // The insert was sent before the pause took effect or queued behind it: it may land now. Either
+      // way the client's look-up under X-Order-Id and the database agree, and no order of this request
+      // exists under any other id.
+      await waitFor(mongoAnswers, { timeoutMs: 30_000, intervalMs: 250, message: "MongoDB answers" });
+      await Bun.sleep(3 * MONGO_TIMEOUT_MS);
+      const stored = await mongo.orders.find({ quantity: 7 }).toArray();
+      expect(stored.map((o) => o._id).filter((id) => id !== answer.orderId)).toEqual([]);
+      expect(await lookUp(answer.orderId!)).toBe(stored.length === 1 ? 7 : null);
+      console.log(
+        `[500 order id] paused MongoDB: the order of the 500 was ${stored.length === 1 ? "stored after all" : "not stored"}; GET /orders/${answer.orderId} says so`,
+      );
+    },
+  );
+
+  test.skipIf(!ownsMongo)(
+    "MongoDB killed: the service's own 500 names the id, under which nothing is found",
+    async () => {
+      expect((await postOrder(app, orderBody())).status).toBe(201);
+
+      await servers.mongo.kill();
+      const answer = await timedPost(orderBody({ quantity: 8 }));
+      expect({ status: answer.status, text: answer.text }).toEqual({ status: 500, text: INTERNAL_ERROR });
+      expect(answer.orderId).toMatch(UUID_V7);
+
+      await servers.mongo.restart();
+      expect(await lookUp(answer.orderId!)).toBeNull();
+      expect(await mongo.orders.countDocuments({ quantity: 8 })).toBe(0);
+    },
+  );
 });
