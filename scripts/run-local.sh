@@ -85,8 +85,17 @@ start_postgres() {
   if [ "$(id -u)" = 0 ]; then
     as=(setpriv --reuid=postgres --regid=postgres --clear-groups --)
     chown -R postgres "$dir" || fail "cannot give $dir to the postgres user" || return 1
-    "${as[@]}" test -w "$pgdata" ||
-      fail "the postgres user cannot reach $pgdata (set LOCAL_DATA_DIR, or LOCAL_FERRETDB_BACKEND=sqlite)" || return 1
+    if ! "${as[@]}" test -w "$pgdata"; then
+      # A clone below a private home (/root is 0700): the postgres user cannot walk to it. Its data goes
+      # to a directory of its own instead, one per data directory, kept across runs like .local.
+      dir=/var/lib/orders-local/$(printf '%s' "$data" | sha1sum | cut -c1-12)/postgres
+      pgdata=$dir/data
+      mkdir -p "$pgdata" && chown -R postgres "$dir" && chmod 755 /var/lib/orders-local "$(dirname "$dir")" ||
+        fail "cannot prepare $dir for the postgres user" || return 1
+      "${as[@]}" test -w "$pgdata" ||
+        fail "the postgres user cannot reach $pgdata (set LOCAL_DATA_DIR, or LOCAL_FERRETDB_BACKEND=sqlite)" || return 1
+      echo "PostgreSQL's data is in $pgdata (the postgres user cannot reach $data)"
+    fi
   fi
   local psql=("$bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U postgres)
   if answers "127.0.0.1:$pg_port"; then

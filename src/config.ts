@@ -57,6 +57,11 @@ const ConfigSchema = T.Object({
   BREAKER_VOLUME_THRESHOLD: Int(1, 100_000, 10),
   /** How long an open breaker waits before letting one trial call through. */
   BREAKER_RESET_TIMEOUT_MS: Int(100, 3_600_000, 10_000),
+  /**
+   * Venue attempts after which an order that keeps failing transiently is parked (and alerted on)
+   * instead of retried; 0 = never (placement is guaranteed, retries are patient).
+   */
+  PLACEMENT_MAX_ATTEMPTS: Int(0, 1_000_000, 0),
   /** First retry delay of a transiently failed placement; doubles per attempt, with full jitter. */
   RETRY_BASE_DELAY_MS: Int(1, 600_000, 200),
   /** Cap of the retry delay. */

@@ -1,8 +1,12 @@
 /**
  * `orders dlq list [--limit N]` and `orders dlq replay <entry-id>... | --all`: the operator's view of
- * the dead-letter stream. Replay unparks the order, puts it back on its placement stream (whatever
- * Redis remembered of it), and deletes the dead-letter entry. Orders already final
- * (placed, rejected) are reported and their entries removed; nothing final is ever re-placed.
+ * the dead-letter stream and of the parked orders. MongoDB is the source of truth for parked orders
+ * (`{status: "accepted", parked: true}`): `list` prints each dead-letter entry (with `parked_at` when
+ * its order is parked) and then every parked order no entry names (the stream is lost when Redis
+ * restarts empty; an order whose attempts ran out never had an entry). Replay unparks the order, puts
+ * it back on its placement stream (whatever Redis remembered of it), and deletes the dead-letter entry;
+ * `--all` then replays the parked orders found in MongoDB too. Orders already final (placed, rejected)
+ * are reported and their entries removed; nothing final is ever re-placed.
  */
 
 import type { Redis } from "ioredis";
@@ -33,25 +37,38 @@ export async function runDeadLetterCommand(
   try {
     const keys = createRedisKeys(config.REDIS_KEY_PREFIX, config.PLACEMENT_PARTITIONS);
     const port = createIoredisStreamPort(redis);
+    const orders = new MongoOrderRepository(mongo.db(databaseName(config.MONGO_URL)), {
+      timeoutMs: config.MONGO_TIMEOUT_MS,
+    });
     if (action === "list") {
       const limitIndex = rest.indexOf("--limit");
       const limit = limitIndex >= 0 ? Number(rest[limitIndex + 1] ?? 100) : 100;
-      for (const entry of await port.range(keys.deadLetterStream, "-", "+", limit)) {
-        print(JSON.stringify({ id: entry.id, ...entry.fields }));
+      const entries = await port.range(keys.deadLetterStream, "-", "+", limit);
+      const parked = new Map((await orders.findParked(limit)).map((order) => [order._id, order]));
+      for (const entry of entries) {
+        const orderId = entryOrderId(entry.fields);
+        const order = orderId ? parked.get(orderId) : undefined;
+        if (orderId) parked.delete(orderId);
+        print(
+          JSON.stringify({
+            id: entry.id,
+            ...entry.fields,
+            ...(order ? { parked: true, parked_at: order.parked_at?.toISOString() ?? null } : {}),
+          }),
+        );
       }
+      // Parked orders with no dead-letter entry (Redis lost the stream, or the attempts ran out).
+      for (const order of parked.values()) print(JSON.stringify(parkedLine(order)));
       return 0;
     }
     const all = rest.includes("--all");
     const entries = all
       ? await port.range(keys.deadLetterStream, "-", "+", 10_000)
       : (await Promise.all(rest.map((id) => port.range(keys.deadLetterStream, id, id, 1)))).flat();
-    const orders = new MongoOrderRepository(mongo.db(databaseName(config.MONGO_URL)), {
-      timeoutMs: config.MONGO_TIMEOUT_MS,
-    });
     // Typed against Redis; uses only commands a Cluster client has too.
     const dispatcher = new RedisPlacementState(redis as Redis, keys, config.PLACEMENT_TRACK_TTL_MS);
     for (const entry of entries) {
-      const orderId = entry.fields?.order_id ?? parsePayload(entry.fields?.payload)?.order_id;
+      const orderId = entryOrderId(entry.fields);
       if (!orderId) {
         print(JSON.stringify({ id: entry.id, result: "no order id; left in place" }));
         continue;
@@ -71,11 +88,40 @@ export async function runDeadLetterCommand(
         }),
       );
     }
+    if (all) {
+      // Parked orders that no dead-letter entry named (those replayed above are unparked by now).
+      for (const parked of await orders.findParked(10_000)) {
+        const order = await orders.unpark(parked._id, new Date());
+        if (!order) continue;
+        if (!isPlacementFinal(order.status)) await dispatcher.dispatch(order, "replay");
+        print(
+          JSON.stringify({
+            order_id: order._id,
+            source: "mongodb",
+            result: isPlacementFinal(order.status) ? `already ${order.status}` : "replayed",
+          }),
+        );
+      }
+    }
     return 0;
   } finally {
     await closeRedis(redis);
     await mongo.close();
   }
+}
+
+function entryOrderId(fields: Record<string, string> | null): string | undefined {
+  return fields?.order_id ?? parsePayload(fields?.payload)?.order_id;
+}
+
+function parkedLine(order: { _id: string; parked_at: Date | null; last_error: string | null }) {
+  return {
+    order_id: order._id,
+    source: "mongodb",
+    parked: true,
+    parked_at: order.parked_at?.toISOString() ?? null,
+    last_error: order.last_error,
+  };
 }
 
 function parsePayload(payload: string | undefined): Record<string, string> | null {

@@ -11,9 +11,11 @@
  * so a resubmission after an ambiguous attempt is recognised there; an entry that may not be the first
  * attempt (a retry, a reclaimed or re-dispatched entry) is first looked up at the venue.
  *
- * Outcomes: placed; rejected (final, with a reason, plus a dead-letter entry); retry (a transport
- * failure: the order goes to the retry schedule in Redis and back to the stream when due, no MongoDB
- * write); skipped (already done, or leased by another actor).
+ * Outcomes: placed; rejected (final, with the venue's reason in MongoDB; not a dead letter: the
+ * dead-letter stream holds poison entries and unknown order ids only); retry (a transport failure: the
+ * order goes to the retry schedule in Redis and back to the stream when due, no MongoDB write); parked
+ * (a transport failure on the last allowed attempt, `maxAttempts`: parked in MongoDB with its last
+ * error until an operator replays it); skipped (already done, or leased by another actor).
  */
 import { orderFromEntry } from "../../src/adapters/placement-state.ts";
 import { isRetryable } from "../../src/domain/errors.ts";
@@ -31,7 +33,7 @@ import { type BackoffPolicy, backoffDelay } from "../../src/support/backoff.ts";
 import type { ActorBehaviour, ActorMessage } from "../runtime/stream-actor.ts";
 import type { ExchangeBreaker } from "./exchange-breaker.ts";
 
-export type PlacementOutcome = "placed" | "retry" | "rejected" | "skipped";
+export type PlacementOutcome = "placed" | "retry" | "rejected" | "parked" | "skipped";
 
 export class PoisonMessageError extends Error {
   readonly code = "POISON_MESSAGE";
@@ -55,7 +57,12 @@ export interface PlacementDeps {
    */
   submitWithinMs?: number;
   retry: BackoffPolicy;
-  /** Appends to the dead-letter stream (rejected orders, unknown order ids). */
+  /**
+   * Venue attempts an order may take: a transport failure on attempt `maxAttempts` parks the order
+   * (with its last error) instead of scheduling another retry. Default: unlimited.
+   */
+  maxAttempts?: number;
+  /** Appends to the dead-letter stream (entries naming an unknown order id). */
   deadLetter(fields: Record<string, string>): Promise<void>;
   random?: () => number;
   observe?(outcome: PlacementOutcome, attemptSeconds: number | null, duplicateAtVenue: boolean): void;
@@ -67,6 +74,7 @@ export function createPlacementBehaviour(
   deps: PlacementDeps,
 ): ActorBehaviour & { placeOne(message: ActorMessage, signal: AbortSignal): Promise<PlacementOutcome> } {
   const { orders, leases, exchange, breaker, clock, logger } = deps;
+  const maxAttempts = deps.maxAttempts ?? Number.POSITIVE_INFINITY;
 
   async function placeOne(message: ActorMessage, signal: AbortSignal): Promise<PlacementOutcome> {
     const fields = message.fields;
@@ -154,10 +162,17 @@ export function createPlacementBehaviour(
         const reason = (error as Error).message;
         checkFinalWrite(orderId, await orders.markRejected(orderId, reason, clock.now(), attempt));
         await leases.finish(order, "rejected");
-        await deps.deadLetter({ order_id: orderId, reason, kind: "rejected" });
         log.warn("order rejected", { reason });
         deps.observe?.("rejected", seconds, false);
         return "rejected";
+      }
+      if (attempt >= maxAttempts) {
+        const reason = `gave up after ${attempt} attempts: ${(error as Error).message}`;
+        await orders.park(orderId, reason, clock.now());
+        await leases.finish(order, "parked");
+        log.error("placement attempts exhausted; order parked", { error, attempts: attempt });
+        deps.observe?.("parked", seconds, false);
+        return "parked";
       }
       // A venue that said when to come back (429/503 Retry-After) is not asked sooner; capped by the
       // retry policy's maximum.

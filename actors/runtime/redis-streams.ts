@@ -60,6 +60,17 @@ export interface StreamPort {
   ): Promise<{ entries: StreamEntry[]; deletedIds: string[]; next: string }>;
   pendingIdle(stream: string, group: string, minIdleMs: number, count: number): Promise<PendingEntry[]>;
   add(stream: string, fields: Record<string, string>): Promise<string>;
+  /**
+   * Moves entry `id` of `stream` to dead letters: XADD `fields` to `deadLetterStream` and XACK `id` in
+   * `group`, in one MULTI/EXEC on one Redis (both or neither). Returns the dead-letter entry's id.
+   */
+  deadLetterAtomically(
+    stream: string,
+    group: string,
+    id: string,
+    deadLetterStream: string,
+    fields: Record<string, string>,
+  ): Promise<string>;
   range(stream: string, start: string, end: string, count: number): Promise<StreamEntry[]>;
   remove(stream: string, ids: readonly string[]): Promise<number>;
   /** Trims entries below `minId`, never past it (XTRIM MINID ~). */
@@ -152,6 +163,25 @@ export function createIoredisStreamPort(redis: Redis | Cluster): StreamPort {
     },
     add(stream, fields) {
       return redis.xadd(stream, "*", ...Object.entries(fields).flat()) as Promise<string>;
+    },
+    async deadLetterAtomically(stream, group, id, deadLetterStream, fields) {
+      const flat = Object.entries(fields).flat();
+      if (redis.isCluster) {
+        // A Redis Cluster runs MULTI/EXEC on one slot only, and the dead-letter stream is another key
+        // (another slot): XADD then XACK, as two commands. A crash between them leaves the entry
+        // pending and dead-lettered again later (a duplicate dead-letter entry, never a lost one).
+        const added = (await redis.xadd(deadLetterStream, "*", ...flat)) as string;
+        await redis.xack(stream, group, id);
+        return added;
+      }
+      const replies = await redis
+        .multi()
+        .xadd(deadLetterStream, "*", ...flat)
+        .xack(stream, group, id)
+        .exec();
+      if (!replies) throw new Error("dead-letter transaction aborted");
+      for (const [error] of replies) if (error) throw error;
+      return replies[0]![1] as string;
     },
     async range(stream, start, end, count) {
       return toEntries(stream, (await redis.xrange(stream, start, end, "COUNT", count)) as RawEntry[]);

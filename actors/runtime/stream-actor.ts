@@ -431,7 +431,9 @@ export class StreamActor {
   ) {
     const { port, group, deadLetterStream } = this.options;
     const [entry] = await port.range(stream, id, id, 1);
-    await port.add(deadLetterStream, {
+    // One transaction (on one Redis; two commands in a Redis Cluster, see the port): no entry is
+    // acknowledged without its dead letter, nor dead-lettered twice by a crash between the two.
+    await port.deadLetterAtomically(stream, group, id, deadLetterStream, {
       source_stream: stream,
       source_id: id,
       reason,
@@ -442,7 +444,6 @@ export class StreamActor {
       last_error: this.lastErrors.get(entryKey(stream, id)) ?? "unknown (handled by another consumer)",
       dead_lettered_at: new Date().toISOString(),
     });
-    await port.ack(stream, group, [id]);
     this.lastErrors.delete(entryKey(stream, id));
     this.options.observer?.deadLettered?.("max_deliveries");
     await this.options.behaviour.onDeadLettered?.(entry ?? { stream, id, fields: null }, reason);

@@ -211,6 +211,8 @@ export interface Checks {
   notPlacedByStatus: Record<string, number>;
   storedOrders: number;
   placedOrders: number;
+  /** Orders still `accepted` or `placing` in MongoDB once the drain ended (parked ones included): a violation. */
+  unfinished: number;
   venue: {
     orders: number;
     submissions: number;
@@ -318,6 +320,25 @@ export function analyze(
   if (lost > 0) violations.push(`${lost} orders answered 201 are missing from MongoDB (lost)`);
   if (notPlaced > 0)
     violations.push(`${notPlaced} orders answered 201 are not placed (${JSON.stringify(notPlacedByStatus)})`);
+
+  // Every order must be final once the drain ended, whoever asked for it (answered, unknown outcome,
+  // or none): one left `accepted` or `placing` (parked, or forgotten by Redis and the sweeper) is one
+  // the service never finished.
+  let unfinished = 0;
+  const unfinishedByStatus: Record<string, number> = {};
+  for (const order of orders) {
+    if (order.status !== "accepted" && order.status !== "placing") continue;
+    unfinished += 1;
+    unfinishedByStatus[order.status] = (unfinishedByStatus[order.status] ?? 0) + 1;
+    sample(
+      "unfinished",
+      `${order._id} ${order.status} attempts=${order.attempts} parked=${order.parked_at != null}`,
+    );
+  }
+  if (unfinished > 0)
+    violations.push(
+      `${unfinished} orders left unfinished after the drain (${JSON.stringify(unfinishedByStatus)})`,
+    );
 
   // MongoDB vs venue.
   let placedOrders = 0;
@@ -503,6 +524,7 @@ export function analyze(
     notPlacedByStatus,
     storedOrders: orders.length,
     placedOrders,
+    unfinished,
     venue: {
       orders: venue.orders,
       submissions: venue.submissions,

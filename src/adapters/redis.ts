@@ -154,12 +154,29 @@ export async function pingRedis(redis: RedisConnection): Promise<boolean> {
   return (await redis.ping()) === "PONG";
 }
 
-/** Closes a connection, waiting for QUIT when connected, and never throwing. */
-export async function closeRedis(redis: RedisConnection): Promise<void> {
+/**
+ * Closes a connection and never throws: QUIT when connected, waiting for it at most `quitTimeoutMs`
+ * (a stopped or partitioned Redis never answers), then disconnect whatever came of it.
+ */
+export async function closeRedis(redis: RedisConnection, quitTimeoutMs = 1_000): Promise<void> {
+  if (redis.status === "ready") {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        redis.quit(),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, quitTimeoutMs);
+        }),
+      ]);
+    } catch {
+      // A failed QUIT: the disconnect below closes the connection.
+    } finally {
+      clearTimeout(timer);
+    }
+  }
   try {
-    if (redis.status === "ready") await redis.quit();
-    else redis.disconnect();
-  } catch {
     redis.disconnect();
+  } catch {
+    // Already closed.
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The exchange reached over HTTP (EXCHANGE_URL): the client of venueRoutes in venue.ts. Every outcome
+ * The exchange reached over HTTP (EXCHANGE_URL): the client of venueRoutes in venue-routes.ts. Every outcome
  * is classified here, where it happens (docs/ARCHITECTURE.md guarantee 4):
  *
  * | what came back                                   | error                                | retry | breaker |

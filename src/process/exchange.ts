@@ -1,7 +1,8 @@
 import { Elysia } from "elysia";
 import { createMetrics } from "../adapters/metrics.ts";
 import type { Config } from "../config.ts";
-import { createVenue, venueRoutes } from "../exchange/venue.ts";
+import { createVenue } from "../exchange/venue.ts";
+import { venueRoutes } from "../exchange/venue-routes.ts";
 import { httpMetrics } from "../http/http-metrics.ts";
 import { opsRoutes } from "../http/ops-routes.ts";
 import type { Logger } from "../logger.ts";

@@ -156,6 +156,30 @@ describe("chaos checker", () => {
     expect(violations.join("\n")).toContain("venue holds 2 orders");
   });
 
+  test("an order left accepted or placing after the drain is a violation, whoever asked for it", () => {
+    // a: answered 201 and parked; b: stored by a request whose outcome the client did not learn.
+    const results = [op(0, "new-keyed", [ok("a")]), op(1, "new-unkeyed", [fail(500)])];
+    const orders = [
+      stored("a", 1, { status: "accepted", venue_order_id: null, parked_at: new Date(0) }),
+      stored("b", 2, { status: "placing", venue_order_id: null }),
+    ];
+    const { checks, violations, samples } = analyze(results, collected(orders), options);
+    expect(checks.unfinished).toBe(2);
+    expect(violations).toContain('2 orders left unfinished after the drain ({"accepted":1,"placing":1})');
+    expect(samples.unfinished).toEqual([
+      "a accepted attempts=1 parked=true",
+      "b placing attempts=1 parked=false",
+    ]);
+
+    const clean = analyze(
+      results,
+      collected([stored("a", 1), stored("b", 2, { status: "rejected" })]),
+      options,
+    );
+    expect(clean.checks.unfinished).toBe(0);
+    expect(clean.violations.join("\n")).not.toContain("unfinished");
+  });
+
   test("a resubmission the venue absorbed is reported, not a violation; an order placed twice is one", () => {
     const results = [op(0, "new-keyed", [ok("a")]), op(1, "new-keyed", [ok("b")])];
     const orders = [stored("a", 1), stored("b", 2)];

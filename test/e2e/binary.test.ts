@@ -1,6 +1,6 @@
 /** The compiled single binary, started as a user would start it, driven over HTTP. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnOwned } from "../harness/child-process.ts";
@@ -110,6 +110,8 @@ describe("the README's run command", () => {
   test("starts Redis and a MongoDB-wire server when none answers, then the service becomes ready", async () => {
     const [port, mongoPort, redisPort] = [await freePort(), await freePort(), await freePort()];
     const data = mkdtempSync(join(tmpdir(), "orders-run-local-"));
+    // Readable like a clone's folder: the script's PostgreSQL runs as the postgres user when root.
+    chmodSync(data, 0o755);
     const run = spawnOwned("run-local", ["bash", join(ROOT, "scripts/run-local.sh")], {
       cwd: ROOT,
       cleanupDir: data,

@@ -10,7 +10,8 @@ import {
 } from "../../src/domain/errors.ts";
 import { createHttpExchange, type FetchLike, parseRetryAfter } from "../../src/exchange/http-exchange.ts";
 import type { ExchangeOrder } from "../../src/exchange/port.ts";
-import { createVenue, venueRoutes } from "../../src/exchange/venue.ts";
+import { createVenue } from "../../src/exchange/venue.ts";
+import { venueRoutes } from "../../src/exchange/venue-routes.ts";
 
 const order = (id: string, overrides: Partial<ExchangeOrder> = {}): ExchangeOrder => ({
   client_order_id: id,

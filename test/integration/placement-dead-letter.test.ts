@@ -2,8 +2,9 @@
  * The dead-letter stream, through the operator's own command (`bun src/main.ts dlq list|replay` as a
  * real process). A poison message (an order document the handler cannot turn into a venue order)
  * is delivered MAX_DELIVERIES times, then dead-lettered with its reason and the order parked; once the
- * document is repaired, `dlq replay --all` places it. A venue rejection is final at once: the order
- * is `rejected` with the venue's reason, a dead-letter entry says why, and the breaker does not count it.
+ * document is repaired, `dlq replay --all` places it. Parked orders are read from MongoDB too, so
+ * `dlq list` still shows them after Redis restarted empty. A venue rejection is final at once: the order
+ * is `rejected` with the venue's reason (no dead-letter entry), and the breaker does not count it.
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
@@ -97,7 +98,48 @@ describe("dead-letter stream", () => {
     );
   });
 
-  test("a venue rejection is final: order rejected with the venue's reason, one dead-letter entry, breaker closed", async () => {
+  test("parked orders are listed and replayed from MongoDB after Redis restarted empty", async () => {
+    const env = placementEnv(servers, {
+      MAX_DELIVERIES: "2",
+      CLAIM_TIMEOUT_MS: "1500",
+      BREAKER_TIMEOUT_MS: "500",
+      RECLAIM_INTERVAL_MS: "200",
+      SWEEP_INTERVAL_MS: "600000",
+      DISPATCH_GRACE_MS: "600000",
+    });
+    const venue = await spawnVenue(env, { failureRate: 0, latencyMs: 20 }, cleanup);
+    const mongo = mongoFor(env);
+    cleanup.add(() => mongo.client.close());
+    const [poisonId] = await preloadOrders(env, 1, {
+      shape: ({ instrument: _dropped, ...rest }) => rest as Record<string, unknown>,
+    });
+    await spawnActors({ ...env, EXCHANGE_URL: venue.baseUrl }, cleanup);
+    await waitFor(async () => (await mongo.orders.findOne({ _id: poisonId }))?.parked === true, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      message: "poison order parked",
+    });
+
+    await servers.redis.restart({ empty: true });
+    const listed = await deadLetters(env);
+    expect(listed).toHaveLength(1);
+    expect(listed[0]).toMatchObject({ order_id: poisonId, source: "mongodb", parked: true });
+    expect(typeof listed[0]!.parked_at).toBe("string");
+    expect(listed[0]!.last_error).toContain("delivered 2 times");
+
+    await mongo.orders.updateOne({ _id: poisonId! }, { $set: { instrument: "US0378331005" } });
+    const replay = await runDlq(env, ["replay", "--all"]);
+    expect(replay.lines.map((line) => JSON.parse(line))).toEqual([
+      { order_id: poisonId, source: "mongodb", result: "replayed" },
+    ]);
+    await waitFor(async () => (await mongo.orders.findOne({ _id: poisonId }))?.status === "placed", {
+      timeoutMs: 30_000,
+      message: "replayed order placed",
+    });
+    expect(await deadLetters(env)).toEqual([]);
+  });
+
+  test("a venue rejection is final: order rejected with the venue's reason, no dead-letter entry, breaker closed", async () => {
     const env = placementEnv(servers, {
       CLAIM_TIMEOUT_MS: "3000",
       BREAKER_TIMEOUT_MS: "1000",
@@ -107,6 +149,7 @@ describe("dead-letter stream", () => {
     const venue = await spawnVenue(env, { failureRate: 0, latencyMs: 20 }, cleanup);
     const mongo = mongoFor(env);
     cleanup.add(() => mongo.client.close());
+    const { redis, keys } = redisFor(env, cleanup);
     // An 11-character instrument: the API would refuse it, the venue's schema does.
     const rejectedIds = await preloadOrders(env, 6, {
       shape: (record) => ({ ...record, instrument: "US037833100" }),
@@ -122,24 +165,14 @@ describe("dead-letter stream", () => {
     for (const order of orders) {
       expect(order.attempts).toBe(1);
       expect(order.rejection_reason).toContain("instrument");
+      expect(order.parked).not.toBe(true);
     }
-    const entries = await waitFor(
-      async () => {
-        const list = await deadLetters(env);
-        return list.length === 6 ? list : null;
-      },
-      { timeoutMs: 10_000, message: "six dead-letter entries" },
-    );
-    expect(entries.map((e) => e.order_id).sort()).toEqual([...rejectedIds].sort());
-    expect(entries.every((e) => e.kind === "rejected" && e.reason?.includes("instrument"))).toBe(true);
+    // Final in MongoDB, not a dead letter: nothing on the stream, nothing for `dlq list` to show.
+    expect(await redis.xlen(keys.deadLetterStream)).toBe(0);
+    expect(await deadLetters(env)).toEqual([]);
     expect(await metricValue(actors, "exchange_breaker_state")).toBe(0);
     const stats = await venueStats(venue);
     expect(stats.orders).toBe(0);
-
-    // Replaying a final order never places it again: the entry is cleared, the order stays rejected.
-    const replay = await runDlq(env, ["replay", "--all"]);
-    expect(replay.lines.every((line) => JSON.parse(line).result === "already rejected")).toBe(true);
-    expect(await mongo.orders.countDocuments({ _id: { $in: rejectedIds }, status: "rejected" })).toBe(6);
-    console.log(`[dead-letter] venue rejection: ${entries[0]?.reason}`);
+    console.log(`[dead-letter] venue rejection: ${orders[0]?.rejection_reason}`);
   });
 });

@@ -4,9 +4,15 @@
  */
 import { describe, expect, test } from "bun:test";
 import { compareIds } from "../../actors/placement/stream-upkeep.ts";
-import type { PendingEntry, StreamEntry, StreamPort } from "../../actors/runtime/redis-streams.ts";
+import {
+  createIoredisStreamPort,
+  type PendingEntry,
+  type StreamEntry,
+  type StreamPort,
+} from "../../actors/runtime/redis-streams.ts";
 import { type ActorBehaviour, StreamActor } from "../../actors/runtime/stream-actor.ts";
 import { supervise } from "../../actors/runtime/supervisor.ts";
+import { closeRedis, type RedisConnection } from "../../src/adapters/redis.ts";
 import { backoffDelay } from "../../src/support/backoff.ts";
 import { waitFor } from "../harness/wait-for.ts";
 
@@ -142,6 +148,19 @@ class MemoryStreamPort implements StreamPort {
     this.added.push({ stream, fields });
     return `${this.added.length}-0`;
   }
+  /** Dead-letter moves, each one step (the XADD and the XACK of one MULTI/EXEC). */
+  moves: { stream: string; id: string }[] = [];
+  async deadLetterAtomically(
+    stream: string,
+    _group: string,
+    id: string,
+    deadLetterStream: string,
+    fields: Record<string, string>,
+  ) {
+    this.moves.push({ stream, id });
+    this.pending.delete(id);
+    return this.add(deadLetterStream, fields);
+  }
   async range(_stream: string, start: string) {
     return this.entries.filter((entry) => entry.id === start);
   }
@@ -253,6 +272,8 @@ describe("StreamActor", () => {
       payload: JSON.stringify({ n: "7" }),
     });
     expect(port.pending.size).toBe(0);
+    // Added and acknowledged in one step, not as two commands.
+    expect(port.moves).toEqual([{ stream: "s", id: "7-0" }]);
     expect(parked).toEqual(["7-0: delivered 3 times without being acknowledged"]);
   });
 
@@ -299,5 +320,97 @@ describe("StreamActor", () => {
     expect(aborted).toBe(true);
     // Left pending for another consumer's reclaimer, never acknowledged half-done.
     expect(port.pending.has("1-0")).toBe(true);
+  });
+});
+
+/** The commands an ioredis client received, for the port's dead-letter move (no Redis needed). */
+function recordingRedis(isCluster: boolean) {
+  const sent: string[] = [];
+  const redis = {
+    isCluster,
+    xadd: async (key: string, ...args: string[]) => {
+      sent.push(`XADD ${key} ${args.join(" ")}`);
+      return "9-0";
+    },
+    xack: async (key: string, group: string, id: string) => {
+      sent.push(`XACK ${key} ${group} ${id}`);
+      return 1;
+    },
+    multi() {
+      const queued: string[] = [];
+      const chain = {
+        xadd: (key: string, ...args: string[]) => {
+          queued.push(`XADD ${key} ${args.join(" ")}`);
+          return chain;
+        },
+        xack: (key: string, group: string, id: string) => {
+          queued.push(`XACK ${key} ${group} ${id}`);
+          return chain;
+        },
+        exec: async () => {
+          sent.push(`MULTI ${queued.join("; ")} EXEC`);
+          return [
+            [null, "9-0"],
+            [null, 1],
+          ];
+        },
+      };
+      return chain;
+    },
+  };
+  return { redis: redis as unknown as Parameters<typeof createIoredisStreamPort>[0], sent };
+}
+
+describe("dead-letter move through the ioredis port", () => {
+  test("on one Redis: the XADD and the XACK in one MULTI/EXEC", async () => {
+    const { redis, sent } = recordingRedis(false);
+    const id = await createIoredisStreamPort(redis).deadLetterAtomically("s", "g", "7-0", "dlq", {
+      reason: "r",
+    });
+    expect(id).toBe("9-0");
+    expect(sent).toEqual(["MULTI XADD dlq * reason r; XACK s g 7-0 EXEC"]);
+  });
+
+  test("in a Redis Cluster (another slot): XADD, then XACK", async () => {
+    const { redis, sent } = recordingRedis(true);
+    await createIoredisStreamPort(redis).deadLetterAtomically("s", "g", "7-0", "dlq", { reason: "r" });
+    expect(sent).toEqual(["XADD dlq * reason r", "XACK s g 7-0"]);
+  });
+});
+
+describe("closeRedis", () => {
+  function connection(quit: () => Promise<unknown>, status = "ready") {
+    const calls: string[] = [];
+    const redis = {
+      status,
+      quit: () => {
+        calls.push("quit");
+        return quit();
+      },
+      disconnect: () => {
+        calls.push("disconnect");
+        throw new Error("already closed");
+      },
+    };
+    return { redis: redis as unknown as RedisConnection, calls };
+  }
+
+  test("a QUIT that never answers is cut short by the timeout, then the connection is dropped", async () => {
+    const { redis, calls } = connection(() => new Promise(() => {}));
+    const started = performance.now();
+    await closeRedis(redis, 50);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(calls).toEqual(["quit", "disconnect"]);
+  }, 2_000);
+
+  test("never throws: a failing QUIT, a failing disconnect, a connection not ready", async () => {
+    const failing = connection(async () => {
+      throw new Error("Connection is closed.");
+    });
+    await closeRedis(failing.redis, 50);
+    expect(failing.calls).toEqual(["quit", "disconnect"]);
+    const down = connection(async () => "OK", "reconnecting");
+    await closeRedis(down.redis, 50);
+    expect(down.calls).toEqual(["disconnect"]);
   });
 });

@@ -164,7 +164,12 @@ function memoryLeases(acquireDelay?: Promise<void>) {
 describe("placement behaviour", () => {
   function setup(
     stored: OrderRecord | null,
-    options: { acquireDelay?: Promise<void>; clock?: { now(): Date }; finalResult?: FinalWriteResult } = {},
+    options: {
+      acquireDelay?: Promise<void>;
+      clock?: { now(): Date };
+      finalResult?: FinalWriteResult;
+      maxAttempts?: number;
+    } = {},
   ) {
     const venue = scriptedVenue();
     const breaker = new ExchangeBreaker(venue.exchange, breakerOptions);
@@ -186,6 +191,7 @@ describe("placement behaviour", () => {
         calls.push(`rejected: ${reason}`);
         return "applied";
       },
+      park: async (_id, reason) => void calls.push(`parked: ${reason}`),
     });
     const behaviour = createPlacementBehaviour({
       orders,
@@ -196,6 +202,7 @@ describe("placement behaviour", () => {
       logger: silentLogger,
       leaseMs: 1_000,
       retry: { baseMs: 10, maxMs: 100 },
+      ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
       deadLetter: async (fields) => void deadLetters.push(fields),
       observe: (outcome) => outcomes.push(outcome),
       onFinalWriteMismatch: (id, result) => mismatches.push(`${id}: ${result}`),
@@ -250,18 +257,44 @@ describe("placement behaviour", () => {
     failing.breaker.shutdown();
   });
 
-  test("a venue rejection is final, written once, with a dead-letter entry", async () => {
+  test("a venue rejection is final, written once with its reason, and not a dead letter", async () => {
     const rejecting = setup(null);
     rejecting.venue.answer(async () => {
       throw new OrderRejectedByVenueError("instrument unknown");
     });
     await rejecting.behaviour.handle(message("o6"), signal);
     expect(rejecting.calls).toEqual(["rejected: order rejected by the venue: instrument unknown"]);
-    expect(rejecting.deadLetters).toEqual([
-      { order_id: "o6", reason: "order rejected by the venue: instrument unknown", kind: "rejected" },
-    ]);
+    expect(rejecting.deadLetters).toEqual([]);
+    expect(rejecting.outcomes).toEqual(["rejected"]);
     expect(rejecting.states.get("o6")).toBe("done:rejected");
     rejecting.breaker.shutdown();
+  });
+
+  test("maxAttempts: a transport failure on the last allowed attempt parks the order instead of retrying", async () => {
+    const failing = setup(null, { maxAttempts: 3 });
+    failing.venue.answer(async () => {
+      throw new OrderPlacementError("venue unreachable");
+    });
+    await failing.behaviour.handle(message("o12", { attempt: "2", source: "retry" }), signal);
+    expect(failing.retries).toEqual([{ id: "o12", attempt: 3 }]);
+    expect(failing.calls).toEqual([]);
+
+    await failing.behaviour.handle(message("o13", { attempt: "3", source: "retry" }), signal);
+    expect(failing.retries).toEqual([{ id: "o12", attempt: 3 }]);
+    expect(failing.calls).toEqual(["parked: gave up after 3 attempts: venue unreachable"]);
+    expect(failing.states.get("o13")).toBe("done:parked");
+    expect(failing.outcomes).toEqual(["retry", "parked"]);
+    expect(failing.deadLetters).toEqual([]);
+    failing.breaker.shutdown();
+
+    // Unset: unlimited, as before.
+    const unlimited = setup(null);
+    unlimited.venue.answer(async () => {
+      throw new OrderPlacementError("venue unreachable");
+    });
+    await unlimited.behaviour.handle(message("o14", { attempt: "1000", source: "retry" }), signal);
+    expect(unlimited.retries).toEqual([{ id: "o14", attempt: 1001 }]);
+    unlimited.breaker.shutdown();
   });
 
   test("two entries of one order at once: one lease, one submission, the other skipped", async () => {

@@ -76,6 +76,10 @@ class MultiStreamPort implements StreamPort {
   async add() {
     return "1-0";
   }
+  async deadLetterAtomically(stream: string, group: string, id: string) {
+    await this.ack(stream, group, [id]);
+    return "1-0";
+  }
   async range() {
     return [];
   }

@@ -242,7 +242,36 @@ export class MongoOrderRepository implements OrderRepository {
     );
   }
 
-  /** Its stream entry was dead-lettered: the sweeper leaves it alone until an operator replays it. */
+  /**
+   * Parked orders (MongoDB is their source of truth: the dead-letter stream may be lost with Redis),
+   * oldest parked first, for `orders dlq list|replay --all`.
+   */
+  async findParked(
+    limit: number,
+  ): Promise<{ _id: string; partition: number; parked_at: Date | null; last_error: string | null }[]> {
+    const documents = await this.gate.run(() =>
+      this.collection
+        // Equality only (as countParked): FerretDB passes it down to PostgreSQL.
+        .find(
+          { status: "accepted", parked: true },
+          { projection: { _id: 1, partition: 1, parked_at: 1, last_error: 1 }, ...this.deadline() },
+        )
+        .sort({ parked_at: 1 })
+        .limit(limit)
+        .toArray(),
+    );
+    return documents.map((document) => ({
+      _id: document._id,
+      partition: document.partition,
+      parked_at: document.parked_at ?? null,
+      last_error: document.last_error ?? null,
+    }));
+  }
+
+  /**
+   * Its stream entry was dead-lettered, or its placement attempts ran out: the sweeper leaves it alone
+   * until an operator replays it.
+   */
   async park(id: string, reason: string, now: Date): Promise<void> {
     await this.gate.run(() =>
       this.collection.updateOne(
