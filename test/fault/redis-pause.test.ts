@@ -55,7 +55,7 @@ test("Redis paused (SIGSTOP) for 5 s: the read loop notices, reconnects, and pla
   const ids = await preloadOrders(env, ORDERS);
   const actors = await spawnActors(actorEnv, cleanup);
   const readFailures = async () =>
-    (await metricValue(actors, "actor_restarts_total", { actor: "placement-read" })) ?? 0;
+    (await metricValue(actors, "placement_read_failures_total")) ?? 0;
   await waitFor(async () => (await countPlaced(mongo.orders)) >= 30, {
     timeoutMs: 30_000,
     intervalMs: 100,

@@ -94,7 +94,9 @@ async function startRun(env: Env, venueLatencyMs: number) {
 async function readRestarts(actors: ServiceProcess[]): Promise<number> {
   let total = 0;
   for (const actor of actors) {
-    total += (await metricValue(actor, "actor_restarts_total", { actor: "placement-read" })) ?? 0;
+    total +=
+      ((await metricValue(actor, "placement_read_failures_total")) ?? 0) +
+      ((await metricValue(actor, "actor_restarts_total", { actor: "placement-read" })) ?? 0);
   }
   return total;
 }
