@@ -54,8 +54,7 @@ test("Redis paused (SIGSTOP) for 5 s: the read loop notices, reconnects, and pla
   cleanup.add(() => mongo.client.close());
   const ids = await preloadOrders(env, ORDERS);
   const actors = await spawnActors(actorEnv, cleanup);
-  const readFailures = async () =>
-    (await metricValue(actors, "placement_read_failures_total")) ?? 0;
+  const readFailures = async () => (await metricValue(actors, "placement_read_failures_total")) ?? 0;
   await waitFor(async () => (await countPlaced(mongo.orders)) >= 30, {
     timeoutMs: 30_000,
     intervalMs: 100,

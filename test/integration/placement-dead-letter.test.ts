@@ -32,27 +32,36 @@ async function deadLetters(env: Env): Promise<DeadLetter[]> {
   return (await runDlq(env, ["list"])).lines.map((line) => JSON.parse(line) as DeadLetter);
 }
 
+/** Quick redelivery, two deliveries to dead letters, and only the stream and the reclaimer delivering
+ * (no sweeper re-dispatch). */
+function poisonEnv(): Env {
+  return placementEnv(servers, {
+    MAX_DELIVERIES: "2",
+    CLAIM_TIMEOUT_MS: "1500",
+    BREAKER_TIMEOUT_MS: "500",
+    RECLAIM_INTERVAL_MS: "200",
+    SWEEP_INTERVAL_MS: "600000",
+    DISPATCH_GRACE_MS: "600000",
+  });
+}
+
+/** An order whose document lacks `instrument`: the handler throws on every delivery. */
+function preloadPoisonOrder(env: Env): Promise<string[]> {
+  return preloadOrders(env, 1, {
+    shape: ({ instrument: _dropped, ...rest }) => rest as Record<string, unknown>,
+  });
+}
+
 describe("dead-letter stream", () => {
   test("a poison message is dead-lettered with its reason, the order parked, and replay places it once repaired", async () => {
-    const env = placementEnv(servers, {
-      MAX_DELIVERIES: "2",
-      CLAIM_TIMEOUT_MS: "1500",
-      BREAKER_TIMEOUT_MS: "500",
-      RECLAIM_INTERVAL_MS: "200",
-      // Only the stream and the reclaimer deliver the poison entry here (no sweeper re-dispatch).
-      SWEEP_INTERVAL_MS: "600000",
-      DISPATCH_GRACE_MS: "600000",
-    });
+    const env = poisonEnv();
     const venue = await spawnVenue(env, { failureRate: 0, latencyMs: 20 }, cleanup);
     const actorEnv = { ...env, EXCHANGE_URL: venue.baseUrl };
     const mongo = mongoFor(env);
     cleanup.add(() => mongo.client.close());
     const { redis, keys } = redisFor(env, cleanup);
 
-    // The document lacks `instrument`: the handler throws on every delivery.
-    const [poisonId] = await preloadOrders(env, 1, {
-      shape: ({ instrument: _dropped, ...rest }) => rest as Record<string, unknown>,
-    });
+    const [poisonId] = await preloadPoisonOrder(env);
     const healthy = await preloadOrders(env, 3);
     const actors = await spawnActors(actorEnv, cleanup);
 
@@ -99,20 +108,11 @@ describe("dead-letter stream", () => {
   });
 
   test("parked orders are listed and replayed from MongoDB after Redis restarted empty", async () => {
-    const env = placementEnv(servers, {
-      MAX_DELIVERIES: "2",
-      CLAIM_TIMEOUT_MS: "1500",
-      BREAKER_TIMEOUT_MS: "500",
-      RECLAIM_INTERVAL_MS: "200",
-      SWEEP_INTERVAL_MS: "600000",
-      DISPATCH_GRACE_MS: "600000",
-    });
+    const env = poisonEnv();
     const venue = await spawnVenue(env, { failureRate: 0, latencyMs: 20 }, cleanup);
     const mongo = mongoFor(env);
     cleanup.add(() => mongo.client.close());
-    const [poisonId] = await preloadOrders(env, 1, {
-      shape: ({ instrument: _dropped, ...rest }) => rest as Record<string, unknown>,
-    });
+    const [poisonId] = await preloadPoisonOrder(env);
     await spawnActors({ ...env, EXCHANGE_URL: venue.baseUrl }, cleanup);
     await waitFor(async () => (await mongo.orders.findOne({ _id: poisonId }))?.parked === true, {
       timeoutMs: 30_000,
