@@ -89,7 +89,7 @@ export function createPlacementBehaviour(
       return "skipped";
     }
     try {
-      return await work(message, signal, token, leasedAt);
+      return await work(message, signal, { orderId, partition, token, leasedAt });
     } catch (error) {
       // A poison message or a shutdown leaves the entry pending: give the lease back, so that the next
       // delivery (the reclaimer's, counted towards MAX_DELIVERIES) is not skipped as "held".
@@ -102,12 +102,10 @@ export function createPlacementBehaviour(
   async function work(
     message: ActorMessage,
     signal: AbortSignal,
-    token: string,
-    leasedAt: number,
+    held: { orderId: string; partition: number; token: string; leasedAt: number },
   ): Promise<PlacementOutcome> {
     const fields = message.fields;
-    const orderId = fields.order_id!;
-    const partition = Number(fields.partition ?? 0) || 0;
+    const { orderId, partition, token, leasedAt } = held;
     const attempt = Math.max(1, Number(fields.attempt ?? 1) || 1);
     const log = logger.child({ order_id: orderId, attempt });
 
