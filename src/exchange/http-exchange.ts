@@ -14,10 +14,11 @@
  * - A 429, 503 (or any retryable answer) with a Retry-After header carries it as `retryAfterMs`.
  * - 408 is the one 4xx that is retryable: the venue (or a proxy) gave up waiting for the request, which
  *   says nothing about the order.
- * - A final rejection is the order's end: rejected with the reason, a dead-letter entry, and the
- *   OrdersDeadLettered alert. 400 and 422 carry the venue's own reason (its message and field errors);
- *   other 4xx say the status too, since they are about the request (credentials, route, size), not the
- *   order: a wrong EXCHANGE_URL path or an expired credential rejects orders, loudly.
+ * - A final rejection is the order's end: `rejected` with the reason in MongoDB, counted in
+ *   placement_outcomes_total{outcome="rejected"}, no dead-letter entry (nothing is left to replay).
+ *   400 and 422 carry the venue's own reason (its message and field errors); other 4xx say the status
+ *   too, since they are about the request (credentials, route, size), not the order: a wrong
+ *   EXCHANGE_URL path or an expired credential rejects orders (no alert rule watches rejections yet).
  * - An unknown answer is retryable, never final: a success without an acknowledgement may have placed
  *   the order, and the look-up before the next submission (plus the client order id) makes the retry
  *   safe. It counts as a breaker failure (the venue misbehaves); if it persists the order stays
