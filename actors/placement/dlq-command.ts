@@ -9,7 +9,6 @@
  * are reported and their entries removed; nothing final is ever re-placed.
  */
 
-import type { Redis } from "ioredis";
 import { createMongoClient } from "../../src/adapters/mongo/client.ts";
 import { MongoOrderRepository } from "../../src/adapters/mongo/order-repository.ts";
 import { RedisPlacementState } from "../../src/adapters/placement-state.ts";
@@ -66,7 +65,7 @@ export async function runDeadLetterCommand(
       ? await port.range(keys.deadLetterStream, "-", "+", 10_000)
       : (await Promise.all(rest.map((id) => port.range(keys.deadLetterStream, id, id, 1)))).flat();
     // Typed against Redis; uses only commands a Cluster client has too.
-    const dispatcher = new RedisPlacementState(redis as Redis, keys, config.PLACEMENT_TRACK_TTL_MS);
+    const dispatcher = new RedisPlacementState(redis, keys, config.PLACEMENT_TRACK_TTL_MS);
     for (const entry of entries) {
       const orderId = entryOrderId(entry.fields);
       if (!orderId) {

@@ -8,9 +8,9 @@
  * (durable in MongoDB). Every value expires (`trackTtlMs`): if Redis lost an entry but kept the key,
  * the sweeper takes the order over after that long at the latest.
  */
-import type { Redis } from "ioredis";
 import type { OrderRecord } from "../domain/order.ts";
 import type { DispatchedOrder, LeaseAnswer, PlacementDispatcher, PlacementLeases } from "../domain/ports.ts";
+import type { RedisConnection } from "./redis.ts";
 import type { RedisKeys } from "./redis-keys.ts";
 
 const DISPATCH = `
@@ -48,7 +48,7 @@ for _, member in ipairs(due) do
 end
 return #due`;
 
-type Scripted = Redis & {
+type Scripted = RedisConnection & {
   placementDispatch(
     state: string,
     stream: string,
@@ -68,7 +68,7 @@ type Scripted = Redis & {
   placementMoveDue(schedule: string, stream: string, nowMs: number, limit: number): Promise<number>;
 };
 
-function withScripts(redis: Redis): Scripted {
+function withScripts(redis: RedisConnection): Scripted {
   const scripted = redis as Scripted;
   if (typeof scripted.placementDispatch === "function") return scripted;
   redis.defineCommand("placementDispatch", { numberOfKeys: 2, lua: DISPATCH });
@@ -126,7 +126,7 @@ export class RedisPlacementState implements PlacementDispatcher, PlacementLeases
   private readonly redis: Scripted;
 
   constructor(
-    redis: Redis,
+    redis: RedisConnection,
     private readonly keys: RedisKeys,
     private readonly trackTtlMs: number,
   ) {

@@ -102,6 +102,7 @@ export function parseClusterNodes(nodes: string): { host: string; port: number }
  * The keys one command or Lua script touches share a hash tag (src/adapters/redis-keys.ts).
  */
 export function createRedisClusterClient(nodes: string, options: RedisClientOptions): Cluster {
+  const perNode = timeouts(options);
   const clusterOptions: ClusterOptions = {
     // Commands wait in the client while no slot map is known (start-up, every node lost) unless the
     // caller must not wait; past that, a node's commands fail or time out as on one connection.
@@ -114,10 +115,10 @@ export function createRedisClusterClient(nodes: string, options: RedisClientOpti
     // A command whose node connection closed is sent again elsewhere after this delay, unless commands
     // time out: the cluster client would also send again those already rejected by their timeout
     // (see timeouts()). Then the caller sees the failure at once and retries by itself.
-    retryDelayOnFailover: timeouts(options).commandTimeout === undefined ? 200 : 0,
+    retryDelayOnFailover: perNode.commandTimeout === undefined ? 200 : 0,
     retryDelayOnClusterDown: 200,
     retryDelayOnTryAgain: 100,
-    redisOptions: { connectionName: options.name, ...timeouts(options) },
+    redisOptions: { connectionName: options.name, ...perNode },
     lazyConnect: false,
   };
   return new Cluster(parseClusterNodes(nodes), clusterOptions);

@@ -3,7 +3,6 @@
  * client (operations counted by kind, and bounded in flight), the order repository, the Redis command
  * connection, the Redis keys, the placement state and the metrics.
  */
-import type { Redis } from "ioredis";
 import type { Db, MongoClient } from "mongodb";
 import { createMetrics, type Metrics, type ProcessKind } from "../adapters/metrics.ts";
 import { boundedInFlight, createMongoClient } from "../adapters/mongo/client.ts";
@@ -62,8 +61,7 @@ export async function connectShared(config: Config, kind: ProcessKind, closers: 
     insertMaxBatch: config.INTAKE_BATCH_MAX,
     onDurableWrite: (writeKind, documents) => metrics.mongoDurableWrites.inc({ kind: writeKind }, documents),
   });
-  // RedisPlacementState is typed against Redis but uses only commands a Cluster client has too.
-  const placementState = new RedisPlacementState(commands as Redis, keys, config.PLACEMENT_TRACK_TTL_MS);
+  const placementState = new RedisPlacementState(commands, keys, config.PLACEMENT_TRACK_TTL_MS);
   return { mongo, db, orders, keys, metrics, commands, placementState, liveness: [] };
 }
 

@@ -224,7 +224,7 @@ export async function preloadOrders(
     await repository.ensureIndexes();
     const partitions = Number(env.PLACEMENT_PARTITIONS ?? 1);
     const keys = createRedisKeys(env.REDIS_KEY_PREFIX!, partitions);
-    const placement = new RedisPlacementState(redis as Redis, keys, 900_000);
+    const placement = new RedisPlacementState(redis, keys, 900_000);
     const ids: string[] = [];
     const batch = options.batch ?? 200;
     for (let start = 0; start < count; start += batch) {
