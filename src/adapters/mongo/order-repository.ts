@@ -36,6 +36,8 @@ export interface OrderRepositorySettings {
 }
 
 const UNFINISHED: OrderStatus[] = ["accepted", "placing"];
+/** Parked orders, by equality only: FerretDB passes it down to PostgreSQL instead of reading every order. */
+const PARKED = { status: "accepted", parked: true } as const;
 
 export class MongoOrderRepository implements OrderRepository {
   readonly collection: Collection<OrderDocument>;
@@ -213,10 +215,7 @@ export class MongoOrderRepository implements OrderRepository {
         .limit(limit)
         .toArray(),
     );
-    return documents.map((document) => {
-      const cents = document.limit_price_cents;
-      return { ...document, limit_price_cents: cents === null ? null : Number(cents) } as DispatchCandidate;
-    });
+    return documents.map((document) => withNumberCents(document) as DispatchCandidate);
   }
 
   /** The oldest unfinished order per status (accepted, placing): the end-to-end monitor's input. */
@@ -236,10 +235,7 @@ export class MongoOrderRepository implements OrderRepository {
 
   /** Unfinished orders parked after a dead-lettered entry (the end-to-end monitor's second input). */
   async countParked(): Promise<number> {
-    return this.gate.run(() =>
-      // Equality only: FerretDB passes it down to PostgreSQL instead of reading every order.
-      this.collection.countDocuments({ status: "accepted", parked: true }, this.deadline()),
-    );
+    return this.gate.run(() => this.collection.countDocuments(PARKED, this.deadline()));
   }
 
   /**
@@ -251,11 +247,10 @@ export class MongoOrderRepository implements OrderRepository {
   ): Promise<{ _id: string; partition: number; parked_at: Date | null; last_error: string | null }[]> {
     const documents = await this.gate.run(() =>
       this.collection
-        // Equality only (as countParked): FerretDB passes it down to PostgreSQL.
-        .find(
-          { status: "accepted", parked: true },
-          { projection: { _id: 1, partition: 1, parked_at: 1, last_error: 1 }, ...this.deadline() },
-        )
+        .find(PARKED, {
+          projection: { _id: 1, partition: 1, parked_at: 1, last_error: 1 },
+          ...this.deadline(),
+        })
         .sort({ parked_at: 1 })
         .limit(limit)
         .toArray(),
@@ -297,7 +292,14 @@ export class MongoOrderRepository implements OrderRepository {
   }
 }
 
-function fromDocument(document: OrderDocument): OrderRecord {
+/** A stored document (or a projection of it) with its int64 price as a number again. */
+function withNumberCents<T extends { limit_price_cents: Long | number | null }>(
+  document: T,
+): Omit<T, "limit_price_cents"> & { limit_price_cents: number | null } {
   const cents = document.limit_price_cents;
   return { ...document, limit_price_cents: cents === null ? null : Number(cents) };
+}
+
+function fromDocument(document: OrderDocument): OrderRecord {
+  return withNumberCents(document);
 }
