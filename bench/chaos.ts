@@ -11,13 +11,14 @@
  *
  * Exit code: 0 no violation, 1 a violation (lost, not placed, placed twice, wrong replay, ...),
  * 2 the run itself failed (a process did not start). Process logs go next to the report
- * (<report>-logs/). See bench/chaos/checker.ts for the rules.
+ * (<report>-logs/). See bench/chaos/analysis.ts for the rules.
  */
 import { cpus, loadavg, totalmem } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT } from "../test/support/system.ts";
-import { analyze, collect, createStatusProbe, drain, formatCounts } from "./chaos/checker.ts";
+import { formatCounts } from "./chaos/analysis.ts";
+import { check, createStatusProbe, drain } from "./chaos/checker.ts";
 import { createPlan, LoadClient } from "./chaos/client.ts";
 import { Cluster } from "./chaos/cluster.ts";
 import { FAULT_KINDS, type FaultContext, type FaultKind, runFaults } from "./chaos/faults.ts";
@@ -216,8 +217,7 @@ async function main(): Promise<number> {
         : `NOT drained after ${drainTimeoutS} s: ${formatCounts(drained.counts)}`,
     );
     log("checking MongoDB against the client log and the venue");
-    const collected = await collect(cluster.env, cluster.venue);
-    const { checks, violations, samples } = analyze(results, collected, {
+    const { checks, violations, samples } = await check(results, cluster.env, cluster.venue, {
       inFlightWindowMs: REQUEST_DEADLINE_MS * 2 + 2_000,
     });
     if (!drained.drained) violations.unshift(`the backlog did not drain within ${drainTimeoutS} s`);

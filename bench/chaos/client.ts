@@ -12,7 +12,9 @@
  * a request without a key is retried only when the connection was refused (it never reached a server),
  * otherwise its outcome stays unknown.
  */
+import { postOrder } from "./load.ts";
 import type { Rng } from "./prng.ts";
+import { tally } from "./stats.ts";
 
 export type OpKind = "new-keyed" | "new-unkeyed" | "same-key-retry" | "reuse-different-body";
 
@@ -214,20 +216,13 @@ export class LoadClient {
   }
 
   private async send(op: PlannedOp): Promise<Attempt> {
-    const headers: Record<string, string> = { "content-type": "application/json" };
-    if (op.key !== null) headers["idempotency-key"] = op.key;
     const startMs = this.options.clock();
     const started = performance.now();
     this.active += 1;
     this.counters.attempts += 1;
     let attempt: Attempt;
     try {
-      const response = await fetch(`${this.options.baseUrl}/orders`, {
-        method: "POST",
-        headers,
-        body: JSON.stringify(op.body),
-        signal: AbortSignal.timeout(this.options.timeoutMs),
-      });
+      const response = await postOrder(this.options.baseUrl, op.body, op.key, this.options.timeoutMs);
       const text = await response.text();
       const latencyMs = performance.now() - started;
       attempt = { startMs, latencyMs, status: response.status };
@@ -256,8 +251,7 @@ export class LoadClient {
     } finally {
       this.active -= 1;
     }
-    const label = String(attempt.status);
-    this.counters.byStatus[label] = (this.counters.byStatus[label] ?? 0) + 1;
+    tally(this.counters.byStatus, String(attempt.status));
     return attempt;
   }
 }

@@ -5,7 +5,10 @@
  * that the next one starts from a known state; its window [startMs, endMs] is what the latency report
  * uses to tell "during a venue outage" from "no fault".
  */
-import { type Cluster, configureVenue } from "./cluster.ts";
+// configureVenue straight from the venue's admin client, not through cluster.ts (which loads the whole
+// harness): the report and the pure checker tests import FAULT_KINDS from here.
+import { configureVenue } from "../../test/support/venue-admin.ts";
+import type { Cluster } from "./cluster.ts";
 import type { Rng } from "./prng.ts";
 
 export const FAULT_KINDS = [
@@ -43,14 +46,19 @@ export interface FaultContext {
 
 type Detail = FaultRecord["detail"];
 
+/** Keeps a killed victim down for a random time in [minMs, maxMs], recorded as `down_ms`. */
+async function stayDown(rng: Rng, detail: Detail, minMs: number, maxMs: number): Promise<void> {
+  const downMs = rng.int(minMs, maxMs);
+  detail.down_ms = downMs;
+  await Bun.sleep(downMs);
+}
+
 const FAULTS: Record<FaultKind, (ctx: FaultContext, detail: Detail) => Promise<string>> = {
   async "actor-kill"({ cluster, rng }, detail) {
     const actor = rng.pick(cluster.actors);
     detail.pid = actor.pid ?? 0;
     await actor.kill();
-    const downMs = rng.int(300, 1_500);
-    detail.down_ms = downMs;
-    await Bun.sleep(downMs);
+    await stayDown(rng, detail, 300, 1_500);
     await actor.start();
     return actor.name;
   },
@@ -70,18 +78,14 @@ const FAULTS: Record<FaultKind, (ctx: FaultContext, detail: Detail) => Promise<s
   async "redis-restart-empty"({ cluster, rng }, detail) {
     const redis = cluster.servers.redis;
     await redis.kill();
-    const downMs = rng.int(300, 1_500);
-    detail.down_ms = downMs;
-    await Bun.sleep(downMs);
+    await stayDown(rng, detail, 300, 1_500);
     await redis.restart({ empty: true });
     return redis.kind;
   },
   async "mongo-restart"({ cluster, rng }, detail) {
     const mongo = cluster.servers.mongo;
     await mongo.kill();
-    const downMs = rng.int(300, 1_500);
-    detail.down_ms = downMs;
-    await Bun.sleep(downMs);
+    await stayDown(rng, detail, 300, 1_500);
     await mongo.restart();
     return mongo.kind;
   },
@@ -103,9 +107,7 @@ const FAULTS: Record<FaultKind, (ctx: FaultContext, detail: Detail) => Promise<s
     detail.in_flight_at_kill = inFlight();
     detail.pid = cluster.api.pid ?? 0;
     await cluster.api.kill();
-    const downMs = rng.int(200, 1_000);
-    detail.down_ms = downMs;
-    await Bun.sleep(downMs);
+    await stayDown(rng, detail, 200, 1_000);
     await cluster.api.start();
     return "api";
   },

@@ -1,7 +1,8 @@
-import type { Checks, DrainResult } from "./checker.ts";
-import type { OpResult } from "./client.ts";
-import type { FaultKind, FaultRecord } from "./faults.ts";
-import { formatTable, type LatencySummary, ms, summarize } from "./stats.ts";
+import type { Checks } from "./analysis.ts";
+import type { DrainResult } from "./checker.ts";
+import type { Attempt, OpResult } from "./client.ts";
+import { FAULT_KINDS, type FaultKind, type FaultRecord } from "./faults.ts";
+import { formatTable, type LatencySummary, ms, summarize, tally } from "./stats.ts";
 
 export type Phase = FaultKind | "no-fault" | "settling";
 
@@ -23,8 +24,19 @@ export interface LatencyReport {
   timeline: TimelinePoint[];
 }
 
-const isError = (status: OpResult["attempts"][number]["status"]) =>
-  typeof status !== "number" || status >= 500;
+const isError = (status: Attempt["status"]) => typeof status !== "number" || status >= 500;
+
+interface Bucket {
+  latencies: number[];
+  errors: number;
+}
+
+function addAttempt<K>(buckets: Map<K, Bucket>, key: K, attempt: Attempt): void {
+  const bucket = buckets.get(key) ?? { latencies: [], errors: 0 };
+  bucket.latencies.push(attempt.latencyMs);
+  if (isError(attempt.status)) bucket.errors += 1;
+  buckets.set(key, bucket);
+}
 
 export function latencyReport(
   results: readonly OpResult[],
@@ -40,20 +52,12 @@ export function latencyReport(
     }
     return "no-fault";
   };
-  const phases = new Map<Phase, { latencies: number[]; errors: number }>();
-  const seconds = new Map<number, { latencies: number[]; errors: number }>();
+  const phases = new Map<Phase, Bucket>();
+  const seconds = new Map<number, Bucket>();
   for (const result of results) {
     for (const attempt of result.attempts) {
-      const phase = phaseAt(attempt.startMs);
-      const bucket = phases.get(phase) ?? { latencies: [], errors: 0 };
-      bucket.latencies.push(attempt.latencyMs);
-      if (isError(attempt.status)) bucket.errors += 1;
-      phases.set(phase, bucket);
-      const second = Math.floor(attempt.startMs / 1000);
-      const slot = seconds.get(second) ?? { latencies: [], errors: 0 };
-      slot.latencies.push(attempt.latencyMs);
-      if (isError(attempt.status)) slot.errors += 1;
-      seconds.set(second, slot);
+      addAttempt(phases, phaseAt(attempt.startMs), attempt);
+      addAttempt(seconds, Math.floor(attempt.startMs / 1000), attempt);
     }
   }
   const byPhase: LatencyReport["byPhase"] = {};
@@ -112,12 +116,11 @@ export function requestSummary(results: readonly OpResult[]): ChaosReport["reque
   const outcomes: Record<string, number> = {};
   let attempts = 0;
   for (const result of results) {
-    byKind[result.op.kind] = (byKind[result.op.kind] ?? 0) + 1;
-    outcomes[result.outcome] = (outcomes[result.outcome] ?? 0) + 1;
+    tally(byKind, result.op.kind);
+    tally(outcomes, result.outcome);
     for (const attempt of result.attempts) {
       attempts += 1;
-      const label = String(attempt.status);
-      attemptsByStatus[label] = (attemptsByStatus[label] ?? 0) + 1;
+      tally(attemptsByStatus, String(attempt.status));
     }
   }
   return { operations: results.length, byKind, attempts, attemptsByStatus, outcomes };
@@ -125,7 +128,7 @@ export function requestSummary(results: readonly OpResult[]): ChaosReport["reque
 
 export function faultSummary(faults: readonly FaultRecord[]): ChaosReport["faults"] {
   const byKind: Record<string, number> = {};
-  for (const fault of faults) byKind[fault.kind] = (byKind[fault.kind] ?? 0) + 1;
+  for (const fault of faults) tally(byKind, fault.kind);
   return { total: faults.length, byKind, failed: faults.filter((f) => f.error).length, list: [...faults] };
 }
 
@@ -218,14 +221,11 @@ export function summaryText(report: ChaosReport): string {
   const latencyRows: (string | number | null)[][] = [
     ["phase", "attempts", "p50 ms", "p90 ms", "p99 ms", "max ms", "5xx/err"],
   ];
-  const order = [
+  // Venue outages next to the baseline: the ratio below compares the two.
+  const order: Phase[] = [
     "no-fault",
     "venue-outage",
-    "actor-kill",
-    "actor-stop",
-    "redis-restart-empty",
-    "mongo-restart",
-    "api-kill",
+    ...FAULT_KINDS.filter((kind) => kind !== "venue-outage"),
     "settling",
   ];
   for (const phase of order) {

@@ -1,4 +1,4 @@
-/** Latency summaries shared by the chaos checker and the benchmarks. */
+/** Latency summaries, counters and text tables shared by the chaos checker and the benchmarks. */
 export interface LatencySummary {
   count: number;
   p50: number | null;
@@ -48,3 +48,8 @@ export function formatTable(rows: readonly (readonly (string | number | null | u
 
 export const ms = (value: number | null | undefined): string =>
   value === null || value === undefined ? "-" : value.toFixed(1);
+
+/** Adds one to `counts[key]` (a count by status, kind or outcome). */
+export function tally(counts: Record<string, number>, key: string): void {
+  counts[key] = (counts[key] ?? 0) + 1;
+}

@@ -1,9 +1,17 @@
 /**
- * The chaos checker's rules on hand-made client logs and read-outs (pure, no I/O): a checker that never
- * fails proves nothing, so each violation it exists to catch is shown to be caught.
+ * The chaos checker's rules (bench/chaos/analysis.ts) on hand-made client logs and read-outs (pure, no
+ * I/O): a checker that never fails proves nothing, so each violation it exists to catch is shown to be
+ * caught.
  */
 import { describe, expect, test } from "bun:test";
-import { analyze, type Collected, type StoredOrder } from "../../bench/chaos/checker.ts";
+import {
+  type Analysis,
+  analyze,
+  type Collected,
+  drainPoll,
+  formatCounts,
+  type StoredOrder,
+} from "../../bench/chaos/analysis.ts";
 import type { Attempt, OpKind, OpResult } from "../../bench/chaos/client.ts";
 import {
   type ChaosReport,
@@ -92,7 +100,7 @@ function collected(orders: StoredOrder[], venue: Partial<Collected["venue"]> = {
 const options = { inFlightWindowMs: 8_000 };
 
 /** The report bench/chaos.ts writes, around one analysis (no faults, drained). */
-function reportOf(results: OpResult[], analysis: ReturnType<typeof analyze>): ChaosReport {
+function reportOf(results: OpResult[], analysis: Analysis): ChaosReport {
   return {
     tool: "bench/chaos.ts",
     command: "test",
@@ -249,6 +257,29 @@ describe("chaos checker", () => {
       conflicts409: 1,
       conflicts409Unexplained: 0,
     });
+  });
+
+  test("the drain ends on the second poll in a row with nothing open and the same total", () => {
+    const first = drainPoll({ placed: 5, rejected: 1 }, -1);
+    expect(first).toEqual({ drained: false, settledTotal: 6 });
+    expect(drainPoll({ placed: 5, rejected: 1 }, first.settledTotal).drained).toBe(true);
+    // A late order (a request the server was still finishing) restarts the count.
+    expect(drainPoll({ placed: 6, rejected: 1 }, first.settledTotal)).toEqual({
+      drained: false,
+      settledTotal: 7,
+    });
+    // An open order is never drained, however stable the total.
+    expect(drainPoll({ placed: 5, placing: 1 }, 6)).toEqual({ drained: false, settledTotal: -1 });
+    expect(drainPoll({ placed: 5, accepted: 1 }, 6)).toEqual({ drained: false, settledTotal: -1 });
+    expect(drainPoll({}, 0).drained).toBe(true);
+  });
+
+  test("status counts print open statuses first, then the rest", () => {
+    expect(formatCounts({ rejected: 1, placed: 5, parked: 2, accepted: 3 })).toBe(
+      "accepted=3 placed=5 rejected=1 parked=2",
+    );
+    expect(formatCounts({})).toBe("no orders");
+    expect(formatCounts(null)).toBe("mongo unavailable");
   });
 
   test("latency is split by the fault active when an attempt started", () => {
