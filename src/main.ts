@@ -1,5 +1,5 @@
 /**
- * The single entry point: `orders <api|actors|all|exchange|dlq|health>`, from source
+ * The single entry point: `orders <api|actors|all|exchange|dlq|keys|health>`, from source
  * (`bun src/main.ts all`) or as the compiled binary (`dist/orders all`). The only file of src/ that
  * sees actors/: it hands the placement actors to the service process.
  */
@@ -9,11 +9,13 @@ import { startPlacementActors } from "../actors/placement/process.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { createLogger } from "./logger.ts";
 import { startExchange } from "./process/exchange.ts";
+import { runKeysCommand } from "./process/keys-command.ts";
 import type { RunningProcess } from "./process/lifecycle.ts";
 import { startService } from "./process/service.ts";
 
-const USAGE = "usage: orders <api|actors|all|exchange|dlq|health> (see README.md)";
-const COMMANDS = ["api", "actors", "all", "exchange", "dlq", "health"];
+const USAGE =
+  "usage: orders <api|actors|all|exchange|dlq|health> | orders keys <create|list|revoke> (see README.md)";
+const COMMANDS = ["api", "actors", "all", "exchange", "dlq", "keys", "health"];
 
 /**
  * The container health check (the runtime image has no shell or curl): 0 when this host's process
@@ -49,6 +51,13 @@ async function main(argv: string[]): Promise<number> {
   if (command === "health") return checkHealth(config.PORT);
   if (command === "dlq")
     return runDeadLetterCommand(config, rest, (line) => process.stdout.write(`${line}\n`));
+  if (command === "keys")
+    return runKeysCommand(
+      config,
+      rest,
+      (line) => process.stdout.write(`${line}\n`),
+      (line) => process.stderr.write(`${line}\n`),
+    );
 
   const logger = createLogger(config.LOG_LEVEL, { kind: command, pid: process.pid });
   let running: RunningProcess;
