@@ -8,6 +8,10 @@
  *   P:{placement-i}:retry    sorted set of orders waiting for a retry (score: due time in ms)
  *   P:{placement-i}:sweeper  which actor process sweeps partition i now (a short lock)
  *   P:placement:dead-letter  entries that cannot be placed (rejected by the venue, poison messages)
+ *   P:{ratelimit-ACCOUNT}    an account's rate limit: its GCRA theoretical arrival time (µs, Redis server
+ *                            clock); expires when the account's burst is full again. The account is the
+ *                            hash tag, so accounts spread over slots and each limit is one key on one slot
+ *                            (an account holding `}` only shortens its tag: still one key per script call)
  * Keys of one partition share its hash tag, so one Lua script may touch them all in Redis Cluster.
  * A partition number at or past the current count maps modulo the count: orders stored while
  * PLACEMENT_PARTITIONS was higher still find a stream.
@@ -22,6 +26,7 @@ export interface RedisKeys {
   orderState(partition: number, orderId: string): string;
   retrySchedule(partition: number): string;
   sweepLock(partition: number): string;
+  rateLimit(account: string): string;
 }
 
 export function createRedisKeys(prefix: string, partitions: number): RedisKeys {
@@ -38,5 +43,6 @@ export function createRedisKeys(prefix: string, partitions: number): RedisKeys {
     orderState: (partition, orderId) => `${tag(partition)}:order:${orderId}`,
     retrySchedule: (partition) => `${tag(partition)}:retry`,
     sweepLock: (partition) => `${tag(partition)}:sweeper`,
+    rateLimit: (account) => `${prefix}:{ratelimit-${account}}`,
   };
 }
