@@ -55,7 +55,7 @@ const server = Bun.serve({
           quantity: body.quantity,
         },
         new Date(),
-        { partitions: 1, dispatchGraceMs: 10_000, idempotencyKey: null },
+        { partitions: 1, dispatchGraceMs: 10_000, idempotencyKey: null, account: "floor" },
       );
       await orders.insertOne(
         { ...order, limit_price_cents: cents === null ? null : Long.fromNumber(cents) } as never,

@@ -155,7 +155,15 @@ if ! answers "$mongo_at"; then
 fi
 
 for _ in $(seq 1 100); do answers "$redis_at" && answers "$mongo_at" && break; sleep 0.2; done
-echo "Swagger UI: http://127.0.0.1:$PORT/swagger   (Ctrl-C stops everything)"
+if [ "${AUTH_MODE:-api-key}" != off ]; then
+  # A fresh demo key each run (the token is shown once; `orders keys list` shows the key without it).
+  api_key=$(bun src/main.ts keys create --account demo --label run-local | tail -n 1) ||
+    { echo "run-local: could not create the demo API key" >&2; exit 1; }
+  echo "Demo API key (account demo): $api_key"
+  echo "Try: curl -s -X POST http://127.0.0.1:$PORT/orders -H 'authorization: Bearer $api_key'" \
+    "-H 'content-type: application/json' -d '{\"type\":\"market\",\"side\":\"buy\",\"instrument\":\"US0378331005\",\"quantity\":1}'"
+fi
+echo "API reference: http://127.0.0.1:$PORT/swagger   (Ctrl-C stops everything)"
 bun src/main.ts all &
 service=$!
 track "$service" TERM

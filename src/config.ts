@@ -16,7 +16,23 @@ const CLUSTER_NODES_PATTERN = `^${CLUSTER_NODE}(?:,${CLUSTER_NODE})*$`;
 
 /** Variable name -> schema. Defaults are the documented safe defaults (README, configuration table). */
 const ConfigSchema = T.Object({
+  /** The public port: the API (api, all) or the simulated venue (exchange). */
   PORT: Int(0, 65535, 3000),
+  /** `api-key`: every /orders request needs `Authorization: Bearer <key>`. `off`: local experiments only. */
+  AUTH_MODE: T.Union([T.Literal("api-key"), T.Literal("off")], { default: "api-key" }),
+  /** How long a key's look-up is reused: the most a revocation takes to take effect. */
+  AUTH_CACHE_TTL_MS: Int(0, 60_000, 5_000),
+  /** Requests per second one account may send to /orders (steady rate); 0 turns rate limiting off. */
+  RATE_LIMIT_PER_SECOND: Num(0, 1_000_000, 200),
+  /** Requests an idle account may send at once above its rate. */
+  RATE_LIMIT_BURST: Int(1, 1_000_000, 400),
+  /** The API reference page (/swagger) and its OpenAPI document (/swagger/json); `false` removes both. */
+  DOCS_ENABLED: T.Union([T.Literal("true"), T.Literal("false")], { default: "true" }),
+  /**
+   * The simulated venue's admin token: its /admin routes need `Authorization: Bearer <token>`. Unset:
+   * the admin routes answer 403 (they can stop the venue).
+   */
+  EXCHANGE_ADMIN_TOKEN: T.Optional(T.String({ minLength: 16, maxLength: 200 })),
   /** Checked by the driver's own parser in loadConfig (several hosts, options, mongodb+srv). */
   MONGO_URL: T.String({ minLength: 1, default: "mongodb://127.0.0.1:27017/orders" }),
   REDIS_URL: T.String({ pattern: "^rediss?://.+", default: "redis://127.0.0.1:6379" }),
@@ -108,7 +124,7 @@ const NUMERIC = new Set(
     .filter(([, schema]) => schema.type === "integer" || schema.type === "number")
     .map(([name]) => name),
 );
-const SECRET_BEARING = new Set(["MONGO_URL", "REDIS_URL"]);
+const SECRET_BEARING = new Set(["MONGO_URL", "REDIS_URL", "EXCHANGE_ADMIN_TOKEN"]);
 
 export class ConfigError extends Error {
   readonly code = "CONFIG_INVALID";
@@ -212,6 +228,7 @@ function describe(name: string): string {
   if (name === "REDIS_URL") return "must be a redis:// or rediss:// URL";
   if (name === "REDIS_CLUSTER_NODES") return "must be host:port[,host:port...] (the cluster's seed nodes)";
   if (name === "EXCHANGE_URL") return "must be an http:// or https:// URL";
+  if (name === "EXCHANGE_ADMIN_TOKEN") return "must be 16 to 200 characters";
   return `must match ${schema.pattern}`;
 }
 

@@ -152,6 +152,12 @@ export async function startPlacementActors(
     holdLock: (partition) => placementState.holdSweepLock(partition, consumer, sweepLockMs),
     canPlace: () => breaker.state === "closed",
     onRedispatched: (reason) => metrics.sweeperRedispatched.inc({ reason }),
+    onWithdrawn: (orderId) => {
+      metrics.orderWithdrawals.inc({ by: "sweeper", result: "withdrawn" });
+      logger.warn("order withdrawn by the sweeper (its API could not finish the withdrawal)", {
+        order_id: orderId,
+      });
+    },
   });
   const upkeep = createStreamUpkeep({
     port,

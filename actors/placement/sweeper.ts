@@ -1,10 +1,11 @@
 /**
  * The sweeper keeps "every 201 is placed" true when Redis cannot: it finds orders still `accepted` past
  * their sweep time (the XADD at intake failed, an API pod died after the MongoDB write, Redis lost the
- * stream, a lease expired with its holder) and dispatches them again. It writes nothing to MongoDB: the
- * dispatch adds an entry only when Redis does not track the order (queued, leased, waiting for a retry,
- * or done), so an order still on the stream or in the retry schedule is left alone, and two sweeps of
- * one order add one entry.
+ * stream, a lease expired with its holder) and dispatches them again. The dispatch adds an entry only
+ * when Redis does not track the order (queued, leased, waiting for a retry, or done), so an order still
+ * on the stream or in the retry schedule is left alone, and two sweeps of one order add one entry. Its
+ * one MongoDB write: an order fenced for withdrawal in Redis whose API died before withdrawing it in
+ * MongoDB is withdrawn here.
  *
  * Bounded and spread: each pass reads at most `batchSize` orders per partition, continuing from where
  * the last pass stopped (a cursor over the sweep time, so a long backlog does not hide the orders behind
@@ -20,7 +21,7 @@ import type {
 import type { Logger } from "../../src/logger.ts";
 
 export interface SweeperDeps {
-  orders: Pick<OrderRepository, "findDueForDispatch">;
+  orders: Pick<OrderRepository, "findDueForDispatch" | "withdraw">;
   dispatcher: PlacementDispatcher;
   clock: Clock;
   logger: Logger;
@@ -31,6 +32,7 @@ export interface SweeperDeps {
   canPlace?(): boolean;
   batchSize?: number;
   onRedispatched?(reason: "due"): void;
+  onWithdrawn?(orderId: string): void;
 }
 
 export function createSweeper(deps: SweeperDeps) {
@@ -60,8 +62,12 @@ export function createSweeper(deps: SweeperDeps) {
   }
 
   async function redispatch(order: DispatchCandidate): Promise<boolean> {
-    const added = await dispatcher.dispatch(order, "sweep");
-    if (!added) return false;
+    const result = await dispatcher.dispatch(order, "sweep");
+    if (result === "withdrawn") {
+      if ((await orders.withdraw(order._id, clock.now())) === "withdrawn") deps.onWithdrawn?.(order._id);
+      return false;
+    }
+    if (result !== "added") return false;
     deps.onRedispatched?.("due");
     logger.info("order re-dispatched by the sweeper", { order_id: order._id });
     return true;

@@ -100,6 +100,8 @@ export interface Checks {
     unknownOutcomeStored: number;
     /** Of those, placed. */
     unknownOutcomeStoredPlaced: number;
+    /** Of those, withdrawn (requests without an Idempotency-Key: the service withdraws their orders). */
+    unknownOutcomeWithdrawn: number;
     /** Stored but neither answered nor from an unknown-outcome request: a violation. */
     unexplained: number;
   };
@@ -253,6 +255,8 @@ export function analyze(
   let unexpectedTotal = 0;
   let unknownOutcomeStored = 0;
   let unknownOutcomeStoredPlaced = 0;
+  // Unknown outcomes without an Idempotency-Key: the service withdraws their orders (never placed).
+  let unknownOutcomeWithdrawn = 0;
   let unexplained = 0;
   const storedOps = new Set<OpResult>();
   const keyOrders = new Map<string, number>();
@@ -268,6 +272,7 @@ export function analyze(
     if (explained) {
       unknownOutcomeStored += 1;
       if (order.status === "placed") unknownOutcomeStoredPlaced += 1;
+      else if (order.status === "withdrawn" && op.op.key === null) unknownOutcomeWithdrawn += 1;
       else sample("unknownOutcomeStoredNotPlaced", `${order._id} ${order.status}`);
     } else {
       unexplained += 1;
@@ -281,9 +286,11 @@ export function analyze(
     violations.push(
       `${unexplained} stored orders were never answered and no unknown-outcome request explains them`,
     );
-  const storedNotPlaced = unknownOutcomeStored - unknownOutcomeStoredPlaced;
+  const storedNotPlaced = unknownOutcomeStored - unknownOutcomeStoredPlaced - unknownOutcomeWithdrawn;
   if (storedNotPlaced > 0)
-    violations.push(`${storedNotPlaced} stored orders of unknown-outcome requests are not placed`);
+    violations.push(
+      `${storedNotPlaced} stored orders of unknown-outcome requests are neither placed nor (without a key) withdrawn`,
+    );
 
   // Unknown outcomes, as the client saw them.
   const unknown = results.filter((r) => r.outcome === "unknown");
@@ -416,6 +423,7 @@ export function analyze(
       total: unexpectedTotal,
       unknownOutcomeStored,
       unknownOutcomeStoredPlaced,
+      unknownOutcomeWithdrawn,
       unexplained,
     },
     unknownOutcome,

@@ -1,4 +1,9 @@
-/** A closed-loop POST /orders load for the benchmarks: `concurrency` workers, each one request at a time. */
+import { authorizationFor } from "../../test/support/system.ts";
+
+/**
+ * A closed-loop POST /orders load for the benchmarks: `concurrency` workers, each one request at a time;
+ * and the one POST /orders request that it and the chaos client send.
+ */
 
 export interface Sample {
   /** ms since the load started. */
@@ -29,6 +34,29 @@ export const defaultBody = (n: number): Record<string, unknown> =>
     ? { type: "limit", side: "sell", instrument: "DE0007164600", limit_price: "123.45", quantity: n + 1 }
     : { type: "market", side: n % 2 === 0 ? "buy" : "sell", instrument: "US0378331005", quantity: n + 1 };
 
+/**
+ * One POST /orders with a JSON body, the API key the harness made for `baseUrl`, the Idempotency-Key
+ * unless `key` is null, and a client-side timeout.
+ */
+export function postOrder(
+  baseUrl: string,
+  body: Record<string, unknown>,
+  key: string | null,
+  timeoutMs: number,
+): Promise<Response> {
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    ...authorizationFor(baseUrl),
+  };
+  if (key !== null) headers["idempotency-key"] = key;
+  return fetch(`${baseUrl}/orders`, {
+    method: "POST",
+    headers,
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+}
+
 /** Runs the load until `durationMs` or `requests` is reached; every sample is kept. */
 export async function closedLoop(options: LoadOptions): Promise<Sample[]> {
   if (options.durationMs === undefined && options.requests === undefined) {
@@ -45,18 +73,11 @@ export async function closedLoop(options: LoadOptions): Promise<Sample[]> {
   const worker = async () => {
     while (more()) {
       const n = next++;
-      const headers: Record<string, string> = { "content-type": "application/json" };
       const k = key(n);
-      if (k !== null) headers["idempotency-key"] = k;
       const t = performance.now();
       let status = 0;
       try {
-        const response = await fetch(`${options.baseUrl}/orders`, {
-          method: "POST",
-          headers,
-          body: JSON.stringify(body(n)),
-          signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
-        });
+        const response = await postOrder(options.baseUrl, body(n), k, options.timeoutMs ?? 10_000);
         await response.arrayBuffer();
         status = response.status;
       } catch {

@@ -179,9 +179,12 @@ export function summaryText(report: ChaosReport): string {
     ["venue duplicates absorbed / submissions", `${c.venue.duplicates} / ${c.venue.submissions}`, "reported"],
     ["unexpected orders (stored, never 201)", c.unexpectedOrders.total, ""],
     [
-      "  from unknown-outcome requests (placed)",
-      `${c.unexpectedOrders.unknownOutcomeStored} (${c.unexpectedOrders.unknownOutcomeStoredPlaced})`,
-      verdict(c.unexpectedOrders.unknownOutcomeStored === c.unexpectedOrders.unknownOutcomeStoredPlaced),
+      "  from unknown-outcome requests (placed / withdrawn)",
+      `${c.unexpectedOrders.unknownOutcomeStored} (${c.unexpectedOrders.unknownOutcomeStoredPlaced} / ${c.unexpectedOrders.unknownOutcomeWithdrawn})`,
+      verdict(
+        c.unexpectedOrders.unknownOutcomeStored ===
+          c.unexpectedOrders.unknownOutcomeStoredPlaced + c.unexpectedOrders.unknownOutcomeWithdrawn,
+      ),
     ],
     ["  unexplained", c.unexpectedOrders.unexplained, verdict(c.unexpectedOrders.unexplained === 0)],
     [

@@ -44,6 +44,22 @@ export function createMetrics(kind: ProcessKind) {
       labelNames: ["cause"] as const,
       registers,
     }),
+    orderWithdrawals: new Counter({
+      name: "orders_withdrawals_total",
+      help: "Orders answered 500 without an Idempotency-Key, withdrawn so that nothing places them, by who finished the withdrawal and its result (withdrawn, not_stored, or the final status it turned out to have)",
+      labelNames: ["by", "result"] as const,
+      registers,
+    }),
+    orderWithdrawalsPending: new Gauge({
+      name: "orders_withdrawals_pending",
+      help: "Withdrawals this process is still retrying (MongoDB or Redis did not answer yet)",
+      registers,
+    }),
+    rateLimitUnavailable: new Counter({
+      name: "orders_rate_limit_unavailable_total",
+      help: "Requests let through without a rate-limit check because Redis did not answer",
+      registers,
+    }),
     dispatchFailures: new Counter({
       name: "orders_dispatch_failures_total",
       help: "Orders stored but not appended to the placement stream at intake (the sweeper dispatches them)",

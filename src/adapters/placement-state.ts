@@ -5,19 +5,38 @@
  *
  * State key values: `queued` (an entry is on the stream), `lease:TOKEN` (an actor works on it; the key
  * expires with the lease, on the Redis server's clock), `retry` (in the retry schedule), `done:OUTCOME`
- * (durable in MongoDB). Every value expires (`trackTtlMs`): if Redis lost an entry but kept the key,
- * the sweeper takes the order over after that long at the latest.
+ * (durable in MongoDB), `done:withdrawn` (the fence of a withdrawal: no actor leases it, no dispatch
+ * adds it). Every value expires (`trackTtlMs`; the fence after a day): if Redis lost an entry but kept
+ * the key, the sweeper takes the order over after that long at the latest.
  */
 import type { OrderRecord } from "../domain/order.ts";
-import type { DispatchedOrder, LeaseAnswer, PlacementDispatcher, PlacementLeases } from "../domain/ports.ts";
+import type {
+  DispatchedOrder,
+  DispatchResult,
+  LeaseAnswer,
+  PlacementDispatcher,
+  PlacementLeases,
+  WithdrawalFence,
+} from "../domain/ports.ts";
 import type { RedisConnection } from "./redis.ts";
 import type { RedisKeys } from "./redis-keys.ts";
 
 const DISPATCH = `
 if redis.call('SET', KEYS[1], 'queued', 'NX', 'PX', ARGV[1]) then
-  return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+  return 'added'
 end
-return false`;
+if redis.call('GET', KEYS[1]) == 'done:withdrawn' then return 'withdrawn' end
+return 'tracked'`;
+
+/** Any state but a lease or a final outcome becomes the withdrawal fence (an entry still queued is skipped). */
+const FENCE_WITHDRAWAL = `
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 6) == 'lease:' then return 'held' end
+if v == 'done:placed' then return 'placed' end
+if v == 'done:rejected' then return 'rejected' end
+redis.call('SET', KEYS[1], 'done:withdrawn', 'PX', ARGV[1])
+return 'fenced'`;
 
 const ACQUIRE = `
 local v = redis.call('GET', KEYS[1])
@@ -48,13 +67,20 @@ for _, member in ipairs(due) do
 end
 return #due`;
 
+/**
+ * How long a withdrawal's fence stays: far past the time the API retries the withdrawal in MongoDB and
+ * the sweeper finishes one it finds fenced (an API that died after fencing).
+ */
+const WITHDRAWAL_FENCE_TTL_MS = 24 * 3_600_000;
+
 type Scripted = RedisConnection & {
   placementDispatch(
     state: string,
     stream: string,
     ttlMs: number,
     ...fields: string[]
-  ): Promise<string | null>;
+  ): Promise<DispatchResult>;
+  placementFenceWithdrawal(state: string, ttlMs: number): Promise<WithdrawalFence>;
   placementAcquire(state: string, token: string, leaseMs: number): Promise<LeaseAnswer>;
   placementScheduleRetry(
     state: string,
@@ -72,6 +98,7 @@ function withScripts(redis: RedisConnection): Scripted {
   const scripted = redis as Scripted;
   if (typeof scripted.placementDispatch === "function") return scripted;
   redis.defineCommand("placementDispatch", { numberOfKeys: 2, lua: DISPATCH });
+  redis.defineCommand("placementFenceWithdrawal", { numberOfKeys: 1, lua: FENCE_WITHDRAWAL });
   redis.defineCommand("placementAcquire", { numberOfKeys: 1, lua: ACQUIRE });
   redis.defineCommand("placementScheduleRetry", { numberOfKeys: 2, lua: SCHEDULE_RETRY });
   redis.defineCommand("placementRelease", { numberOfKeys: 1, lua: RELEASE });
@@ -133,16 +160,22 @@ export class RedisPlacementState implements PlacementDispatcher, PlacementLeases
     this.redis = withScripts(redis);
   }
 
-  async dispatch(order: DispatchedOrder, source: "intake" | "sweep" | "replay"): Promise<boolean> {
+  async dispatch(order: DispatchedOrder, source: "intake" | "sweep" | "replay"): Promise<DispatchResult> {
     // An operator's replay overrides whatever Redis remembers of the order (its entry was dead-lettered).
     if (source === "replay") await this.redis.del(this.keys.orderState(order.partition, order._id));
-    const id = await this.redis.placementDispatch(
+    return this.redis.placementDispatch(
       this.keys.orderState(order.partition, order._id),
       this.keys.placementStream(order.partition),
       this.trackTtlMs,
       ...entryFields(order, source, 1),
     );
-    return id !== null;
+  }
+
+  fenceForWithdrawal(order: Pick<OrderRecord, "_id" | "partition">): Promise<WithdrawalFence> {
+    return this.redis.placementFenceWithdrawal(
+      this.keys.orderState(order.partition, order._id),
+      WITHDRAWAL_FENCE_TTL_MS,
+    );
   }
 
   acquire(order: Pick<OrderRecord, "_id" | "partition">, token: string, leaseMs: number) {

@@ -41,6 +41,43 @@ export class OrderNotFoundError extends Error {
   }
 }
 
+/** The request body cannot be read as an order (not JSON, too large, malformed): nothing is stored. */
+export class RequestBodyRejectedError extends Error {
+  readonly code = "REQUEST_BODY_REJECTED";
+  constructor(
+    readonly status: 413 | 415 | 422,
+    readonly errors: FieldError[],
+    message: string,
+  ) {
+    super(message);
+    this.name = "RequestBodyRejectedError";
+  }
+}
+
+/** No API key, or one that is unknown or revoked. `reason` says which (for WWW-Authenticate). */
+export class UnauthenticatedError extends Error {
+  readonly code = "UNAUTHENTICATED";
+  readonly status = 401;
+  constructor(readonly reason: "missing" | "invalid") {
+    super(
+      reason === "missing"
+        ? "An API key is required: send Authorization: Bearer <key>"
+        : "The API key is unknown or revoked",
+    );
+    this.name = "UnauthenticatedError";
+  }
+}
+
+/** The account sent more requests than its rate allows; `retryAfterSeconds` says when to come back. */
+export class RateLimitedError extends Error {
+  readonly code = "RATE_LIMITED";
+  readonly status = 429;
+  constructor(readonly retryAfterSeconds: number) {
+    super(`Too many requests; retry after ${retryAfterSeconds} s`);
+    this.name = "RateLimitedError";
+  }
+}
+
 /** The request took longer than its deadline; the client gets the 500 body and may retry with its key. */
 export class DeadlineExceededError extends Error {
   readonly code = "DEADLINE_EXCEEDED";

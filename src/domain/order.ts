@@ -1,7 +1,9 @@
 /**
  * The order as the system keeps it, and its lifecycle. A transition only ever moves forward:
  * accepted -> placing -> placed | rejected, and placing -> accepted when an attempt failed transiently
- * (the order waits for its retry). Execution states extend `placed` later, never replace it.
+ * (the order waits for its retry). accepted -> withdrawn when its client was answered 500 without an
+ * Idempotency-Key: the order may have been stored, but nobody will ever learn it was, so it must never
+ * be placed. Execution states extend `placed` later, never replace it.
  */
 import type { Cents } from "./money.ts";
 
@@ -12,6 +14,7 @@ export const ORDER_STATUSES = [
   "rejected",
   "partially_filled",
   "filled",
+  "withdrawn",
 ] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
 export type OrderType = "market" | "limit";
@@ -19,12 +22,13 @@ export type OrderSide = "buy" | "sell";
 
 const NEXT: Record<OrderStatus, readonly OrderStatus[]> = {
   // accepted -> placed: a holder whose lease expired learns from the venue that its attempt landed.
-  accepted: ["placing", "placed"],
+  accepted: ["placing", "placed", "withdrawn"],
   placing: ["placed", "rejected", "accepted"],
   placed: ["partially_filled", "filled"],
   partially_filled: ["partially_filled", "filled"],
   rejected: [],
   filled: [],
+  withdrawn: [],
 };
 
 export function canTransition(from: OrderStatus, to: OrderStatus): boolean {
@@ -75,6 +79,9 @@ export interface OrderRecord {
   /** Set when its stream entry went to the dead-letter stream: the sweeper leaves it alone until replayed. */
   parked_at: Date | null;
   redispatches: number;
+  /** The client account that placed it (its API key's account); only that account can read it. */
+  account: string;
+  /** The client's Idempotency-Key, unique per account (not globally). */
   idempotency_key: string | null;
 }
 
@@ -93,7 +100,7 @@ export function newOrderRecord(
   id: string,
   draft: OrderDraft,
   now: Date,
-  options: { partitions: number; dispatchGraceMs: number; idempotencyKey: string | null },
+  options: { partitions: number; dispatchGraceMs: number; idempotencyKey: string | null; account: string },
 ): OrderRecord {
   return {
     _id: id,
@@ -118,6 +125,7 @@ export function newOrderRecord(
     dispatch_failed_at: null,
     parked_at: null,
     redispatches: 0,
+    account: options.account,
     idempotency_key: options.idempotencyKey,
   };
 }

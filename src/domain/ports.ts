@@ -2,7 +2,7 @@
  * The ports the order service and the placement actors depend on. Adapters implement them
  * (MongoOrderRepository, RedisPlacementDispatcher); tests may drive them with doubles.
  */
-import type { OrderRecord } from "./order.ts";
+import type { OrderRecord, OrderStatus } from "./order.ts";
 
 export interface Clock {
   now(): Date;
@@ -26,11 +26,20 @@ export type DispatchCandidate = Pick<
   "_id" | "partition" | "sweep_at" | "type" | "side" | "instrument" | "limit_price_cents" | "quantity"
 >;
 
+/** Which orders of an account GET /orders asks for: `before` is the last id of the previous page. */
+export interface OrderListPage {
+  status?: OrderStatus;
+  before?: string;
+  limit: number;
+}
+
 export interface OrderRepository {
   /** Inserts durably (write concern majority + journal). Throws DuplicateOrderIdError if the id exists. */
   insert(order: OrderRecord): Promise<void>;
   /** Reads an order; `majority` reads only what is majority-committed (used after an ambiguous write). */
   findById(id: string, options?: { majority?: boolean }): Promise<OrderRecord | null>;
+  /** One page of an account's orders, newest first. */
+  listForAccount(account: string, page: OrderListPage): Promise<OrderRecord[]>;
   /** Marks an order whose intake XADD failed as due for dispatch now. */
   markDispatchFailed(id: string, now: Date): Promise<void>;
   /** Unfinished -> placed, with the number of venue attempts it took; idempotent on the venue's order id. */
@@ -45,6 +54,13 @@ export interface OrderRepository {
   ): Promise<DispatchCandidate[]>;
   /** Its stream entry was dead-lettered: keep the sweeper away until an operator replays it. */
   park(id: string, reason: string, now: Date): Promise<void>;
+  /**
+   * Makes the order `withdrawn` unless it is already final: a conditional update when it is stored,
+   * else the `tombstone` inserted under its id (so that an insert still on its way fails as a
+   * duplicate). Returns the status the order has afterwards, or null when it is not stored and no
+   * tombstone was given.
+   */
+  withdraw(id: string, now: Date, tombstone?: OrderRecord): Promise<OrderStatus | null>;
   /** Replay: unpark and make it due now. Returns the order, or null if unknown. */
   unpark(id: string, now: Date): Promise<OrderRecord | null>;
 }
@@ -78,15 +94,29 @@ export type DispatchedOrder = Pick<
  * Appends an order to its placement stream unless Redis already tracks it (queued, leased, scheduled for
  * a retry or done): true when an entry was added.
  */
+/**
+ * What a dispatch did: `added` an entry to the stream; nothing because Redis already `tracked` the order
+ * (queued, leased, waiting for a retry, done); or nothing because the order is being `withdrawn`.
+ */
+export type DispatchResult = "added" | "tracked" | "withdrawn";
+
+/** How far the withdrawal of an order got in Redis: fenced, or not possible (an actor holds it / it is done). */
+export type WithdrawalFence = "fenced" | "held" | "placed" | "rejected";
+
 export interface PlacementDispatcher {
-  dispatch(order: DispatchedOrder, source: "intake" | "sweep" | "replay"): Promise<boolean>;
+  dispatch(order: DispatchedOrder, source: "intake" | "sweep" | "replay"): Promise<DispatchResult>;
+  /**
+   * Fences an order off from placement (no actor may lease it, no dispatch may add it) for a long
+   * while: the durable intent of a withdrawal until MongoDB has it.
+   */
+  fenceForWithdrawal(order: Pick<OrderRecord, "_id" | "partition">): Promise<WithdrawalFence>;
 }
 
 /** What Redis says of an order when an actor asks for its lease. */
 export type LeaseAnswer = "acquired" | "held" | "done";
 
 /**
- * The per-order placement state in Redis (docs/adr/0002-leases-and-fencing.md): queued, leased by one
+ * The per-order placement state in Redis (docs/adr/0002-placement-lease-and-fencing.md): queued, leased by one
  * actor (a token, expiring on the Redis server's clock), scheduled for a retry, or done. MongoDB stays
  * the source of truth for the outcome; this only decides who works on an order now.
  */

@@ -2,6 +2,8 @@
  * The simulated venue's HTTP face for the `exchange` process: the wire schemas and `venueRoutes` over
  * the core in venue.ts. http-exchange.ts is its client.
  */
+
+import { createHash, timingSafeEqual } from "node:crypto";
 import { type Static, Type as T } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { Elysia } from "elysia";
@@ -80,13 +82,43 @@ const settingsBody = (s: VenueSettings) => ({
 
 /**
  * The `exchange` process's HTTP face. A 422 is a final rejection for the client (OrderRejectedByVenueError),
- * a 503 a retryable transport failure. The admin routes are unauthenticated: this is a simulator that
- * tests and the chaos checker switch off and on.
+ * a 503 a retryable transport failure. The admin routes (which can stop the venue) need the admin token
+ * as a Bearer credential; without a configured token they are closed (403).
  *
  * A submission does not observe the client disconnecting: like a real venue, a request that arrived is
  * processed, so a client that gave up learns the outcome only through GET /orders/:clientOrderId.
  */
-export function venueRoutes(venue: Venue, metrics: Metrics) {
+export function venueRoutes(venue: Venue, metrics: Metrics, options: { adminToken?: string } = {}) {
+  const admin = new Elysia({ name: "venue-admin" })
+    .onBeforeHandle({ as: "scoped" }, ({ request, status }) => {
+      if (options.adminToken === undefined) {
+        return status(403, { message: "the admin routes are closed: set EXCHANGE_ADMIN_TOKEN to open them" });
+      }
+      if (!sameSecret(request.headers.get("authorization") ?? "", `Bearer ${options.adminToken}`)) {
+        return status(401, { message: "the admin routes need Authorization: Bearer <EXCHANGE_ADMIN_TOKEN>" });
+      }
+    })
+    .post(
+      "/admin/settings",
+      ({ body, status }) => {
+        const checked = check<Static<typeof VenueSettingsBody>>(settingsChecker, body);
+        if (!checked.ok) return status(422, { message: "invalid settings", errors: checked.errors });
+        const { failure_rate, latency_ms, outage } = checked.value;
+        return status(
+          200,
+          settingsBody(venue.configure({ failureRate: failure_rate, latencyMs: latency_ms, outage })),
+        );
+      },
+      { detail: { tags: ["venue"], summary: "Change failure rate, latency or outage" } },
+    )
+    .post(
+      "/admin/reset",
+      () => {
+        venue.reset();
+        return { ...venue.stats(), ...settingsBody(venue.settings()) };
+      },
+      { detail: { tags: ["venue"], summary: "Forget every record and zero the counters" } },
+    );
   return new Elysia()
     .onError(({ code, set }) => {
       if (code === "PARSE") {
@@ -128,25 +160,12 @@ export function venueRoutes(venue: Venue, metrics: Metrics) {
     .get("/stats", () => ({ ...venue.stats(), ...settingsBody(venue.settings()) }), {
       detail: { tags: ["venue"], summary: "Counters and current settings" },
     })
-    .post(
-      "/admin/settings",
-      ({ body, status }) => {
-        const checked = check<Static<typeof VenueSettingsBody>>(settingsChecker, body);
-        if (!checked.ok) return status(422, { message: "invalid settings", errors: checked.errors });
-        const { failure_rate, latency_ms, outage } = checked.value;
-        return status(
-          200,
-          settingsBody(venue.configure({ failureRate: failure_rate, latencyMs: latency_ms, outage })),
-        );
-      },
-      { detail: { tags: ["venue"], summary: "Change failure rate, latency or outage" } },
-    )
-    .post(
-      "/admin/reset",
-      () => {
-        venue.reset();
-        return { ...venue.stats(), ...settingsBody(venue.settings()) };
-      },
-      { detail: { tags: ["venue"], summary: "Forget every record and zero the counters" } },
-    );
+    .use(admin);
+}
+
+/** Compares in constant time, so that the answer's timing does not tell how much of a guess was right. */
+function sameSecret(given: string, expected: string): boolean {
+  const a = createHash("sha256").update(given).digest();
+  const b = createHash("sha256").update(expected).digest();
+  return timingSafeEqual(a, b);
 }

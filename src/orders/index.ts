@@ -1,255 +1,236 @@
-/** The /orders controller: HTTP in and out only; the rules live in validation.ts and service.ts. */
-import type { TSchema } from "@sinclair/typebox";
-import { Elysia } from "elysia";
+/**
+ * The /orders controller: HTTP in and out only. Elysia validates the body, headers and query against
+ * the schemas of model.ts; validation.ts adds what a schema cannot say; service.ts holds the rules.
+ * Every error becomes its documented answer in one place (`onError`), the exact 500 body included.
+ */
+import { Elysia, ValidationError } from "elysia";
 import type { Metrics } from "../adapters/metrics.ts";
 import {
   DeadlineExceededError,
   type FieldError,
+  IdempotencyKeyInFlightError,
   IdempotencyKeyReusedError,
   OrderNotFoundError,
   OrderValidationError,
+  RateLimitedError,
+  RequestBodyRejectedError,
+  UnauthenticatedError,
 } from "../domain/errors.ts";
 import { type Cents, centsToNumber } from "../domain/money.ts";
 import type { OrderRecord } from "../domain/order.ts";
+import { type Authentication, bearerChallenge, callerAccount } from "../http/authentication.ts";
+import type { RateLimiting } from "../http/rate-limit.ts";
+import { requestId } from "../http/request-id.ts";
 import type { Logger } from "../logger.ts";
+import { orderRoutesDocumentation } from "./documentation.ts";
 import {
-  IDEMPOTENCY_KEY_PATTERN,
   INTERNAL_ERROR_BODY,
-  LIMIT_EXAMPLE,
-  MARKET_EXAMPLE,
   MAX_BODY_BYTES,
   MessageResponse,
   NOT_FOUND_BODY,
   OrderDetailResponse,
+  OrderListQuery,
+  OrderListResponse,
   OrderRequest,
+  OrderRequestHeaders,
   OrderResponse,
   ValidationErrorResponse,
 } from "./model.ts";
 import type { OrderService } from "./service.ts";
-import { validateOrderRequest } from "./validation.ts";
+import { describeBodyErrors, toDraft } from "./validation.ts";
 
-class RequestRejected extends Error {
-  constructor(
-    readonly status: number,
-    readonly errors: FieldError[],
-    message: string,
-  ) {
-    super(message);
-  }
-}
+const JSON_MEDIA_TYPE = /^application\/([\w.+-]+\+)?json\s*(;|$)/i;
 
-export function ordersController(deps: {
+/** Header names as the contract spells them, for the `field` of a header's 422. */
+const HEADER_FIELDS: Record<string, string> = { "idempotency-key": "Idempotency-Key" };
+
+export interface OrdersControllerDeps {
   service: OrderService;
   metrics: Metrics;
   logger: Logger;
   deadlineMs: number;
-}) {
-  const { service, metrics, logger, deadlineMs } = deps;
+  auth: Authentication;
+  rateLimiting: RateLimiting | null;
+}
 
-  return new Elysia({ name: "orders-controller" })
+export function ordersController(deps: OrdersControllerDeps) {
+  const { service, metrics, logger, deadlineMs } = deps;
+  const docs = orderRoutesDocumentation();
+
+  return new Elysia({ name: "orders-controller", normalize: false })
+    .use(requestId())
+    .model({
+      OrderRequest,
+      Order: OrderResponse,
+      OrderDetail: OrderDetailResponse,
+      OrderList: OrderListResponse,
+      ValidationError: ValidationErrorResponse,
+      Message: MessageResponse,
+    })
+    .onError({ as: "scoped" }, ({ error, code, set, request, requestId }) => {
+      const isIntake = request.method === "POST";
+      const answer = answerFor(error, code);
+      if (answer) {
+        if (answer.status < 500) metrics.ordersValidationRejected.inc({ reason: String(answer.status) });
+        set.status = answer.status;
+        Object.assign(set.headers, answer.headers);
+        return answer.body;
+      }
+      if (isIntake) {
+        const cause =
+          error instanceof DeadlineExceededError ? "deadline" : ((error as Error)?.name ?? "unknown");
+        metrics.ordersInternalErrors.inc({ cause });
+      }
+      logger.error(isIntake ? "order intake failed" : "order lookup failed", {
+        request_id: requestId,
+        order_id: set.headers["x-order-id"],
+        error,
+      });
+      set.status = 500;
+      return isIntake ? INTERNAL_ERROR_BODY : { message: "Internal server error" };
+    })
+    .use(callerAccount(deps.auth, deps.rateLimiting))
     .post(
       "/orders",
-      async ({ request, set }) => {
-        const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
-        set.headers["x-request-id"] = requestId;
-        // Set by the service once an order id is in play; read by the 500 answer (even on the deadline).
-        const intake: { orderId?: string } = {};
-        try {
-          const key = readIdempotencyKey(request);
-          const draft = validateOrderRequest(await readJsonBody(request));
-          const placing = service.place(draft, key, {
+      async ({ body, headers, account, set, status, requestId }) => {
+        const draft = toDraft(body);
+        // Within REQUEST_DEADLINE_MS: the service keeps the deadline (and withdraws what it gives up).
+        const { order, replayed } = await service.place(
+          { draft, idempotencyKey: headers["idempotency-key"] ?? null, account },
+          {
+            // "Maybe stored" from here on: a 500 tells the client the id to look up, even without a key.
             onOrderId: (orderId) => {
-              intake.orderId = orderId;
+              set.headers["x-order-id"] = orderId;
             },
-          });
-          const { order, replayed } = await withDeadline(placing, deadlineMs);
-          if (replayed) {
-            set.headers["idempotent-replayed"] = "true";
-            metrics.ordersReplayed.inc();
-          } else {
-            metrics.ordersAccepted.inc();
-          }
-          set.status = 201;
-          set.headers.location = `/orders/${order._id}`;
-          logger.debug("order accepted", { order_id: order._id, request_id: requestId, replayed });
-          return toResponse(order);
-        } catch (error) {
-          return answerError(error, set, requestId, intake.orderId);
+          },
+        );
+        delete set.headers["x-order-id"];
+        if (replayed) {
+          set.headers["idempotent-replayed"] = "true";
+          metrics.ordersReplayed.inc();
+        } else {
+          metrics.ordersAccepted.inc();
         }
+        set.headers.location = `/orders/${order._id}`;
+        logger.debug("order accepted", { order_id: order._id, request_id: requestId, replayed });
+        return status(201, toResponse(order));
       },
       {
-        parse: "none",
-        detail: {
-          tags: ["orders"],
-          summary: "Place an order",
-          description:
-            "Stores the order durably (MongoDB, write concern majority + journal) and guarantees its placement at the exchange, which happens asynchronously. Send an Idempotency-Key to retry safely.",
-          parameters: [
-            {
-              name: "Idempotency-Key",
-              in: "header",
-              required: false,
-              description:
-                "1-255 printable ASCII characters; a retry with the same key and body returns the first order",
-              schema: { type: "string", minLength: 1, maxLength: 255 },
-            },
-          ],
-          requestBody: {
-            required: true,
-            content: {
-              "application/json": {
-                schema: openApiSchema(OrderRequest),
-                examples: { market: { value: MARKET_EXAMPLE }, limit: { value: LIMIT_EXAMPLE } },
-              },
-            },
-          },
-          responses: {
-            201: jsonResponse("The order is stored and its placement is guaranteed", OrderResponse),
-            409: jsonResponse(
-              "A request with the same Idempotency-Key is still in progress",
-              MessageResponse,
-            ),
-            413: jsonResponse("The body is larger than 16 KiB", ValidationErrorResponse),
-            415: jsonResponse("The body is not sent as application/json", ValidationErrorResponse),
-            422: jsonResponse(
-              "The body breaks a rule (every bad field is named), or the Idempotency-Key was used with another body; nothing is stored",
-              ValidationErrorResponse,
-            ),
-            500: {
-              ...jsonResponse(
-                'Internal error; the body is exactly {"message": "Internal server error while placing the order"}. The order may have been stored: retry with the same Idempotency-Key, or look up the X-Order-Id',
-                MessageResponse,
-              ),
-              headers: {
-                "X-Order-Id": {
-                  description:
-                    "The id the order would have, present once the service tried to store it: GET /orders/{id} tells whether it was stored (and will be placed)",
-                  schema: { type: "string", format: "uuid" },
-                },
-              },
-            },
-          },
-        },
+        // readOrderJson always answers or throws; "application/json" after it is never reached and is
+        // there for the OpenAPI document, which names the request's media type after it.
+        parse: [({ request }) => readOrderJson(request), "application/json"],
+        headers: OrderRequestHeaders,
+        body: "OrderRequest",
+        response: { 201: "Order" },
+        detail: docs.placeOrder,
       },
     )
     .get(
+      "/orders",
+      async ({ query, account }) => {
+        const page = await withDeadline(
+          service.list(account, { status: query.status, before: query.cursor, limit: query.limit ?? 50 }),
+          deadlineMs,
+        );
+        return { orders: page.orders.map(toDetailResponse), next_cursor: page.next };
+      },
+      { query: OrderListQuery, response: { 200: "OrderList" }, detail: docs.listOrders },
+    )
+    .get(
       "/orders/:id",
-      async ({ params, set, request }) => {
-        const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
-        try {
-          return toDetailResponse(await withDeadline(service.get(params.id), deadlineMs));
-        } catch (error) {
-          if (error instanceof OrderNotFoundError) {
-            set.status = 404;
-            return NOT_FOUND_BODY;
-          }
-          logger.error("order lookup failed", { order_id: params.id, request_id: requestId, error });
-          set.status = 500;
-          return { message: "Internal server error" };
-        }
-      },
-      {
-        detail: {
-          tags: ["orders"],
-          summary: "An order with its placement state",
-          responses: {
-            200: jsonResponse("The order", OrderDetailResponse),
-            404: jsonResponse('Unknown id: {"message": "Order not found"}', MessageResponse),
-          },
-        },
-      },
+      async ({ params, account }) =>
+        toDetailResponse(await withDeadline(service.get(params.id, account), deadlineMs)),
+      { response: { 200: "OrderDetail" }, detail: docs.getOrder },
     );
+}
 
-  function answerError(
-    error: unknown,
-    set: { status?: number | string; headers: Record<string, unknown> },
-    requestId: string,
-    orderId: string | undefined,
-  ) {
-    if (error instanceof RequestRejected) {
-      metrics.ordersValidationRejected.inc({ reason: String(error.status) });
-      set.status = error.status;
-      return { message: error.message, errors: error.errors };
-    }
-    if (error instanceof OrderValidationError) {
-      metrics.ordersValidationRejected.inc({ reason: "422" });
-      set.status = 422;
-      return { message: "The order is invalid", errors: error.errors };
-    }
-    if (error instanceof IdempotencyKeyReusedError) {
-      metrics.ordersValidationRejected.inc({ reason: "422" });
-      set.status = 422;
-      // Every 422 has the documented shape and names the field at fault: here the header.
-      return { message: error.message, errors: [{ field: "Idempotency-Key", message: error.message }] };
-    }
-    const status = (error as { status?: unknown }).status;
-    if (status === 409 || status === 422) {
-      metrics.ordersValidationRejected.inc({ reason: String(status) });
-      set.status = status;
-      return { message: (error as Error).message };
-    }
-    const cause = error instanceof DeadlineExceededError ? "deadline" : ((error as Error)?.name ?? "unknown");
-    metrics.ordersInternalErrors.inc({ cause });
-    logger.error("order intake failed", { request_id: requestId, order_id: orderId, error });
-    set.status = 500;
-    // "Maybe stored": the client can find out under this id, even without an Idempotency-Key.
-    if (orderId !== undefined) set.headers["x-order-id"] = orderId;
-    return INTERNAL_ERROR_BODY;
+interface Answer {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+/** The documented answer of a client error; undefined for an internal one (the 500). */
+function answerFor(error: unknown, code: unknown): Answer | undefined {
+  if (error instanceof ValidationError) return validationAnswer(error);
+  // Elysia hands a parser's error on as the cause of its ParseError.
+  if (code === "PARSE" && (error as Error).cause instanceof RequestBodyRejectedError) {
+    return answerFor((error as Error).cause, undefined);
   }
-}
-
-/** TypeBox schemas are JSON Schema; OpenAPI's types just do not know TypeBox's symbol keys. */
-function openApiSchema(schema: TSchema): never {
-  return schema as never;
-}
-
-function jsonResponse(description: string, schema: TSchema) {
-  return { description, content: { "application/json": { schema: openApiSchema(schema) } } };
-}
-
-function readIdempotencyKey(request: Request): string | null {
-  const key = request.headers.get("idempotency-key");
-  if (key === null) return null;
-  if (!IDEMPOTENCY_KEY_PATTERN.test(key)) {
-    throw new RequestRejected(
-      422,
-      [{ field: "Idempotency-Key", message: "must be 1-255 printable ASCII characters" }],
-      "The Idempotency-Key header is invalid",
-    );
+  if (code === "NOT_FOUND") return { status: 404, body: { message: "Not found" } };
+  if (error instanceof RequestBodyRejectedError) return rejected(error.status, error.message, error.errors);
+  if (error instanceof OrderValidationError) return rejected(422, "The order is invalid", error.errors);
+  if (error instanceof IdempotencyKeyReusedError) {
+    // Every 422 has the documented shape and names the field at fault: here the header.
+    return rejected(422, error.message, [{ field: "Idempotency-Key", message: error.message }]);
   }
-  return key;
+  if (error instanceof IdempotencyKeyInFlightError) return { status: 409, body: { message: error.message } };
+  if (error instanceof OrderNotFoundError) return { status: 404, body: NOT_FOUND_BODY };
+  if (error instanceof UnauthenticatedError) {
+    return {
+      status: 401,
+      body: { message: error.message },
+      headers: { "www-authenticate": bearerChallenge(error) },
+    };
+  }
+  if (error instanceof RateLimitedError) return { status: 429, body: { message: error.message } };
+  return undefined;
 }
 
-async function readJsonBody(request: Request): Promise<unknown> {
-  const contentType = request.headers.get("content-type") ?? "";
-  if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(contentType)) {
-    throw new RequestRejected(
-      415,
-      [{ field: "content-type", message: "must be application/json" }],
-      "The body must be JSON",
-    );
+function validationAnswer(error: ValidationError): Answer {
+  if (error.type === "body") {
+    return rejected(422, "The order is invalid", describeBodyErrors(error.all, error.value));
   }
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > MAX_BODY_BYTES) throw tooLarge();
+  if (error.type === "params") return { status: 404, body: NOT_FOUND_BODY };
+  const errors = error.all.map((e) => {
+    const name = e.path.split("/")[1] ?? "";
+    const field = HEADER_FIELDS[name] ?? name;
+    return { field, message: e.schema.description ? `must be ${e.schema.description}` : "is invalid" };
+  });
+  const what = error.type === "headers" ? "A header is invalid" : "A query parameter is invalid";
+  return rejected(422, what, errors);
+}
+
+function rejected(status: number, message: string, errors: FieldError[]): Answer {
+  return { status, body: { message, errors } };
+}
+
+function mediaTypeAnswer(): Answer {
+  return rejected(415, "The body must be JSON", [
+    { field: "content-type", message: "must be application/json" },
+  ]);
+}
+
+const notJsonMediaType = () =>
+  new RequestBodyRejectedError(
+    415,
+    [{ field: "content-type", message: "must be application/json" }],
+    "The body must be JSON",
+  );
+
+/**
+ * The body of POST /orders: JSON by media type, at most 16 KiB (counted as read, so a streamed body
+ * without a content-length is stopped too), strict UTF-8.
+ */
+async function readOrderJson(request: Request): Promise<unknown> {
+  if (!JSON_MEDIA_TYPE.test(request.headers.get("content-type") ?? "")) throw notJsonMediaType();
+  const tooLarge = new RequestBodyRejectedError(
+    413,
+    [{ field: "body", message: `must be at most ${MAX_BODY_BYTES} bytes` }],
+    "The body is too large",
+  );
+  if (Number(request.headers.get("content-length") ?? "0") > MAX_BODY_BYTES) throw tooLarge;
   const bytes = await request.arrayBuffer();
-  if (bytes.byteLength > MAX_BODY_BYTES) throw tooLarge();
+  if (bytes.byteLength > MAX_BODY_BYTES) throw tooLarge;
   try {
     return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch {
-    throw new RequestRejected(
+    throw new RequestBodyRejectedError(
       422,
       [{ field: "body", message: "is not valid JSON" }],
       "The body is not valid JSON",
     );
   }
-}
-
-function tooLarge() {
-  return new RequestRejected(
-    413,
-    [{ field: "body", message: `must be at most ${MAX_BODY_BYTES} bytes` }],
-    "The body is too large",
-  );
 }
 
 function withDeadline<T>(work: Promise<T>, deadlineMs: number): Promise<T> {
@@ -260,7 +241,7 @@ function withDeadline<T>(work: Promise<T>, deadlineMs: number): Promise<T> {
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
 
-export function toResponse(order: OrderRecord) {
+export function toResponse(order: OrderRecord): OrderResponse {
   return {
     id: order._id,
     created_at: order.created_at.toISOString(),
@@ -273,7 +254,7 @@ export function toResponse(order: OrderRecord) {
   };
 }
 
-function toDetailResponse(order: OrderRecord) {
+function toDetailResponse(order: OrderRecord): OrderDetailResponse {
   return {
     ...toResponse(order),
     attempts: order.attempts,

@@ -1,8 +1,24 @@
 /** The HTTP contract of /orders (docs/CONTRACT.md). These schemas are the only source of the matching types. */
-import { type Static, Type as T } from "@sinclair/typebox";
+import { type Static, Type as T, type TLiteral } from "@sinclair/typebox";
 import { ORDER_STATUSES } from "../domain/order.ts";
 
+/** One literal per value, typed as the tuple it is (a plain `map` would type the union as `never`). */
+function literals<const V extends readonly string[]>(values: V) {
+  return values.map((value) => T.Literal(value)) as { -readonly [K in keyof V]: TLiteral<V[K]> };
+}
+
+const OrderStatus = (options: { description?: string } = {}) => T.Union(literals(ORDER_STATUSES), options);
+
 export const MAX_QUANTITY = Number.MAX_SAFE_INTEGER;
+
+export const MARKET_EXAMPLE = { type: "market", side: "buy", instrument: "US0378331005", quantity: 10 };
+export const LIMIT_EXAMPLE = {
+  type: "limit",
+  side: "sell",
+  instrument: "DE0007164600",
+  limit_price: "123.45",
+  quantity: 5,
+};
 export const MAX_BODY_BYTES = 16 * 1024;
 
 export const OrderRequest = T.Object(
@@ -14,6 +30,8 @@ export const OrderRequest = T.Object(
       maxLength: 12,
       description: "ISIN, exactly 12 characters",
       examples: ["US0378331005"],
+      // The words of a length error (validation.ts adds the length received).
+      error: "must be exactly 12 characters (an ISIN)",
     }),
     limit_price: T.Optional(
       T.Union(
@@ -24,9 +42,13 @@ export const OrderRequest = T.Object(
         },
       ),
     ),
-    quantity: T.Integer({ minimum: 1, maximum: MAX_QUANTITY, description: "Number of shares, 1 .. 2^53-1" }),
+    quantity: T.Integer({
+      exclusiveMinimum: 0,
+      maximum: MAX_QUANTITY,
+      description: "Number of shares, 1 .. 2^53-1",
+    }),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [MARKET_EXAMPLE, LIMIT_EXAMPLE] },
 );
 export type OrderRequest = Static<typeof OrderRequest>;
 
@@ -38,7 +60,7 @@ export const OrderResponse = T.Object({
   instrument: T.String(),
   limit_price: T.Union([T.Number(), T.Null()]),
   quantity: T.Integer(),
-  status: T.Union(ORDER_STATUSES.map((s) => T.Literal(s))),
+  status: OrderStatus(),
 });
 export type OrderResponse = Static<typeof OrderResponse>;
 
@@ -55,22 +77,57 @@ export const OrderDetailResponse = T.Composite([
 ]);
 export type OrderDetailResponse = Static<typeof OrderDetailResponse>;
 
-export const ValidationErrorResponse = T.Object({
-  message: T.String(),
-  errors: T.Array(T.Object({ field: T.String(), message: T.String() })),
-});
+export const ValidationErrorResponse = T.Object(
+  {
+    message: T.String(),
+    errors: T.Array(
+      T.Object({
+        field: T.String({ description: "The body field, header or query parameter at fault" }),
+        message: T.String(),
+      }),
+    ),
+  },
+  {
+    examples: [
+      {
+        message: "The order is invalid",
+        errors: [{ field: "instrument", message: "must be exactly 12 characters (an ISIN), got 11" }],
+      },
+    ],
+  },
+);
 export const MessageResponse = T.Object({ message: T.String() });
+
+export const OrderListQuery = T.Object({
+  status: T.Optional(OrderStatus({ description: "Only orders in this status" })),
+  cursor: T.Optional(
+    T.String({
+      pattern: "^[0-9a-f-]{36}$",
+      description: "The next_cursor of the previous page; absent for the first (newest) page",
+    }),
+  ),
+  limit: T.Optional(T.Integer({ minimum: 1, maximum: 100, default: 50, description: "Orders per page" })),
+});
+export type OrderListQuery = Static<typeof OrderListQuery>;
+
+export const OrderListResponse = T.Object({
+  orders: T.Array(OrderDetailResponse, { description: "Newest first" }),
+  next_cursor: T.Union([T.String(), T.Null()], {
+    description: "Pass as `cursor` for the next (older) page; null on the last page",
+  }),
+});
+export type OrderListResponse = Static<typeof OrderListResponse>;
+
+/** The request headers /orders reads (names are case-insensitive; Elysia hands them lower-cased). */
+export const OrderRequestHeaders = T.Object({
+  "idempotency-key": T.Optional(
+    T.String({
+      pattern: "^[\\x21-\\x7e]{1,255}$",
+      description:
+        "1-255 printable ASCII characters, unique per account: a retry with the same key and body returns the first order",
+    }),
+  ),
+});
 
 export const INTERNAL_ERROR_BODY = { message: "Internal server error while placing the order" } as const;
 export const NOT_FOUND_BODY = { message: "Order not found" } as const;
-
-export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
-
-export const MARKET_EXAMPLE = { type: "market", side: "buy", instrument: "US0378331005", quantity: 10 };
-export const LIMIT_EXAMPLE = {
-  type: "limit",
-  side: "sell",
-  instrument: "DE0007164600",
-  limit_price: "123.45",
-  quantity: 5,
-};

@@ -5,6 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import {
+  DeadlineExceededError,
   IdempotencyKeyInFlightError,
   IdempotencyKeyReusedError,
   OrderNotFoundError,
@@ -15,9 +16,11 @@ import {
   type Clock,
   DuplicateOrderIdError,
   type IdempotencyStore,
+  type OrderListPage,
   type OrderRepository,
   type PlacementDispatcher,
 } from "../domain/ports.ts";
+import type { Withdrawals } from "./withdrawal.ts";
 
 export interface OrderServiceSettings {
   partitions: number;
@@ -25,6 +28,8 @@ export interface OrderServiceSettings {
   idempotencyTtlMs: number;
   /** A key whose first request is older than this and produced no order is presumed abandoned. */
   idempotencyLeaseMs: number;
+  /** POST /orders answers within this (the 500 body past it), whatever its operations still do. */
+  requestDeadlineMs: number;
 }
 
 export interface OrderServiceHooks {
@@ -35,6 +40,21 @@ export interface OrderServiceHooks {
 /** Told the id an order is stored under, right before its insert (from then on the order may exist). */
 export interface IntakeObserver {
   onOrderId?(orderId: string): void;
+}
+
+/** What one request's store step shares with its deadline: the order once built, and whether it was given up. */
+interface IntakeAttempt extends IntakeObserver {
+  order?: OrderRecord;
+  /** The client was answered 500 without an Idempotency-Key: the order must not be dispatched. */
+  abandoned: boolean;
+}
+
+export interface PlaceRequest {
+  draft: OrderDraft;
+  /** The client's Idempotency-Key header, or null. */
+  idempotencyKey: string | null;
+  /** The authenticated account the order belongs to. */
+  account: string;
 }
 
 export interface PlaceResult {
@@ -49,16 +69,52 @@ export function createOrderService(deps: {
   clock: Clock;
   ids: IdGenerator;
   settings: OrderServiceSettings;
+  /** Where orders answered 500 without an Idempotency-Key go, so that nothing places them. */
+  withdrawals: Pick<Withdrawals, "withdraw">;
   hooks?: OrderServiceHooks;
 }) {
-  const { orders, idempotency, dispatcher, clock, ids, settings, hooks = {} } = deps;
+  const { orders, idempotency, dispatcher, clock, ids, settings, withdrawals, hooks = {} } = deps;
 
-  async function place(
-    draft: OrderDraft,
-    idempotencyKey: string | null,
+  /**
+   * POST /orders within its deadline. A failure (or the deadline) after the order id was in play means
+   * "maybe stored": with an Idempotency-Key the client's retry resolves it (the stored order is
+   * replayed); without one the order is withdrawn, so that the 500 never becomes a placement.
+   */
+  async function placeWithinDeadline(
+    request: PlaceRequest,
     intake: IntakeObserver = {},
   ): Promise<PlaceResult> {
-    if (idempotencyKey === null) return { order: await store(ids(), draft, null, intake), replayed: false };
+    const attempt: IntakeAttempt = { onOrderId: intake.onOrderId, abandoned: false };
+    const work = place(request, attempt);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new DeadlineExceededError(settings.requestDeadlineMs)),
+        settings.requestDeadlineMs,
+      );
+    });
+    try {
+      return await Promise.race([work, deadline]);
+    } catch (error) {
+      if (request.idempotencyKey === null) {
+        attempt.abandoned = true;
+        work.catch(() => {}); // its outcome no longer matters: the withdrawal decides
+        if (attempt.order) void withdrawals.withdraw(attempt.order);
+      }
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Stores the order of `request.account`. Idempotency-Keys are the account's own: another account's
+   * identical key is another key (one client can neither occupy nor read another's).
+   */
+  async function place(request: PlaceRequest, intake: IntakeAttempt): Promise<PlaceResult> {
+    const { draft, idempotencyKey: clientKey, account } = request;
+    if (clientKey === null) return { order: await store(ids(), request, intake), replayed: false };
+    const idempotencyKey = scopedIdempotencyKey(account, clientKey);
     const requestHash = hashDraft(draft);
     const now = clock.now();
     const orderId = ids();
@@ -66,10 +122,10 @@ export function createOrderService(deps: {
       { key: idempotencyKey, requestHash, orderId, claimedAt: now },
       new Date(now.getTime() + settings.idempotencyTtlMs),
     );
-    if (outcome.claimed) return storeOwned(orderId, draft, idempotencyKey, now, intake);
+    if (outcome.claimed) return storeOwned(orderId, request, idempotencyKey, now, intake);
     const existing = outcome.existing;
     // The key expired between our insert and our read: it is free again.
-    if (existing === null) return place(draft, idempotencyKey, intake);
+    if (existing === null) return place(request, intake);
     if (existing.requestHash !== requestHash) throw new IdempotencyKeyReusedError();
     const earlier = await orders.findById(existing.orderId, { majority: true });
     if (earlier) return { order: earlier, replayed: true };
@@ -78,18 +134,18 @@ export function createOrderService(deps: {
     if (!(await idempotency.takeOver(idempotencyKey, existing.claimedAt, now)))
       throw new IdempotencyKeyInFlightError();
     // Same order id as the abandoned first attempt: if that attempt did insert after all, we replay it.
-    return storeOwned(existing.orderId, draft, idempotencyKey, now, intake);
+    return storeOwned(existing.orderId, request, idempotencyKey, now, intake);
   }
 
   async function storeOwned(
     orderId: string,
-    draft: OrderDraft,
+    request: PlaceRequest,
     key: string,
     claimedAt: Date,
-    intake: IntakeObserver,
+    intake: IntakeAttempt,
   ): Promise<PlaceResult> {
     try {
-      return { order: await store(orderId, draft, key, intake), replayed: false };
+      return { order: await store(orderId, request, intake), replayed: false };
     } catch (error) {
       if (error instanceof DuplicateOrderIdError) {
         const earlier = await orders.findById(orderId, { majority: true });
@@ -101,17 +157,14 @@ export function createOrderService(deps: {
     }
   }
 
-  async function store(
-    orderId: string,
-    draft: OrderDraft,
-    key: string | null,
-    intake: IntakeObserver,
-  ): Promise<OrderRecord> {
-    const order = newOrderRecord(orderId, draft, clock.now(), {
+  async function store(orderId: string, request: PlaceRequest, intake: IntakeAttempt): Promise<OrderRecord> {
+    const order = newOrderRecord(orderId, request.draft, clock.now(), {
       partitions: settings.partitions,
       dispatchGraceMs: settings.dispatchGraceMs,
-      idempotencyKey: key,
+      idempotencyKey: request.idempotencyKey,
+      account: request.account,
     });
+    intake.order = order;
     intake.onOrderId?.(orderId);
     try {
       await orders.insert(order);
@@ -123,6 +176,8 @@ export function createOrderService(deps: {
       hooks.onAmbiguousWrite?.(orderId, error, stored !== null);
       if (!stored) throw error;
     }
+    // Stored after its client was told 500: the withdrawal takes it from here.
+    if (intake.abandoned) return order;
     try {
       await dispatcher.dispatch(order, "intake");
     } catch (error) {
@@ -132,16 +187,34 @@ export function createOrderService(deps: {
     return order;
   }
 
-  async function get(id: string): Promise<OrderRecord> {
+  /** Another account's order is as unknown as a missing one (no probing of ids across clients). */
+  async function get(id: string, account: string): Promise<OrderRecord> {
     const order = await orders.findById(id);
-    if (!order) throw new OrderNotFoundError(id);
+    if (!order || order.account !== account) throw new OrderNotFoundError(id);
     return order;
   }
 
-  return { place, get };
+  /** A page of the account's orders and the cursor of the next page (null on the last one). */
+  async function list(
+    account: string,
+    page: OrderListPage,
+  ): Promise<{ orders: OrderRecord[]; next: string | null }> {
+    // One more than asked tells whether another page exists without a second query.
+    const found = await orders.listForAccount(account, { ...page, limit: page.limit + 1 });
+    const pageOrders = found.slice(0, page.limit);
+    const last = pageOrders.at(-1);
+    return { orders: pageOrders, next: found.length > page.limit && last ? last._id : null };
+  }
+
+  return { place: placeWithinDeadline, get, list };
 }
 
 export type OrderService = ReturnType<typeof createOrderService>;
+
+/** Account names cannot hold a space, so the scoped key is unambiguous. */
+export function scopedIdempotencyKey(account: string, key: string): string {
+  return `${account} ${key}`;
+}
 
 /** The request's identity for idempotency: the normalised order, so "10.5" and 10.50 are the same body. */
 export function hashDraft(draft: OrderDraft): string {

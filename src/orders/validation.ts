@@ -1,95 +1,106 @@
 /**
- * Turns a parsed JSON body into an OrderDraft or a list of field errors in plain words. The TypeBox
- * schema states the shape; the rules a schema cannot say (price exactness, market vs limit) follow.
+ * What the OrderRequest schema cannot say, and the schema's own errors in plain words. The rules of the
+ * shape live only in model.ts (Elysia validates the body against it); this file adds the price rule
+ * (market vs limit, exact cents) and names every bad field at once.
  */
-import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { type ValueError, ValueErrorType } from "@sinclair/typebox/errors";
 import { type FieldError, OrderValidationError } from "../domain/errors.ts";
 import { parsePrice } from "../domain/money.ts";
 import type { OrderDraft } from "../domain/order.ts";
-import { MAX_QUANTITY, OrderRequest } from "./model.ts";
+import type { OrderRequest } from "./model.ts";
 
-const checker = TypeCompiler.Compile(OrderRequest);
-const KNOWN_FIELDS = new Set(Object.keys(OrderRequest.properties));
-
-export function validateOrderRequest(body: unknown): OrderDraft {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new OrderValidationError([{ field: "body", message: "must be a JSON object" }]);
-  }
-  const input = body as Record<string, unknown>;
-  const errors: FieldError[] = [];
-  for (const field of Object.keys(input)) {
-    if (!KNOWN_FIELDS.has(field)) errors.push({ field, message: "is not a known field" });
-  }
-  checkEnum(input, "type", ["market", "limit"], errors);
-  checkEnum(input, "side", ["buy", "sell"], errors);
-
-  const instrument = input.instrument;
-  if (instrument === undefined) errors.push({ field: "instrument", message: "is required" });
-  else if (typeof instrument !== "string") errors.push({ field: "instrument", message: "must be a string" });
-  else if (instrument.length !== 12) {
-    errors.push({
-      field: "instrument",
-      message: `must be exactly 12 characters (an ISIN), got ${instrument.length}`,
-    });
-  }
-
-  const quantity = input.quantity;
-  if (quantity === undefined) errors.push({ field: "quantity", message: "is required" });
-  else if (typeof quantity !== "number" || !Number.isInteger(quantity)) {
-    errors.push({ field: "quantity", message: "must be an integer" });
-  } else if (quantity < 1) errors.push({ field: "quantity", message: "must be greater than 0" });
-  else if (quantity > MAX_QUANTITY)
-    errors.push({ field: "quantity", message: "must be at most 9007199254740991" });
-
-  const limitPriceCents = checkLimitPrice(input, errors);
-
-  // The hand-written rules above say everything the schema says, in plain words; the compiled schema
-  // is the backstop that keeps the two from drifting apart.
-  if (errors.length === 0 && !checker.Check(body)) {
-    const first = checker.Errors(body).First();
-    errors.push({ field: first?.path.slice(1) || "body", message: first?.message ?? "is invalid" });
-  }
-  if (errors.length > 0) throw new OrderValidationError(errors);
+/** A body that passed the schema becomes a draft, or an OrderValidationError naming the price. */
+export function toDraft(body: OrderRequest): OrderDraft {
+  const price = checkLimitPrice(body);
+  if (!price.ok) throw new OrderValidationError([price.error]);
   return {
-    type: input.type as OrderDraft["type"],
-    side: input.side as OrderDraft["side"],
-    instrument: instrument as string,
-    limitPriceCents,
-    quantity: quantity as number,
+    type: body.type,
+    side: body.side,
+    instrument: body.instrument,
+    limitPriceCents: price.cents,
+    quantity: body.quantity,
   };
 }
 
-function checkEnum(input: Record<string, unknown>, field: string, allowed: string[], errors: FieldError[]) {
-  const value = input[field];
-  if (value === undefined) errors.push({ field, message: "is required" });
-  else if (typeof value !== "string" || !allowed.includes(value)) {
-    errors.push({ field, message: `must be one of ${allowed.map((a) => `"${a}"`).join(", ")}` });
+/**
+ * The field errors of a body that failed the schema: one per field (the first the schema found), the
+ * price rule's verdict on `limit_price` (more telling than the schema's "no variant matched").
+ */
+export function describeBodyErrors(errors: readonly ValueError[], body: unknown): FieldError[] {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return [{ field: "body", message: "must be a JSON object" }];
+  }
+  const byField = new Map<string, string>();
+  const price = checkLimitPrice(body as Record<string, unknown>);
+  if (!price.ok) byField.set("limit_price", price.error.message);
+  for (const error of errors) {
+    const field = error.path.split("/")[1] || "body";
+    if (!byField.has(field)) byField.set(field, describe(error));
+  }
+  return [...byField].map(([field, message]) => ({ field, message }));
+}
+
+/** One schema error in the words of docs/CONTRACT.md, derived from the schema keyword that failed. */
+export function describe(error: ValueError): string {
+  const schema = error.schema as Record<string, unknown>;
+  switch (error.type) {
+    case ValueErrorType.ObjectRequiredProperty:
+      return "is required";
+    case ValueErrorType.ObjectAdditionalProperties:
+      return "is not a known field";
+    case ValueErrorType.Union: {
+      const values = ((schema.anyOf as { const?: unknown }[] | undefined) ?? []).map((s) => s.const);
+      return values.length > 0 && values.every((v) => typeof v === "string")
+        ? `must be one of ${values.map((v) => `"${v}"`).join(", ")}`
+        : "has none of the allowed types";
+    }
+    case ValueErrorType.String:
+      return "must be a string";
+    case ValueErrorType.Integer:
+      return "must be an integer";
+    case ValueErrorType.Number:
+      return "must be a number";
+    case ValueErrorType.StringMinLength:
+    case ValueErrorType.StringMaxLength: {
+      const got = typeof error.value === "string" ? `, got ${error.value.length}` : "";
+      if (typeof schema.error === "string") return `${schema.error}${got}`;
+      return error.type === ValueErrorType.StringMinLength
+        ? `must be at least ${schema.minLength} characters${got}`
+        : `must be at most ${schema.maxLength} characters${got}`;
+    }
+    case ValueErrorType.StringPattern:
+      return typeof schema.description === "string"
+        ? `must be ${schema.description}`
+        : "has an invalid format";
+    case ValueErrorType.IntegerExclusiveMinimum:
+    case ValueErrorType.NumberExclusiveMinimum:
+      return `must be greater than ${schema.exclusiveMinimum}`;
+    case ValueErrorType.IntegerMinimum:
+    case ValueErrorType.NumberMinimum:
+      return `must be at least ${schema.minimum}`;
+    case ValueErrorType.IntegerMaximum:
+    case ValueErrorType.NumberMaximum:
+      return `must be at most ${schema.maximum}`;
+    default:
+      return "is invalid";
   }
 }
 
-function checkLimitPrice(
-  input: Record<string, unknown>,
-  errors: FieldError[],
-): OrderDraft["limitPriceCents"] {
+type PriceVerdict = { ok: true; cents: OrderDraft["limitPriceCents"] } | { ok: false; error: FieldError };
+
+/** Market orders carry no price; limit orders carry a positive price with at most 2 decimals. */
+function checkLimitPrice(input: Record<string, unknown>): PriceVerdict {
   const price = input.limit_price;
   const absent = price === undefined || price === null;
+  const refuse = (message: string): PriceVerdict => ({ ok: false, error: { field: "limit_price", message } });
   if (input.type === "market") {
-    if (!absent) errors.push({ field: "limit_price", message: "must be absent or null for a market order" });
-    return null;
+    return absent ? { ok: true, cents: null } : refuse("must be absent or null for a market order");
   }
-  if (input.type !== "limit") return null;
-  if (absent) {
-    errors.push({ field: "limit_price", message: "is required for a limit order" });
-    return null;
-  }
+  if (input.type !== "limit") return { ok: true, cents: null };
+  if (absent) return refuse("is required for a limit order");
   if (typeof price !== "number" && typeof price !== "string") {
-    errors.push({ field: "limit_price", message: 'must be a number or a decimal string such as "10.50"' });
-    return null;
+    return refuse('must be a number or a decimal string such as "10.50"');
   }
   const parsed = parsePrice(price);
-  if (!parsed.ok) {
-    errors.push({ field: "limit_price", message: parsed.reason });
-    return null;
-  }
-  return parsed.cents;
+  return parsed.ok ? { ok: true, cents: parsed.cents } : refuse(parsed.reason);
 }

@@ -1,13 +1,23 @@
-/** The HTTP API's wiring: the order service, the controller, its OpenAPI document, key expiry. */
-import { swagger } from "@elysiajs/swagger";
+/**
+ * The HTTP API's wiring: the order service, the controller with its authentication and rate limits,
+ * the OpenAPI document and its page, idempotency-key expiry.
+ */
 import type { AnyElysia } from "elysia";
+import { MongoApiKeyStore } from "../adapters/mongo/api-key-store.ts";
 import { MongoIdempotencyStore } from "../adapters/mongo/idempotency-store.ts";
+import { RedisRateLimiter, rateLimitHeaders } from "../adapters/rate-limiter.ts";
+import { createAuthenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { uuidV7 } from "../domain/ids.ts";
 import { systemClock } from "../domain/ports.ts";
+import { type ApiDocumentation, apiDocs } from "../http/api-docs.ts";
+import type { Authentication } from "../http/authentication.ts";
+import type { RateLimiting } from "../http/rate-limit.ts";
 import type { Logger } from "../logger.ts";
 import { ordersController } from "../orders/index.ts";
+import { OrderRequest } from "../orders/model.ts";
 import { createOrderService } from "../orders/service.ts";
+import { createWithdrawals } from "../orders/withdrawal.ts";
 import { every } from "../support/periodic.ts";
 import { type Closer, withStartupRetry } from "./lifecycle.ts";
 import type { Shared } from "./shared.ts";
@@ -21,17 +31,34 @@ export async function mountApi(
 ): Promise<void> {
   const idempotency = new MongoIdempotencyStore(shared.db, config.MONGO_TIMEOUT_MS);
   await withStartupRetry("idempotency indexes", logger, () => idempotency.ensureIndexes());
+  const withdrawals = createWithdrawals({
+    orders: shared.orders,
+    dispatcher: shared.placementState,
+    clock: systemClock,
+    hooks: {
+      onFinished: (orderId, result) => {
+        shared.metrics.orderWithdrawals.inc({ by: "api", result });
+        logger.warn("order answered 500 without an Idempotency-Key withdrawn", { order_id: orderId, result });
+      },
+      onRetry: (orderId, error) =>
+        logger.warn("withdrawal not finished yet; retrying", { order_id: orderId, error }),
+      onPendingChanged: (pending) => shared.metrics.orderWithdrawalsPending.set(pending),
+    },
+  });
+  closers.push({ name: "withdrawals", close: () => withdrawals.close() });
   const service = createOrderService({
     orders: shared.orders,
     idempotency,
     dispatcher: shared.placementState,
     clock: systemClock,
     ids: uuidV7,
+    withdrawals,
     settings: {
       partitions: config.PLACEMENT_PARTITIONS,
       dispatchGraceMs: config.DISPATCH_GRACE_MS,
       idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,
       idempotencyLeaseMs: config.REQUEST_DEADLINE_MS * 2,
+      requestDeadlineMs: config.REQUEST_DEADLINE_MS,
     },
     hooks: {
       onDispatchFailed: (orderId, error) => {
@@ -47,18 +74,9 @@ export async function mountApi(
   });
   app
     .use(
-      swagger({
-        path: "/swagger",
-        exclude: ["/swagger", "/swagger/json"],
-        documentation: {
-          info: {
-            title: "Order placement API",
-            version: "1.0.0",
-            description:
-              "Place stock orders. A 201 means the order is stored durably and its placement at the exchange is guaranteed.",
-          },
-          tags: [{ name: "orders" }, { name: "operations" }],
-        },
+      apiDocs({
+        enabled: config.DOCS_ENABLED === "true",
+        documentation: apiDocumentation(),
       }),
     )
     .use(
@@ -67,6 +85,8 @@ export async function mountApi(
         metrics: shared.metrics,
         logger,
         deadlineMs: config.REQUEST_DEADLINE_MS,
+        auth: await authenticationFor(config, logger, shared),
+        rateLimiting: rateLimitingFor(config, logger, shared),
       }),
     );
   if (!idempotency.serverExpires) {
@@ -78,4 +98,160 @@ export async function mountApi(
     );
     closers.push({ name: "idempotency-purge", close: () => purge.stop() });
   }
+}
+
+async function authenticationFor(config: Config, logger: Logger, shared: Shared): Promise<Authentication> {
+  if (config.AUTH_MODE === "off") {
+    logger.warn(
+      "AUTH_MODE=off: every request is served without an API key, as one account; never in production",
+    );
+    return { mode: "off" };
+  }
+  const keys = new MongoApiKeyStore(shared.db, { timeoutMs: config.MONGO_TIMEOUT_MS });
+  await withStartupRetry("api key indexes", logger, () => keys.ensureIndexes());
+  const authenticator = createAuthenticator(keys, { cacheTtlMs: config.AUTH_CACHE_TTL_MS });
+  return { mode: "api-key", resolve: (header) => authenticator.authenticate(header) };
+}
+
+function rateLimitingFor(config: Config, logger: Logger, shared: Shared): RateLimiting | null {
+  if (config.RATE_LIMIT_PER_SECOND === 0) return null;
+  const policy = { ratePerSecond: config.RATE_LIMIT_PER_SECOND, burst: config.RATE_LIMIT_BURST };
+  const limiter = new RedisRateLimiter(shared.commands, shared.keys, policy);
+  return {
+    limiter: {
+      async check(account) {
+        const decision = await limiter.take(account);
+        return {
+          allowed: decision.allowed,
+          retryAfterSeconds: Math.max(1, Math.ceil(decision.retryAfterSeconds)),
+          headers: rateLimitHeaders(decision, policy),
+        };
+      },
+    },
+    onUnavailable: (error) => {
+      shared.metrics.rateLimitUnavailable.inc();
+      logger.debug("rate limiter unavailable; request let through", { error });
+    },
+  };
+}
+
+/**
+ * The OpenAPI document's own fields; the /orders operations come from their routes
+ * (src/orders/documentation.ts). Two quirks of @elysiajs/swagger 1.3.1 are fixed here, in the document:
+ * - a route whose detail names no responses is published with `200: {}`, a response without the
+ *   description OpenAPI requires: the ops routes (src/http/ops-routes.ts) are documented here in full,
+ *   and with no security requirement, since they answer without an API key;
+ * - a model is published as the TypeBox schema it is, with Elysia's `error` option (the words of a field
+ *   error, read by src/orders/validation.ts), which is no OpenAPI keyword: OrderRequest is published
+ *   without it.
+ * redocly.yaml and test/integration/openapi-document.test.ts lint the document as served.
+ */
+function apiDocumentation(): ApiDocumentation {
+  return {
+    info: {
+      title: "Order placement API",
+      version: "1.0.0",
+      description:
+        "Place stock orders. A 201 means the order is stored durably and its placement at the exchange is guaranteed. Every request needs an API key: `Authorization: Bearer <key>` (created with `orders keys create`).",
+    },
+    tags: [
+      { name: "orders", description: "Place, list and read the caller's orders" },
+      { name: "operations", description: "Health and metrics, served without an API key" },
+    ],
+    // Relative: the document is right wherever it is served from.
+    servers: [{ url: "/", description: "This deployment" }],
+    components: {
+      securitySchemes: {
+        bearerAuth: {
+          type: "http",
+          scheme: "bearer",
+          description: "An API key made by `orders keys create --account NAME`",
+        },
+      },
+      schemas: { OrderRequest: withoutValidatorOptions(OrderRequest) as SchemaObject },
+    },
+    security: [{ bearerAuth: [] }],
+    paths: OPS_PATHS,
+  };
+}
+
+type Schemas = NonNullable<NonNullable<ApiDocumentation["components"]>["schemas"]>;
+type SchemaObject = Exclude<Schemas[string], { $ref: string }>;
+type Paths = NonNullable<ApiDocumentation["paths"]>;
+type Responses = NonNullable<NonNullable<Paths[string]>["get"]>["responses"];
+
+const json = (description: string, schema: SchemaObject) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+const stringMap = (values: string[]): SchemaObject => ({
+  type: "object",
+  additionalProperties: { type: "string", enum: values },
+});
+const opsOperation = (operationId: string, summary: string, responses: Responses) => ({
+  get: { operationId, tags: ["operations"], summary, security: [], responses },
+});
+
+const OPS_PATHS: Paths = {
+  "/health/live": opsOperation("getHealthLive", "Liveness: 503 when a loop that must progress is stuck", {
+    200: json("The process makes progress", {
+      type: "object",
+      properties: { status: { type: "string", enum: ["ok"] } },
+    }),
+    503: json("A loop that must progress is stuck: restarting the process is the cure", {
+      type: "object",
+      properties: {
+        status: { type: "string", enum: ["stuck"] },
+        stuck: { type: "array", items: { type: "string" } },
+      },
+    }),
+  }),
+  "/health/ready": opsOperation(
+    "getHealthReady",
+    "Readiness: 200 only when the dependencies this process kind needs answer",
+    {
+      200: json("Every dependency answered within 1 s", {
+        type: "object",
+        properties: { status: { type: "string", enum: ["ready"] }, checks: stringMap(["up"]) },
+      }),
+      503: json("A dependency did not answer within 1 s", {
+        type: "object",
+        properties: { status: { type: "string", enum: ["not ready"] }, checks: stringMap(["up", "down"]) },
+      }),
+    },
+  ),
+  "/metrics": opsOperation("getMetrics", "Prometheus metrics", {
+    200: {
+      description: "The Prometheus text exposition format",
+      content: { "text/plain": { schema: { type: "string" } } },
+    },
+  }),
+};
+
+/** Keys of the TypeBox options that only the validator reads and OpenAPI does not know. */
+const VALIDATOR_OPTIONS = new Set(["error"]);
+/** Schema keywords whose values are data, not subschemas. */
+const DATA_KEYWORDS = new Set(["examples", "example", "const", "enum", "default"]);
+
+/**
+ * A schema without validator-only options, at any depth of subschemas; the names of `properties` and
+ * the values of `examples`, `const`, `enum` and `default` are data and are kept as they are.
+ */
+function withoutValidatorOptions(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(withoutValidatorOptions);
+  if (typeof schema !== "object" || schema === null) return schema;
+  const copy: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (VALIDATOR_OPTIONS.has(key)) continue;
+    if (key === "properties" && typeof value === "object" && value !== null) {
+      copy[key] = Object.fromEntries(
+        Object.entries(value).map(([name, property]) => [name, withoutValidatorOptions(property)]),
+      );
+    } else if (DATA_KEYWORDS.has(key)) {
+      copy[key] = value;
+    } else {
+      copy[key] = withoutValidatorOptions(value);
+    }
+  }
+  return copy;
 }

@@ -18,7 +18,7 @@ export async function startExchange(config: Config, logger: Logger): Promise<Run
   const app = new Elysia()
     .use(httpMetrics(metrics))
     .use(opsRoutes(metrics, []))
-    .use(venueRoutes(venue, metrics));
+    .use(venueRoutes(venue, metrics, { adminToken: config.EXCHANGE_ADMIN_TOKEN }));
   const port = listen(app, config, logger, "exchange");
   return { port, handle: (request) => app.handle(request), close: once(async () => void (await app.stop())) };
 }

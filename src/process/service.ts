@@ -30,7 +30,8 @@ export async function startService(
   try {
     const shared = await connectShared(config, kind, closers);
     await withStartupRetry("order indexes", logger, () => shared.orders.ensureIndexes());
-    const app = new Elysia()
+    // normalize: false: a body with an unknown field is refused (422 naming it), not silently trimmed.
+    const app = new Elysia({ normalize: false })
       .use(httpMetrics(shared.metrics))
       .use(opsRoutes(shared.metrics, readinessChecks(shared, kind), shared.liveness));
     if (kind === "api" || kind === "all") await mountApi(app, config, logger, shared, closers);

@@ -120,6 +120,26 @@ function reportOf(results: OpResult[], analysis: Analysis): ChaosReport {
 }
 
 describe("chaos checker", () => {
+  test("the stored order of an unknown-outcome request without a key may be withdrawn, never left open", () => {
+    const results = [op(0, "new-unkeyed", [fail(500)]), op(1, "new-unkeyed", [fail("conn-error")])];
+    const withdrawn = analyze(
+      results,
+      collected([stored("w", 1, { status: "withdrawn", venue_order_id: null })]),
+      options,
+    );
+    expect(withdrawn.violations).toEqual([]);
+    expect(withdrawn.checks.unexpectedOrders).toMatchObject({
+      unknownOutcomeStored: 1,
+      unknownOutcomeWithdrawn: 1,
+    });
+    const open = analyze(
+      results,
+      collected([stored("w", 1, { status: "accepted", venue_order_id: null })]),
+      options,
+    );
+    expect(open.violations.join("\n")).toContain("neither placed nor (without a key) withdrawn");
+  });
+
   test("a clean run has no violation; a stored order of an unknown-outcome request is explained", () => {
     const results = [
       op(0, "new-keyed", [fail(500), ok("a", 100, true)]),
@@ -138,6 +158,7 @@ describe("chaos checker", () => {
       total: 1,
       unknownOutcomeStored: 1,
       unknownOutcomeStoredPlaced: 1,
+      unknownOutcomeWithdrawn: 0,
       unexplained: 0,
     });
     expect(checks.unknownOutcome).toMatchObject({ requests: 2, unkeyed: 2, stored: 1, notStored: 1 });

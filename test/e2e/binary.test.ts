@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { spawnOwned } from "../harness/child-process.ts";
 import { freePort, waitFor } from "../harness/wait-for.ts";
 import {
+  bearer,
+  getOrder,
   isolatedEnv,
   orderBody,
   postOrder,
@@ -44,7 +46,7 @@ describe("dist/orders", () => {
       const { id } = (await response.json()) as { id: string };
       const placed = await waitFor(
         async () => {
-          const order = (await (await fetch(`${service.baseUrl}/orders/${id}`)).json()) as {
+          const order = (await (await getOrder(service.baseUrl, id)).json()) as {
             status: string;
             limit_price: number;
           };
@@ -130,8 +132,13 @@ describe("the README's run command", () => {
         intervalMs: 250,
         message: "run-local ready",
       });
-      expect(run.logs).toContain(`Swagger UI: http://127.0.0.1:${port}/swagger`);
-      expect((await postOrder(`http://127.0.0.1:${port}`, orderBody())).status).toBe(201);
+      expect(run.logs).toContain(`API reference: http://127.0.0.1:${port}/swagger`);
+      // The demo key the script made and printed, in the curl line it printed too.
+      const key = /Demo API key \(account demo\): (\S+)/.exec(run.logs)?.[1];
+      expect(key).toBeDefined();
+      expect(run.logs).toContain(`-H 'authorization: Bearer ${key}'`);
+      expect((await postOrder(`http://127.0.0.1:${port}`, orderBody(), bearer(key!))).status).toBe(201);
+      expect((await postOrder(`http://127.0.0.1:${port}`, orderBody())).status).toBe(401);
     } finally {
       run.signal("SIGTERM");
       await Promise.race([run.exited, Bun.sleep(15_000)]);

@@ -45,17 +45,33 @@ async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
 describe("HTTP venue driven through createHttpExchange", () => {
   const metrics = createMetrics("exchange");
   const venue = createVenue({ failureRate: 0, latencyMs: 0 });
-  const app = new Elysia().use(venueRoutes(venue, metrics));
+  const adminToken = "venue-admin-token-of-this-test";
+  const app = new Elysia().use(venueRoutes(venue, metrics, { adminToken }));
   let baseUrl = "";
 
-  const admin = async (path: string, body?: unknown) => {
+  const admin = async (path: string, body?: unknown, token: string | null = adminToken) => {
     const response = await fetch(`${baseUrl}/admin/${path}`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: {
+        "content-type": "application/json",
+        ...(token === null ? {} : { authorization: `Bearer ${token}` }),
+      },
       body: JSON.stringify(body ?? {}),
     });
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   };
+
+  test("the admin routes need the admin token; without a configured token they are closed", async () => {
+    expect((await admin("settings", { outage: true }, null)).status).toBe(401);
+    expect((await admin("settings", { outage: true }, "a-wrong-token-of-some-length")).status).toBe(401);
+    expect((await admin("reset", {}, null)).status).toBe(401);
+    expect((await admin("settings", { outage: false })).status).toBe(200);
+    const closed = new Elysia().use(venueRoutes(createVenue({ failureRate: 0, latencyMs: 0 }), metrics));
+    const answer = await closed.handle(
+      new Request("http://localhost/admin/reset", { method: "POST", headers: { authorization: "Bearer x" } }),
+    );
+    expect(answer.status).toBe(403);
+  });
 
   beforeAll(() => {
     app.listen({ hostname: "127.0.0.1", port: 0 });

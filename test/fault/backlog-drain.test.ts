@@ -7,7 +7,7 @@
  * answering POST /orders (201) and GET /health/ready (200) while the actors drain.
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
-import { isolatedEnv, mongoFor, orderBody, useServers } from "../support/system.ts";
+import { authorizationFor, isolatedEnv, mongoFor, orderBody, useServers } from "../support/system.ts";
 import {
   preloadOrders,
   spawnActors,
@@ -88,7 +88,7 @@ test("a 2,000-order backlog drains on two actor processes with default settings;
         await timed("POST /orders", () =>
           fetch(`${api.baseUrl}/orders`, {
             method: "POST",
-            headers: { "content-type": "application/json" },
+            headers: { "content-type": "application/json", ...authorizationFor(api.baseUrl) },
             body: JSON.stringify(orderBody({ quantity: 1 + (probes.length % 9) })),
             signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
           }),

@@ -244,6 +244,7 @@ export async function preloadOrders(
             partitions,
             dispatchGraceMs: options.dispatchGraceMs ?? Number(env.DISPATCH_GRACE_MS ?? 600_000),
             idempotencyKey: null,
+            account: "test",
           },
         ),
       );

@@ -3,8 +3,9 @@
  * body gets 422, a concurrent retry gets 409, and however the requests race there is one order.
  */
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { hashDraft } from "../../src/orders/service.ts";
-import { validateOrderRequest } from "../../src/orders/validation.ts";
+import type { OrderRequest } from "../../src/orders/model.ts";
+import { hashDraft, scopedIdempotencyKey } from "../../src/orders/service.ts";
+import { toDraft } from "../../src/orders/validation.ts";
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
@@ -13,6 +14,7 @@ import {
   orderBody,
   postOrder,
   startInProcess,
+  TEST_ACCOUNT,
   useServers,
 } from "../support/system.ts";
 
@@ -138,8 +140,8 @@ describe("Idempotency-Key", () => {
     const body = orderBody({ quantity: 9 });
     const firstOrderId = Bun.randomUUIDv7();
     await mongo.db.collection("idempotency_keys").insertOne({
-      _id: "in-flight" as never,
-      request_hash: hashDraft(validateOrderRequest(body)),
+      _id: scopedIdempotencyKey(TEST_ACCOUNT, "in-flight") as never,
+      request_hash: hashDraft(toDraft(body as OrderRequest)),
       order_id: firstOrderId,
       claimed_at: new Date(),
       expires_at: new Date(Date.now() + 24 * 3_600_000),
@@ -173,7 +175,7 @@ describe("Idempotency-Key", () => {
     expect((await post(orderBody(), "remembered")).status).toBe(201);
     const record = await mongo.db
       .collection<{ _id: string; expires_at: Date }>("idempotency_keys")
-      .findOne({ _id: "remembered" });
+      .findOne({ _id: scopedIdempotencyKey(TEST_ACCOUNT, "remembered") });
     expect(record).not.toBeNull();
     expect(record!.expires_at.getTime() - before).toBeGreaterThanOrEqual(24 * 3_600_000);
   });

@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
+  getOrder,
   isolatedEnv,
   mongoFor,
   orderBody,
@@ -32,11 +33,13 @@ setDefaultTimeout(60_000);
 const servers = useServers();
 
 let app: RunningProcess;
+let env: Record<string, string>;
 let mongo: ReturnType<typeof mongoFor>;
 beforeEach(async () => {
-  const env = isolatedEnv(servers, {
+  env = isolatedEnv(servers, {
     MONGO_TIMEOUT_MS: String(MONGO_TIMEOUT_MS),
     REQUEST_DEADLINE_MS: String(REQUEST_DEADLINE_MS),
+    DISPATCH_GRACE_MS: "1500",
   });
   mongo = mongoFor(env);
   app = await startInProcess(env, "api");
@@ -49,6 +52,14 @@ afterEach(async () => {
   }
   await Promise.allSettled([app?.close(), mongo?.client.close()]);
 });
+
+/** The sum of the samples of `name` whose labels contain `label` (all samples when none is given). */
+function sampleSum(text: string, name: string, label = ""): number {
+  return text
+    .split("\n")
+    .filter((line) => line.startsWith(name) && !line.startsWith("#") && line.includes(label))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+}
 
 async function mongoAnswers(): Promise<boolean> {
   return mongo.db
@@ -72,7 +83,7 @@ async function timedPost(body: unknown, headers: Record<string, string> = {}) {
 async function lookUp(id: string): Promise<number | null> {
   return waitFor(
     async () => {
-      const response = await app.handle(new Request(`http://localhost/orders/${id}`));
+      const response = await getOrder(app, id);
       if (response.status === 404) return { quantity: null };
       if (response.status !== 200) return null;
       return { quantity: ((await response.json()) as { quantity: number }).quantity };
@@ -111,10 +122,17 @@ describe.skipIf(!ownsMongo)("MongoDB unavailable", () => {
 
     await servers.mongo.restart();
     const order = await until201(orderBody({ quantity: 4 }));
-    const get = await app.handle(new Request(`http://localhost/orders/${order.id}`));
+    const get = await getOrder(app, order.id);
     expect(get.status).toBe(200);
-    // The orders answered 500 were never stored (MongoDB was dead, nothing could have been written).
-    expect((await mongo.orders.find().toArray()).map((o) => o.quantity).sort()).toEqual([1, 4]);
+    // The orders answered 500 (no Idempotency-Key) are withdrawn once MongoDB is back: their ids are
+    // taken by withdrawn orders that nothing places; only the 201s are live orders.
+    await waitFor(
+      async () =>
+        (await mongo.orders.countDocuments({ status: "withdrawn", quantity: { $in: [2, 3] } })) === 2,
+      { timeoutMs: 30_000, message: "the orders of the 500s withdrawn" },
+    );
+    const live = await mongo.orders.find({ status: { $ne: "withdrawn" } }).toArray();
+    expect(live.map((o) => o.quantity).sort()).toEqual([1, 4]);
   });
 
   test("paused (SIGSTOP) longer than every timeout: the exact 500 body within a few seconds; resumed, 201 again", async () => {
@@ -202,33 +220,50 @@ describe("the 500 of POST /orders names the order id", () => {
   });
 
   test.skipIf(!ownsMongo)(
-    "MongoDB paused (SIGSTOP): the deadline's 500 names the id, under which the order is found if it was stored after all",
+    "MongoDB paused (SIGSTOP) mid-insert: the 500 names the id; the order is withdrawn, never placed, though actors sweep",
     async () => {
-      const first = (await (await postOrder(app, orderBody())).json()) as { id: string };
+      // Actors that would place the order as soon as its dispatch grace (1.5 s in this file) passes.
+      const actors = await startInProcess({ ...env, SWEEP_INTERVAL_MS: "200" }, "actors");
+      try {
+        expect((await postOrder(app, orderBody())).status).toBe(201); // warm connections
+        servers.mongo.pause();
+        const answer = await timedPost(orderBody({ quantity: 7 }));
+        expect({ status: answer.status, text: answer.text }).toEqual({ status: 500, text: INTERNAL_ERROR });
+        expect(answer.orderId).toMatch(UUID_V7);
+        servers.mongo.resume();
 
-      servers.mongo.pause();
-      const answer = await timedPost(orderBody({ quantity: 7 }));
-      expect({ status: answer.status, text: answer.text }).toEqual({ status: 500, text: INTERNAL_ERROR });
-      expect(answer.orderId).toMatch(UUID_V7);
-      expect(answer.orderId).not.toBe(first.id);
-      servers.mongo.resume();
-
-      // The insert was sent before the pause took effect or queued behind it: it may land now. Either
-      // way the client's look-up under X-Order-Id and the database agree, and no order of this request
-      // exists under any other id.
-      await waitFor(mongoAnswers, { timeoutMs: 30_000, intervalMs: 250, message: "MongoDB answers" });
-      await Bun.sleep(3 * MONGO_TIMEOUT_MS);
-      const stored = await mongo.orders.find({ quantity: 7 }).toArray();
-      expect(stored.map((o) => o._id).filter((id) => id !== answer.orderId)).toEqual([]);
-      expect(await lookUp(answer.orderId!)).toBe(stored.length === 1 ? 7 : null);
-      console.log(
-        `[500 order id] paused MongoDB: the order of the 500 was ${stored.length === 1 ? "stored after all" : "not stored"}; GET /orders/${answer.orderId} says so`,
-      );
+        // Whether the insert landed or not, the withdrawal leaves exactly the withdrawn order under the
+        // id the client was given, and no order of this request under any other id.
+        const withdrawn = await waitFor(
+          async () => {
+            const stored = await mongo.orders.find({ quantity: 7 }).toArray();
+            return stored.length === 1 && stored[0]?.status === "withdrawn" ? stored : null;
+          },
+          { timeoutMs: 30_000, intervalMs: 250, message: "the order of the 500 withdrawn" },
+        );
+        expect(withdrawn.map((o) => o._id)).toEqual([answer.orderId!]);
+        // Past its grace, through several sweeps: still withdrawn, and the actors placed only the first.
+        await Bun.sleep(2_500);
+        expect((await mongo.orders.findOne({ _id: answer.orderId! }))?.status).toBe("withdrawn");
+        const detail = (await (await getOrder(app, answer.orderId!)).json()) as { status: string };
+        expect(detail.status).toBe("withdrawn");
+        await waitFor(async () => (await mongo.orders.countDocuments({ status: "placed" })) === 1, {
+          timeoutMs: 15_000,
+          message: "the warm-up order placed",
+        });
+        const metrics = await (await actors.handle(new Request("http://localhost/metrics"))).text();
+        expect(sampleSum(metrics, "placement_outcomes_total", 'outcome="placed"')).toBe(1);
+        expect(sampleSum(metrics, "placement_final_write_mismatches_total")).toBe(0);
+        const apiMetrics = await (await app.handle(new Request("http://localhost/metrics"))).text();
+        expect(sampleSum(apiMetrics, "orders_withdrawals_total", 'result="withdrawn"')).toBe(1);
+      } finally {
+        await actors.close();
+      }
     },
   );
 
   test.skipIf(!ownsMongo)(
-    "MongoDB killed: the service's own 500 names the id, under which nothing is found",
+    "MongoDB killed: the service's own 500 names the id, under which the order is found withdrawn",
     async () => {
       expect((await postOrder(app, orderBody())).status).toBe(201);
 
@@ -238,8 +273,17 @@ describe("the 500 of POST /orders names the order id", () => {
       expect(answer.orderId).toMatch(UUID_V7);
 
       await servers.mongo.restart();
-      expect(await lookUp(answer.orderId!)).toBeNull();
-      expect(await mongo.orders.countDocuments({ quantity: 8 })).toBe(0);
+      // The withdrawal lands once MongoDB is back: the id is taken by the withdrawn order for good.
+      await waitFor(
+        async () => (await mongo.orders.findOne({ _id: answer.orderId! }))?.status === "withdrawn",
+        {
+          timeoutMs: 30_000,
+          intervalMs: 250,
+          message: "the order of the 500 withdrawn",
+        },
+      );
+      expect(await lookUp(answer.orderId!)).toBe(8);
+      expect(await mongo.orders.countDocuments({ quantity: 8 })).toBe(1);
     },
   );
 });

@@ -5,16 +5,19 @@
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import Ajv from "ajv";
 import addFormats from "ajv-formats";
-import { hashDraft } from "../../src/orders/service.ts";
-import { validateOrderRequest } from "../../src/orders/validation.ts";
+import type { OrderRequest } from "../../src/orders/model.ts";
+import { hashDraft, scopedIdempotencyKey } from "../../src/orders/service.ts";
+import { toDraft } from "../../src/orders/validation.ts";
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
+  getOrder,
   isolatedEnv,
   mongoFor,
   orderBody,
   postOrder,
   startInProcess,
+  TEST_ACCOUNT,
   useServers,
 } from "../support/system.ts";
 
@@ -38,10 +41,6 @@ async function start(kind: "api" | "all" = "api"): Promise<RunningProcess> {
   const app = await startInProcess(env, kind);
   running.push(app);
   return app;
-}
-
-function getOrder(app: RunningProcess, id: string): Promise<Response> {
-  return app.handle(new Request(`http://localhost/orders/${encodeURIComponent(id)}`));
 }
 
 interface OrderAnswer {
@@ -189,11 +188,13 @@ describe("GET /orders/{id}", () => {
 describe("OpenAPI document and Swagger UI", () => {
   interface Operation {
     requestBody?: {
-      content: Record<string, { schema: Schema; examples?: Record<string, { value: unknown }> }>;
+      content: Record<string, { schema: Schema }>;
     };
     responses: Record<string, { description: string; content?: Record<string, { schema: Schema }> }>;
   }
   interface Schema {
+    $ref?: string;
+    examples?: unknown[];
     type?: string;
     properties?: Record<string, Schema>;
     required?: string[];
@@ -202,10 +203,26 @@ describe("OpenAPI document and Swagger UI", () => {
     anyOf?: Schema[];
   }
 
-  async function openApi(app: RunningProcess) {
+  interface Document {
+    openapi: string;
+    paths: Record<string, Record<string, Operation>>;
+    components?: { schemas?: Record<string, Schema> };
+  }
+
+  /** The document with every `$ref` to a named model replaced by the model (and the models' `$id`s dropped). */
+  async function openApi(app: RunningProcess): Promise<Document> {
     const response = await app.handle(new Request("http://localhost/swagger/json"));
     expect(response.status).toBe(200);
-    return (await response.json()) as { openapi: string; paths: Record<string, Record<string, Operation>> };
+    const document = (await response.json()) as Document;
+    const models = document.components?.schemas ?? {};
+    const inline = (value: unknown): unknown => {
+      if (Array.isArray(value)) return value.map(inline);
+      if (typeof value !== "object" || value === null) return value;
+      const { $ref, $id: _, ...rest } = value as Record<string, unknown>;
+      if (typeof $ref === "string") return inline(models[$ref.replace("#/components/schemas/", "")]);
+      return Object.fromEntries(Object.entries(rest).map(([key, v]) => [key, inline(v)]));
+    };
+    return { ...document, paths: inline(document.paths) as Document["paths"] };
   }
 
   const jsonSchema = (operation: Operation | undefined, status: string) =>
@@ -225,7 +242,7 @@ describe("OpenAPI document and Swagger UI", () => {
       ["instrument", "limit_price", "quantity", "side", "type"].sort(),
     );
     expect(body?.schema.required?.sort()).toEqual(["instrument", "quantity", "side", "type"].sort());
-    const examples = Object.values(body?.examples ?? {}).map((e) => e.value as Record<string, unknown>);
+    const examples = (body?.schema.examples ?? []) as Record<string, unknown>[];
     const market = examples.find((e) => e.type === "market");
     const limitExample = examples.find((e) => e.type === "limit");
     expect(market).toBeDefined();
@@ -261,9 +278,9 @@ describe("OpenAPI document and Swagger UI", () => {
   test("the examples are accepted by the service itself", async () => {
     const app = await start();
     const post = (await openApi(app)).paths["/orders"]?.post;
-    const examples = Object.values(post?.requestBody?.content["application/json"]?.examples ?? {});
+    const examples = post?.requestBody?.content["application/json"]?.schema.examples ?? [];
     expect(examples.length).toBeGreaterThanOrEqual(2);
-    for (const example of examples) expect((await postOrder(app, example.value)).status).toBe(201);
+    for (const example of examples) expect((await postOrder(app, example)).status).toBe(201);
   });
 
   test("GET /orders/{id}: 200 with the order and its placement state, 404", async () => {
@@ -310,8 +327,8 @@ describe("OpenAPI document and Swagger UI", () => {
     await check(post, await postOrder(app, JSON.stringify({ ...body, pad: "x".repeat(20_000) })));
     // 409: a first request with this key still in flight.
     await mongo.db.collection("idempotency_keys").insertOne({
-      _id: "in-flight" as never,
-      request_hash: hashDraft(validateOrderRequest(body)),
+      _id: scopedIdempotencyKey(TEST_ACCOUNT, "in-flight") as never,
+      request_hash: hashDraft(toDraft(body as OrderRequest)),
       order_id: Bun.randomUUIDv7(),
       claimed_at: new Date(),
       expires_at: new Date(Date.now() + 3_600_000),

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
+  getOrder,
   isolatedEnv,
   mongoFor,
   orderBody,
@@ -74,7 +75,7 @@ function orderState(id: string) {
 async function waitUntilPlaced(id: string) {
   return waitFor(
     async () => {
-      const detail = (await (await app.handle(new Request(`http://localhost/orders/${id}`))).json()) as {
+      const detail = (await (await getOrder(app, id)).json()) as {
         status: string;
       };
       return detail.status === "placed" ? detail : null;

@@ -6,6 +6,7 @@
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
 import {
+  authorizationFor,
   isolatedEnv,
   mongoFor,
   orderBody,
@@ -164,7 +165,7 @@ describe("4xx for a body that is not an order object, nothing stored", () => {
     const response = await app.handle(
       new Request("http://localhost/orders", {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", ...authorizationFor(app) },
         body: bytes,
       }),
     );
@@ -191,6 +192,7 @@ describe("4xx for a body that is not an order object, nothing stored", () => {
     const response = await app.handle(
       new Request("http://localhost/orders", {
         method: "POST",
+        headers: authorizationFor(app),
         body: new Blob([JSON.stringify(orderBody())]),
       }),
     );
@@ -221,7 +223,7 @@ describe("4xx for a body that is not an order object, nothing stored", () => {
     const response = await app.handle(
       new Request("http://localhost/orders", {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", ...authorizationFor(app) },
         body: stream,
       }),
     );

@@ -41,8 +41,8 @@ function setup(partitions = 1) {
 test("dispatch adds an entry carrying the order once; a tracked order is not dispatched again", async () => {
   const { client, state, order, entries } = setup();
   try {
-    expect(await state.dispatch(order("a"), "intake")).toBe(true);
-    expect(await state.dispatch(order("a"), "sweep")).toBe(false);
+    expect(await state.dispatch(order("a"), "intake")).toBe("added");
+    expect(await state.dispatch(order("a"), "sweep")).toBe("tracked");
     const [entry, ...rest] = await entries();
     expect(rest).toEqual([]);
     expect(orderFromEntry(entry!.fields!)).toEqual(order("a"));
@@ -63,7 +63,7 @@ test("a lease is exclusive, expires on the server's clock, and a finished order 
     });
     await state.finish(order("b"), "placed");
     expect(await state.acquire(order("b"), "t4", 60_000)).toBe("done");
-    expect(await state.dispatch(order("b"), "sweep")).toBe(false);
+    expect(await state.dispatch(order("b"), "sweep")).toBe("tracked");
   } finally {
     client.disconnect();
   }
@@ -78,7 +78,7 @@ test("a retry waits in the schedule until due, then returns to the stream with i
     const due = new Date(Date.now() + 400);
     expect(await state.scheduleRetry(order("c"), "t1", due, 2)).toBe(true);
     expect(await state.moveDueRetries(new Date())).toBe(0);
-    expect(await state.dispatch(order("c"), "sweep")).toBe(false); // tracked while waiting
+    expect(await state.dispatch(order("c"), "sweep")).toBe("tracked"); // tracked while waiting
     expect(await state.moveDueRetries(new Date(due.getTime() + 1))).toBe(1);
     const [entry] = await entries();
     expect(entry!.fields).toMatchObject({ order_id: "c", source: "retry", attempt: "2" });
@@ -95,7 +95,7 @@ test("a released lease lets the next entry take the order; a replay dispatches a
     await state.release(order("d"), "t1");
     expect(await state.acquire(order("d"), "t2", 60_000)).toBe("acquired");
     await state.finish(order("d"), "placed");
-    expect(await state.dispatch(order("d"), "replay")).toBe(true);
+    expect(await state.dispatch(order("d"), "replay")).toBe("added");
     expect((await entries()).map((e) => e.fields?.source)).toEqual(["replay"]);
   } finally {
     client.disconnect();
@@ -105,8 +105,30 @@ test("a released lease lets the next entry take the order; a replay dispatches a
 test("a partition past the current count maps modulo the count (PLACEMENT_PARTITIONS lowered)", async () => {
   const { client, state, order, entries } = setup(2);
   try {
-    expect(await state.dispatch(order("e", 5), "sweep")).toBe(true);
+    expect(await state.dispatch(order("e", 5), "sweep")).toBe("added");
     expect((await entries(1)).map((e) => e.fields?.order_id)).toEqual(["e"]);
+  } finally {
+    client.disconnect();
+  }
+});
+
+test("a withdrawal's fence: no lease, no dispatch; not over a lease or a final outcome", async () => {
+  const { client, state, order, entries } = setup();
+  try {
+    // Never dispatched (the API's 500 case): fenced before any entry exists.
+    expect(await state.fenceForWithdrawal(order("w1"))).toBe("fenced");
+    expect(await state.dispatch(order("w1"), "sweep")).toBe("withdrawn");
+    expect(await state.acquire(order("w1"), "t", 60_000)).toBe("done");
+    // Queued (the sweeper had dispatched it): the entry stays, but no actor can lease it.
+    expect(await state.dispatch(order("w2"), "sweep")).toBe("added");
+    expect(await state.fenceForWithdrawal(order("w2"))).toBe("fenced");
+    expect(await state.acquire(order("w2"), "t", 60_000)).toBe("done");
+    // Leased: an actor may be at the venue right now; the withdrawal must wait for its outcome.
+    expect(await state.acquire(order("w3"), "t", 60_000)).toBe("acquired");
+    expect(await state.fenceForWithdrawal(order("w3"))).toBe("held");
+    await state.finish(order("w3"), "placed");
+    expect(await state.fenceForWithdrawal(order("w3"))).toBe("placed");
+    expect((await entries()).map((e) => e.fields?.order_id)).toEqual(["w2"]);
   } finally {
     client.disconnect();
   }

@@ -7,6 +7,7 @@ import { afterAll, beforeAll } from "bun:test";
 import { resolve } from "node:path";
 import { MongoClient } from "mongodb";
 import { startPlacementActors } from "../../actors/placement/process.ts";
+import { MongoApiKeyStore } from "../../src/adapters/mongo/api-key-store.ts";
 import { type Config, databaseName, loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { startExchange } from "../../src/process/exchange.ts";
@@ -21,6 +22,7 @@ import {
   type TestServer,
 } from "../harness/servers.ts";
 import { freePort, uniqueName, waitFor } from "../harness/wait-for.ts";
+import { VENUE_ADMIN_TOKEN } from "./venue-admin.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 
@@ -106,6 +108,7 @@ export function isolatedEnv(
     REDIS_KEY_PREFIX: name,
     EXCHANGE_LATENCY_MS: "10",
     EXCHANGE_FAILURE_RATE: "0",
+    EXCHANGE_ADMIN_TOKEN: VENUE_ADMIN_TOKEN,
     ...overrides,
   };
 }
@@ -114,12 +117,61 @@ export function configFrom(env: Record<string, string>): Config {
   return loadConfig(env);
 }
 
-/** The service in this process (`api`, `actors` or `all`). */
+/** The account whose key `postOrder` and `getOrder` send by default (see `registerApiKey`). */
+export const TEST_ACCOUNT = "tester";
+
+/**
+ * A real API key of `account` in the deployment's database, made by the key store as `orders keys
+ * create` makes it (authentication is on by default, in the tests too).
+ */
+export async function createApiKey(
+  env: Record<string, string>,
+  account = TEST_ACCOUNT,
+  label = "test",
+): Promise<string> {
+  const client = new MongoClient(env.MONGO_URL!, { serverSelectionTimeoutMS: 10_000, maxPoolSize: 2 });
+  try {
+    const store = new MongoApiKeyStore(client.db(databaseName(env.MONGO_URL!)), { timeoutMs: 10_000 });
+    return (await store.create({ account, label })).token;
+  } finally {
+    await client.close();
+  }
+}
+
+export function bearer(token: string): { authorization: string } {
+  return { authorization: `Bearer ${token}` };
+}
+
+type Target = { handle(request: Request): Promise<Response> } | string;
+
+// The key each started API answers to by default: by base URL (real processes) or by the process object.
+const defaultKeys = new Map<string, string>();
+const defaultKeysOfApps = new WeakMap<object, string>();
+
+/** Makes `token` the key postOrder/getOrder send to `target` unless the call names its own. */
+export function registerApiKey(target: Target, token: string): void {
+  if (typeof target === "string") defaultKeys.set(target, token);
+  else defaultKeysOfApps.set(target, token);
+}
+
+/** The Authorization header of the key registered for `target` (none when none is registered). */
+export function authorizationFor(target: Target): Record<string, string> {
+  const token = typeof target === "string" ? defaultKeys.get(target) : defaultKeysOfApps.get(target);
+  return token === undefined ? {} : bearer(token);
+}
+
+/** Whether this deployment's API asks for keys (it does unless the env turns authentication off). */
+const authenticates = (env: Record<string, string>, kind: string) =>
+  env.AUTH_MODE !== "off" && (kind === "api" || kind === "all");
+
+/** The service in this process (`api`, `actors` or `all`), with a key of TEST_ACCOUNT registered. */
 export async function startInProcess(
   env: Record<string, string>,
   kind: "api" | "actors" | "all" = "all",
 ): Promise<RunningProcess> {
-  return startService(configFrom(env), silentLogger, kind, startPlacementActors);
+  const running = await startService(configFrom(env), silentLogger, kind, startPlacementActors);
+  if (authenticates(env, kind)) registerApiKey(running, await createApiKey(env));
+  return running;
 }
 
 export async function startVenueInProcess(env: Record<string, string>): Promise<RunningProcess> {
@@ -168,6 +220,7 @@ export async function spawnService(
     died.catch(() => {});
     listening.catch(() => {});
   }
+  if (authenticates(env, kind)) registerApiKey(baseUrl, await createApiKey(env));
   return { process: owned, port, baseUrl };
 }
 
@@ -182,16 +235,37 @@ export function orderBody(overrides: Record<string, unknown> = {}): Record<strin
   return { type: "market", side: "buy", instrument: "US0378331005", quantity: 1, ...overrides };
 }
 
+/** POST /orders with the target's registered key unless `headers` name an authorization of their own. */
 export function postOrder(
-  target: { handle(request: Request): Promise<Response> } | string,
+  target: Target,
   body: unknown,
   headers: Record<string, string> = {},
 ): Promise<Response> {
-  const init = {
+  return send(target, "/orders", {
     method: "POST",
-    headers: { "content-type": "application/json", ...headers },
+    headers: { "content-type": "application/json", ...authorizationFor(target), ...headers },
     body: typeof body === "string" ? body : JSON.stringify(body),
-  };
-  if (typeof target === "string") return fetch(`${target}/orders`, init);
-  return target.handle(new Request("http://localhost/orders", init));
+  });
+}
+
+/** GET `path` (/orders/ID, /orders?...) with the target's registered key unless `headers` name another. */
+export function getPath(
+  target: Target,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return send(target, path, { headers: { ...authorizationFor(target), ...headers } });
+}
+
+export function getOrder(
+  target: Target,
+  id: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return getPath(target, `/orders/${encodeURIComponent(id)}`, headers);
+}
+
+function send(target: Target, path: string, init: RequestInit): Promise<Response> {
+  if (typeof target === "string") return fetch(`${target}${path}`, init);
+  return target.handle(new Request(`http://localhost${path}`, init));
 }

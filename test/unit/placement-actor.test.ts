@@ -32,7 +32,7 @@ function order(id: string, overrides: Partial<OrderRecord> = {}): OrderRecord {
       id,
       { type: "market", side: "buy", instrument: "US0378331005", limitPriceCents: null, quantity: 3 },
       new Date(0),
-      { partitions: 1, dispatchGraceMs: 1_000, idempotencyKey: null },
+      { partitions: 1, dispatchGraceMs: 1_000, idempotencyKey: null, account: "test" },
     ),
     ...overrides,
   };

@@ -1,42 +1,107 @@
+/**
+ * The validation of POST /orders as the client meets it: the controller alone through `app.handle`
+ * (no servers), with an order service that fails the test if a rejected body ever reaches it.
+ */
 import { describe, expect, test } from "bun:test";
-import { OrderValidationError } from "../../src/domain/errors.ts";
-import { validateOrderRequest } from "../../src/orders/validation.ts";
+import { Elysia } from "elysia";
+import { createMetrics } from "../../src/adapters/metrics.ts";
+import type { OrderRecord } from "../../src/domain/order.ts";
+import { silentLogger } from "../../src/logger.ts";
+import { ordersController } from "../../src/orders/index.ts";
+import type { OrderService, PlaceRequest } from "../../src/orders/service.ts";
 
 const market = { type: "market", side: "buy", instrument: "US0378331005", quantity: 1 };
 const limit = { type: "limit", side: "sell", instrument: "US0378331005", quantity: 2, limit_price: "10.50" };
 
-function fieldErrors(body: unknown) {
-  try {
-    validateOrderRequest(body);
-  } catch (error) {
-    if (error instanceof OrderValidationError) return error.errors;
-    throw error;
-  }
-  throw new Error("expected a validation error");
+/** The controller over a service that records what reached it and answers with a stored order. */
+function controller() {
+  const placed: PlaceRequest[] = [];
+  const service: OrderService = {
+    async place(request) {
+      placed.push(request);
+      const order: OrderRecord = {
+        _id: "0190f0c0-0000-7000-8000-000000000000",
+        type: request.draft.type,
+        side: request.draft.side,
+        instrument: request.draft.instrument,
+        limit_price_cents: request.draft.limitPriceCents,
+        quantity: request.draft.quantity,
+        status: "accepted",
+        attempts: 0,
+        created_at: new Date(0),
+        updated_at: new Date(0),
+        partition: 0,
+        next_attempt_at: new Date(0),
+        sweep_at: new Date(0),
+        lease_until: null,
+        lease_token: null,
+        placed_at: null,
+        venue_order_id: null,
+        rejection_reason: null,
+        last_error: null,
+        dispatch_failed_at: null,
+        parked_at: null,
+        redispatches: 0,
+        account: request.account,
+        idempotency_key: request.idempotencyKey,
+      };
+      return { order, replayed: false };
+    },
+    get: () => Promise.reject(new Error("not used")),
+    list: () => Promise.reject(new Error("not used")),
+  };
+  const app = new Elysia({ normalize: false }).use(
+    ordersController({
+      service,
+      metrics: createMetrics("api"),
+      logger: silentLogger,
+      deadlineMs: 1_000,
+      auth: { mode: "off" },
+      rateLimiting: null,
+    }),
+  );
+  const post = (body: unknown, headers: Record<string, string> = {}) =>
+    app.handle(
+      new Request("http://localhost/orders", {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: typeof body === "string" ? body : JSON.stringify(body),
+      }),
+    );
+  return { post, placed };
 }
 
-describe("validateOrderRequest", () => {
-  test("a market order becomes a draft without price", () => {
-    expect(validateOrderRequest(market)).toEqual({
-      type: "market",
-      side: "buy",
-      instrument: "US0378331005",
-      quantity: 1,
-      limitPriceCents: null,
-    });
-    expect(validateOrderRequest({ ...market, limit_price: null }).limitPriceCents).toBeNull();
+async function fieldErrors(body: unknown, headers: Record<string, string> = {}) {
+  const { post, placed } = controller();
+  const response = await post(body, headers);
+  expect(response.status).toBe(422);
+  expect(placed).toEqual([]);
+  return ((await response.json()) as { errors: { field: string; message: string }[] }).errors;
+}
+
+describe("POST /orders validation (controller, no servers)", () => {
+  test("a market order reaches the service as a draft without price", async () => {
+    const { post, placed } = controller();
+    expect((await post(market)).status).toBe(201);
+    expect((await post({ ...market, limit_price: null })).status).toBe(201);
+    expect(placed.map((p) => p.draft)).toEqual([
+      { type: "market", side: "buy", instrument: "US0378331005", quantity: 1, limitPriceCents: null },
+      { type: "market", side: "buy", instrument: "US0378331005", quantity: 1, limitPriceCents: null },
+    ]);
   });
 
-  test("a limit order keeps its price in exact cents", () => {
-    expect(validateOrderRequest(limit).limitPriceCents).toBe(1050 as never);
-    expect(validateOrderRequest({ ...limit, limit_price: 19.99 }).limitPriceCents).toBe(1999 as never);
+  test("a limit order keeps its price in exact cents", async () => {
+    const { post, placed } = controller();
+    await post(limit);
+    await post({ ...limit, limit_price: 19.99 });
+    expect(placed.map((p) => Number(p.draft.limitPriceCents))).toEqual([1050, 1999]);
   });
 
-  test("the largest quantity is 2^53 - 1", () => {
-    expect(validateOrderRequest({ ...market, quantity: Number.MAX_SAFE_INTEGER }).quantity).toBe(
-      Number.MAX_SAFE_INTEGER,
-    );
-    expect(fieldErrors({ ...market, quantity: 2 ** 53 })).toEqual([
+  test("the largest quantity is 2^53 - 1", async () => {
+    const { post, placed } = controller();
+    expect((await post({ ...market, quantity: Number.MAX_SAFE_INTEGER })).status).toBe(201);
+    expect(placed[0]?.draft.quantity).toBe(Number.MAX_SAFE_INTEGER);
+    expect(await fieldErrors({ ...market, quantity: 2 ** 53 })).toEqual([
       { field: "quantity", message: "must be at most 9007199254740991" },
     ]);
   });
@@ -60,21 +125,36 @@ describe("validateOrderRequest", () => {
     [{ ...limit, limit_price: 0 }, "limit_price", "must be greater than 0"],
     [{ ...limit, limit_price: 1.234 }, "limit_price", "must have at most 2 decimal places"],
     [{ ...market, note: "x" }, "note", "is not a known field"],
-  ])("%j -> %s %s", (body, field, message) => {
-    expect(fieldErrors(body)).toEqual([{ field, message }]);
+  ])("%j -> %s %s", async (body, field, message) => {
+    expect(await fieldErrors(body)).toEqual([{ field, message }]);
   });
 
-  test("every bad field is named at once", () => {
-    expect(fieldErrors({ type: "limit", extra: 1 }).map((e) => e.field)).toEqual([
-      "extra",
-      "side",
-      "instrument",
-      "quantity",
-      "limit_price",
+  test("every bad field is named at once", async () => {
+    const fields = (await fieldErrors({ type: "limit", extra: 1 })).map((e) => e.field);
+    expect(fields.sort()).toEqual(["extra", "instrument", "limit_price", "quantity", "side"]);
+  });
+
+  test.each([[null], [[]], ["order"], [42]])("a body that is not an object (%p) is refused", async (body) => {
+    expect(await fieldErrors(JSON.stringify(body))).toEqual([
+      { field: "body", message: "must be a JSON object" },
     ]);
   });
 
-  test.each([[null], [[]], ["order"], [42]])("a body that is not an object (%p) is refused", (body) => {
-    expect(fieldErrors(body)).toEqual([{ field: "body", message: "must be a JSON object" }]);
+  test("a bad Idempotency-Key is named as the header", async () => {
+    expect(await fieldErrors(market, { "idempotency-key": "with space" })).toEqual([
+      { field: "Idempotency-Key", message: expect.stringContaining("printable ASCII") },
+    ]);
+  });
+
+  test("415 for a body not sent as JSON, 422 for JSON that does not parse, nothing reaches the service", async () => {
+    const { post, placed } = controller();
+    const asText = await post(JSON.stringify(market), { "content-type": "text/plain" });
+    expect(asText.status).toBe(415);
+    const notJson = await post("{not json");
+    expect(notJson.status).toBe(422);
+    expect(((await notJson.json()) as { errors: unknown[] }).errors).toEqual([
+      { field: "body", message: "is not valid JSON" },
+    ]);
+    expect(placed).toEqual([]);
   });
 });

@@ -2,7 +2,7 @@
  * The `orders` collection. Two durable writes per order on the happy path: the insert at intake
  * (group-committed with concurrent requests into one insertMany) and the final outcome (one conditional
  * update, idempotent on the venue's ack). Who works on an order is decided by a lease in Redis, not by
- * a write here (docs/adr/0002-leases-and-fencing.md).
+ * a write here (docs/adr/0002-placement-lease-and-fencing.md).
  */
 import { type Collection, type Db, Long, MongoBulkWriteError, MongoServerError } from "mongodb";
 import type { OrderRecord, OrderStatus } from "../../domain/order.ts";
@@ -10,6 +10,7 @@ import {
   type DispatchCandidate,
   DuplicateOrderIdError,
   type FinalWriteResult,
+  type OrderListPage,
   type OrderRepository,
 } from "../../domain/ports.ts";
 import {
@@ -76,15 +77,15 @@ export class MongoOrderRepository implements OrderRepository {
     await ensureIndexes(this.collection, [
       { key: { status: 1, sweep_at: 1 }, name: "status_sweep_at" },
       { key: { status: 1, created_at: 1 }, name: "status_created_at" },
+      // GET /orders: an account's orders newest first (ids are UUIDv7, so id order is time order).
+      { key: { account: 1, _id: -1 }, name: "account_id" },
+      { key: { account: 1, status: 1, _id: -1 }, name: "account_status_id" },
     ]);
   }
 
   /** Group-committed: the caller's promise settles with its own document's result. */
   insert(order: OrderRecord): Promise<void> {
-    return this.inserts.submit({
-      ...order,
-      limit_price_cents: order.limit_price_cents === null ? null : Long.fromNumber(order.limit_price_cents),
-    });
+    return this.inserts.submit(toDocument(order));
   }
 
   /**
@@ -126,6 +127,25 @@ export class MongoOrderRepository implements OrderRepository {
       ),
     );
     return document ? fromDocument(document) : null;
+  }
+
+  /** One page of an account's orders, newest first, older than the `before` id when given. */
+  async listForAccount(account: string, page: OrderListPage): Promise<OrderRecord[]> {
+    const documents = await this.gate.run(() =>
+      this.collection
+        .find(
+          {
+            account,
+            ...(page.status === undefined ? {} : { status: page.status }),
+            ...(page.before === undefined ? {} : { _id: { $lt: page.before } }),
+          },
+          this.deadline(),
+        )
+        .sort({ _id: -1 })
+        .limit(page.limit)
+        .toArray(),
+    );
+    return documents.map(fromDocument);
   }
 
   async markDispatchFailed(id: string, now: Date): Promise<void> {
@@ -278,6 +298,35 @@ export class MongoOrderRepository implements OrderRepository {
     this.counted("park");
   }
 
+  async withdraw(id: string, now: Date, tombstone?: OrderRecord): Promise<OrderStatus | null> {
+    if (tombstone) {
+      try {
+        // Stored under its id first, the withdrawn order makes an insert still on its way fail as a
+        // duplicate: the order can never appear as accepted.
+        await this.gate.run(() =>
+          this.collection.insertOne(
+            { ...toDocument(tombstone), status: "withdrawn", updated_at: now },
+            this.durable(),
+          ),
+        );
+        this.counted("withdraw");
+        return "withdrawn";
+      } catch (error) {
+        if (!(error instanceof MongoServerError) || error.code !== DUPLICATE_KEY) throw error;
+      }
+    }
+    const result = await this.gate.run(() =>
+      this.collection.updateOne(
+        { _id: id, status: { $in: UNFINISHED } },
+        { $set: { status: "withdrawn", updated_at: now, lease_until: null, lease_token: null } },
+        this.durable(),
+      ),
+    );
+    this.counted("withdraw");
+    if (result.matchedCount === 1) return "withdrawn";
+    return (await this.findById(id, { majority: true }))?.status ?? null;
+  }
+
   /** Replay: unparks the order and makes it due now. Returns the order, or null if unknown. */
   async unpark(id: string, now: Date): Promise<OrderRecord | null> {
     const document = await this.gate.run(() =>
@@ -290,6 +339,14 @@ export class MongoOrderRepository implements OrderRepository {
     this.counted("unpark");
     return document ? fromDocument(document) : null;
   }
+}
+
+/** The order as stored: its price as int64 (exact beyond 2^31 cents). */
+function toDocument(order: OrderRecord): OrderDocument {
+  return {
+    ...order,
+    limit_price_cents: order.limit_price_cents === null ? null : Long.fromNumber(order.limit_price_cents),
+  };
 }
 
 /** A stored document (or a projection of it) with its int64 price as a number again. */
