@@ -2,11 +2,14 @@
  * Every Redis key and stream name, built in one place.
  *
  * Layout (prefix P, partition i of N):
- *   P:{placement-i}:stream   placement stream, one per partition; the hash tag keeps each partition on
- *                            one Redis Cluster slot and spreads partitions over slots
- *   P:{placement-i}:order:ID the order's placement state: queued | lease:TOKEN | retry | done:OUTCOME
- *   P:{placement-i}:retry    sorted set of orders waiting for a retry (score: due time in ms)
- *   P:{placement-i}:sweeper  which actor process sweeps partition i now (a short lock)
+ *   {P:placement-i}:stream   placement stream, one per partition; the hash tag keeps each partition on
+ *                            one Redis Cluster slot and spreads partitions over slots; the prefix is in
+ *                            the tag, so two deployments sharing a cluster do not stack their partition
+ *                            i on one slot
+ *   {P:placement-i}:order:ID the order's placement state: queued | lease:TOKEN | retry | done:OUTCOME
+ *                            (done:withdrawn: the fence of a withdrawal)
+ *   {P:placement-i}:retry    sorted set of orders waiting for a retry (score: due time in ms)
+ *   {P:placement-i}:sweeper  which actor process sweeps partition i now (a short lock)
  *   P:placement:dead-letter  entries that cannot be placed (rejected by the venue, poison messages)
  *   P:{ratelimit-ACCOUNT}    an account's rate limit: its GCRA theoretical arrival time (µs, Redis server
  *                            clock); expires when the account's burst is full again. The account is the
@@ -32,7 +35,7 @@ export interface RedisKeys {
 export function createRedisKeys(prefix: string, partitions: number): RedisKeys {
   const tag = (partition: number) => {
     const index = Number.isInteger(partition) && partition >= 0 ? partition % partitions : 0;
-    return `${prefix}:{placement-${index}}`;
+    return `{${prefix}:placement-${index}}`;
   };
   const placementStreams = Array.from({ length: partitions }, (_, i) => `${tag(i)}:stream`);
   return {

@@ -104,7 +104,7 @@ class MultiStreamPort implements StreamPort {
   async deleteConsumer() {}
 }
 
-const STREAMS = ["{placement-0}:stream", "{placement-1}:stream", "{placement-2}:stream"];
+const STREAMS = ["{t:placement-0}:stream", "{t:placement-1}:stream", "{t:placement-2}:stream"];
 
 function actorOver(
   port: MultiStreamPort,
