@@ -23,7 +23,11 @@ export function callerAccount(auth: Authentication, rateLimiting: RateLimiting |
   });
 }
 
-async function authenticate(auth: Authentication, header: string | null): Promise<string> {
+/**
+ * The account of an Authorization header, or UnauthenticatedError. Cheap to call twice for one request:
+ * the resolver caches its answers (the body parser asks first, so that no body is read for a stranger).
+ */
+export async function authenticate(auth: Authentication, header: string | null): Promise<string> {
   if (auth.mode === "off") return LOCAL_ACCOUNT;
   if (header === null || header.trim() === "") throw new UnauthenticatedError("missing");
   const principal = await auth.resolve(header);

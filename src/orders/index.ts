@@ -18,7 +18,7 @@ import {
 } from "../domain/errors.ts";
 import { type Cents, centsToNumber } from "../domain/money.ts";
 import type { OrderRecord } from "../domain/order.ts";
-import { type Authentication, bearerChallenge, callerAccount } from "../http/authentication.ts";
+import { type Authentication, authenticate, bearerChallenge, callerAccount } from "../http/authentication.ts";
 import type { RateLimiting } from "../http/rate-limit.ts";
 import { requestId } from "../http/request-id.ts";
 import type { Logger } from "../logger.ts";
@@ -37,7 +37,7 @@ import {
   ValidationErrorResponse,
 } from "./model.ts";
 import type { OrderService } from "./service.ts";
-import { describeBodyErrors, toDraft } from "./validation.ts";
+import { describe, describeBodyErrors, toDraft, topLevelField } from "./validation.ts";
 
 const JSON_MEDIA_TYPE = /^application\/([\w.+-]+\+)?json\s*(;|$)/i;
 
@@ -116,9 +116,16 @@ export function ordersController(deps: OrdersControllerDeps) {
         return status(201, toResponse(order));
       },
       {
+        // The caller first (no body is read for a request without a valid key), then the body.
         // readOrderJson always answers or throws; "application/json" after it is never reached and is
         // there for the OpenAPI document, which names the request's media type after it.
-        parse: [({ request }) => readOrderJson(request), "application/json"],
+        parse: [
+          async ({ request }) => {
+            await authenticate(deps.auth, request.headers.get("authorization"));
+            return readOrderJson(request);
+          },
+          "application/json",
+        ],
         headers: OrderRequestHeaders,
         body: "OrderRequest",
         response: { 201: "Order" },
@@ -154,8 +161,12 @@ interface Answer {
 function answerFor(error: unknown, code: unknown): Answer | undefined {
   if (error instanceof ValidationError) return validationAnswer(error);
   // Elysia hands a parser's error on as the cause of its ParseError.
-  if (code === "PARSE" && (error as Error).cause instanceof RequestBodyRejectedError) {
-    return answerFor((error as Error).cause, undefined);
+  const cause = (error as Error).cause;
+  if (
+    code === "PARSE" &&
+    (cause instanceof RequestBodyRejectedError || cause instanceof UnauthenticatedError)
+  ) {
+    return answerFor(cause, undefined);
   }
   if (code === "NOT_FOUND") return { status: 404, body: { message: "Not found" } };
   if (error instanceof RequestBodyRejectedError) return rejected(error.status, error.message, error.errors);
@@ -183,9 +194,8 @@ function validationAnswer(error: ValidationError): Answer {
   }
   if (error.type === "params") return { status: 404, body: NOT_FOUND_BODY };
   const errors = error.all.map((e) => {
-    const name = e.path.split("/")[1] ?? "";
-    const field = HEADER_FIELDS[name] ?? name;
-    return { field, message: e.schema.description ? `must be ${e.schema.description}` : "is invalid" };
+    const name = topLevelField(e.path);
+    return { field: HEADER_FIELDS[name] ?? name, message: describe(e) };
   });
   const what = error.type === "headers" ? "A header is invalid" : "A query parameter is invalid";
   return rejected(422, what, errors);
@@ -193,12 +203,6 @@ function validationAnswer(error: ValidationError): Answer {
 
 function rejected(status: number, message: string, errors: FieldError[]): Answer {
   return { status, body: { message, errors } };
-}
-
-function mediaTypeAnswer(): Answer {
-  return rejected(415, "The body must be JSON", [
-    { field: "content-type", message: "must be application/json" },
-  ]);
 }
 
 const notJsonMediaType = () =>

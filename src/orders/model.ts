@@ -1,5 +1,6 @@
 /** The HTTP contract of /orders (docs/CONTRACT.md). These schemas are the only source of the matching types. */
 import { type Static, Type as T, type TLiteral } from "@sinclair/typebox";
+import { t } from "elysia";
 import { ORDER_STATUSES } from "../domain/order.ts";
 
 /** One literal per value, typed as the tuple it is (a plain `map` would type the union as `never`). */
@@ -28,7 +29,10 @@ export const OrderRequest = T.Object(
     instrument: T.String({
       minLength: 12,
       maxLength: 12,
-      description: "ISIN, exactly 12 characters",
+      // Letters and digits only: an ISIN has nothing else, and a NUL or a lone surrogate cannot even be
+      // stored as it was sent (the embedded store refuses the first, and turns the second into U+FFFD).
+      pattern: "^[A-Za-z0-9]{12}$",
+      description: "an ISIN: 12 letters and digits, such as US0378331005",
       examples: ["US0378331005"],
       // The words of a length error (validation.ts adds the length received).
       error: "must be exactly 12 characters (an ISIN)",
@@ -98,7 +102,8 @@ export const ValidationErrorResponse = T.Object(
 );
 export const MessageResponse = T.Object({ message: T.String() });
 
-export const OrderListQuery = T.Object({
+/** Elysia's `t`: query values arrive as strings, and its Integer converts them before validating. */
+export const OrderListQuery = t.Object({
   status: T.Optional(OrderStatus({ description: "Only orders in this status" })),
   cursor: T.Optional(
     T.String({
@@ -106,7 +111,7 @@ export const OrderListQuery = T.Object({
       description: "The next_cursor of the previous page; absent for the first (newest) page",
     }),
   ),
-  limit: T.Optional(T.Integer({ minimum: 1, maximum: 100, default: 50, description: "Orders per page" })),
+  limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 50, description: "Orders per page" })),
 });
 export type OrderListQuery = Static<typeof OrderListQuery>;
 

@@ -34,10 +34,16 @@ export function describeBodyErrors(errors: readonly ValueError[], body: unknown)
   const price = checkLimitPrice(body as Record<string, unknown>);
   if (!price.ok) byField.set("limit_price", price.error.message);
   for (const error of errors) {
-    const field = error.path.split("/")[1] || "body";
+    // "" is the body itself; "/" is a field named "".
+    const field = error.path === "" ? "body" : topLevelField(error.path);
     if (!byField.has(field)) byField.set(field, describe(error));
   }
   return [...byField].map(([field, message]) => ({ field, message }));
+}
+
+/** The first segment of a JSON Pointer (RFC 6901), unescaped: `/a~1b/0` is the field `a/b`. */
+export function topLevelField(pointer: string): string {
+  return (pointer.split("/")[1] ?? "").replaceAll("~1", "/").replaceAll("~0", "~");
 }
 
 /** One schema error in the words of docs/CONTRACT.md, derived from the schema keyword that failed. */
