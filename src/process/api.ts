@@ -158,8 +158,9 @@ function apiDocumentation(): ApiDocumentation {
       { name: "orders", description: "Place, list and read the caller's orders" },
       { name: "operations", description: "Health and metrics, served without an API key" },
     ],
-    // Relative: the document is right wherever it is served from.
-    servers: [{ url: "/", description: "This deployment" }],
+    // Relative, so the document is right wherever it is served from; empty, not "/": a client appends
+    // each path to it ("/" + "/orders" is "//orders", which Scalar's client sent).
+    servers: [{ url: "", description: "This deployment (where this document is served)" }],
     components: {
       securitySchemes: {
         bearerAuth: {

@@ -1,7 +1,8 @@
 /**
- * The API reference page (/swagger) in a real headless Chromium: it renders from this server alone (no
- * request may leave 127.0.0.1: no CDN, no font host, no Scalar service), and its API client sends an
- * authenticated order to the server. Issue #12 items 4, 6 and 7.
+ * The API reference page (/swagger) in a real headless Chromium: it renders from the service alone (no
+ * request may leave 127.0.0.1: no CDN, no font host, no Scalar service), and its API client places an
+ * order with an API key, on the real API (in process, on real Redis and MongoDB-wire servers). The
+ * plugin's own behaviour (bundle route, disabled) is checked over HTTP on a small app that mounts it.
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync } from "node:fs";
@@ -9,6 +10,7 @@ import { Type as T } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import { chromium, type Page } from "playwright-core";
 import { type ApiDocumentation, apiDocs, SCALAR_BUNDLE_PATH } from "../../src/http/api-docs.ts";
+import { bearer, createApiKey, getPath, isolatedEnv, startInProcess, useServers } from "../support/system.ts";
 
 // Launching Chromium and loading a 5 MB bundle takes longer than bun's 5 s default.
 setDefaultTimeout(60_000);
@@ -26,36 +28,34 @@ const DOCUMENTATION: ApiDocumentation = {
   security: [{ bearerAuth: [] }],
 };
 
-interface ReceivedOrder {
-  authorization: string | null;
-  body: unknown;
-}
-
 interface DocsServer {
   baseUrl: string;
-  /** The POST /orders requests the server answered, in order. */
-  received: ReceivedOrder[];
   stop(): Promise<void>;
 }
 
-/**
- * The server under test, listening on 127.0.0.1. A stand-in for now: an Elysia app with `apiDocs` and a
- * POST /orders that records what it receives and answers 201, because src/process/api.ts does not mount
- * `apiDocs` yet. When it does, only this function changes: `startInProcess(isolatedEnv(servers), "api")`
- * with `useServers()` (test/integration/intake-orders.test.ts), the bearerAuth scheme coming from the
- * service's document, the token a key the service accepts, and `received` read back through
- * GET /orders/:id (the browser side, header included, is asserted from the page's own requests either way).
- */
+const servers = useServers();
+
+/** The real API on 127.0.0.1 and a key of its account `docs-reader`. */
+async function startService() {
+  const env = isolatedEnv(servers);
+  const running = await startInProcess(env, "api");
+  return {
+    baseUrl: `http://127.0.0.1:${running.port}`,
+    token: await createApiKey(env, "docs-reader"),
+    running,
+    stop: () => running.close(),
+  };
+}
+
+/** A small app that mounts the plugin alone: what it serves, and what it does when disabled. */
 async function startDocsServer(documentation: ApiDocumentation, enabled = true): Promise<DocsServer> {
-  const received: ReceivedOrder[] = [];
   const app = new Elysia()
     .use(apiDocs({ enabled, documentation }))
     .post(
       "/orders",
-      ({ body, request, set }) => {
-        received.push({ authorization: request.headers.get("authorization"), body });
+      ({ set }) => {
         set.status = 201;
-        return { id: `order-${received.length}` };
+        return { id: "order-1" };
       },
       {
         body: T.Object(
@@ -72,7 +72,6 @@ async function startDocsServer(documentation: ApiDocumentation, enabled = true):
     .listen({ hostname: "127.0.0.1", port: 0 });
   return {
     baseUrl: `http://127.0.0.1:${app.server!.port}`,
-    received,
     async stop() {
       await app.stop(true);
     },
@@ -139,9 +138,9 @@ async function withDocsPage(baseUrl: string, use: (docs: DocsPage) => Promise<vo
 
 describe("the API reference page in Chromium", () => {
   test.skipIf(NO_CHROMIUM)(
-    "renders POST /orders from this server alone, titled from the document",
+    "renders POST /orders from the service alone, titled from the document",
     async () => {
-      const server = await startDocsServer(DOCUMENTATION);
+      const server = await startService();
       try {
         await withDocsPage(server.baseUrl, async ({ page, requests, outside, errors }) => {
           // The request example's heading: the method (upper-cased by CSS) and the path, both visible.
@@ -165,47 +164,54 @@ describe("the API reference page in Chromium", () => {
     },
   );
 
-  test.skipIf(NO_CHROMIUM)(
-    "its API client sends an order with the bearer token set in its auth UI",
-    async () => {
-      const server = await startDocsServer(DOCUMENTATION);
-      const token = `token-${crypto.randomUUID()}`;
-      const order = { instrument: "US0378331005", quantity: 3 };
-      try {
-        await withDocsPage(server.baseUrl, async ({ page, requests, outside, errors }) => {
-          await page
-            .getByRole("button", { name: /Test Request/ })
-            .first()
-            .click();
-          const client = page.getByRole("dialog");
-          await client.getByLabel("Bearer Token").fill(token);
-          // The body editor is CodeMirror: insertText replaces the selection without its auto-closing brackets.
-          await client.locator(".cm-content").first().click();
-          await page.keyboard.press("ControlOrMeta+A");
-          await page.keyboard.insertText(JSON.stringify(order, null, 2));
+  test.skipIf(NO_CHROMIUM)("its API client places an order with the API key set in its auth UI", async () => {
+    const server = await startService();
+    const token = server.token;
+    const order = { type: "market", side: "buy", instrument: "US0378331005", quantity: 3 };
+    try {
+      await withDocsPage(server.baseUrl, async ({ page, requests, outside, errors }) => {
+        // The Test Request button of the "Place an order" operation (the document has several).
+        await page
+          .locator("section")
+          .filter({ has: page.getByRole("heading", { name: "Place an order" }) })
+          .getByRole("button", { name: /Test Request/ })
+          .first()
+          .click();
+        const client = page.getByRole("dialog");
+        // The operation requires a key: its Authentication section starts collapsed.
+        const bearerField = client.getByLabel("Bearer Token");
+        if (!(await bearerField.isVisible())) await client.getByText("Authentication").first().click();
+        await bearerField.fill(token);
+        // The body editor is CodeMirror: insertText replaces the selection without its auto-closing brackets.
+        await client.locator(".cm-content").first().click();
+        await page.keyboard.press("ControlOrMeta+A");
+        await page.keyboard.insertText(JSON.stringify(order, null, 2));
 
-          const answered = page.waitForResponse(
-            (response) =>
-              response.request().method() === "POST" && response.url() === `${server.baseUrl}/orders`,
-          );
-          await client.getByRole("button", { name: /^Send/ }).first().click();
-          expect((await answered).status()).toBe(201);
-          await client.getByText("201 Created").first().waitFor({ state: "visible" });
+        const answered = page.waitForResponse(
+          (response) =>
+            response.request().method() === "POST" && response.url() === `${server.baseUrl}/orders`,
+        );
+        await client.getByRole("button", { name: /^Send/ }).first().click();
+        expect((await answered).status()).toBe(201);
+        await client.getByText("201 Created").first().waitFor({ state: "visible" });
 
-          const sent = requests.filter((request) => request.method === "POST");
-          expect(sent).toHaveLength(1);
-          expect(sent[0]?.url).toBe(`${server.baseUrl}/orders`);
-          expect(sent[0]?.headers.authorization).toBe(`Bearer ${token}`);
-          expect(JSON.parse(sent[0]?.body ?? "null")).toEqual(order);
-          expect(server.received).toEqual([{ authorization: `Bearer ${token}`, body: order }]);
-          expect(outside).toEqual([]);
-          expect(errors).toEqual([]);
-        });
-      } finally {
-        await server.stop();
-      }
-    },
-  );
+        const sent = requests.filter((request) => request.method === "POST");
+        expect(sent).toHaveLength(1);
+        expect(sent[0]?.url).toBe(`${server.baseUrl}/orders`);
+        expect(sent[0]?.headers.authorization).toBe(`Bearer ${token}`);
+        expect(JSON.parse(sent[0]?.body ?? "null")).toEqual(order);
+        // The service stored it for the key's account.
+        const listed = (await (await getPath(server.running, "/orders", bearer(token))).json()) as {
+          orders: { instrument: string; quantity: number; status: string }[];
+        };
+        expect(listed.orders.map((o) => [o.instrument, o.quantity])).toEqual([["US0378331005", 3]]);
+        expect(outside).toEqual([]);
+        expect(errors).toEqual([]);
+      });
+    } finally {
+      await server.stop();
+    }
+  });
 });
 
 describe("apiDocs over HTTP", () => {
