@@ -64,7 +64,6 @@ const storedForm = (id: string, order: Order) => ({
   quantity: order.quantity,
   status: "accepted",
 });
-type StoredForm = ReturnType<typeof storedForm>;
 
 function pick(doc: Record<string, unknown> & { _id: string }) {
   const { _id: id, account, type, side, instrument, limit_price_cents, quantity, status } = doc;
