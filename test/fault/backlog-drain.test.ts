@@ -5,6 +5,9 @@
  * connections (test/harness/ferretdb.ts); 2 x 256 placements at once is where that would show. Every
  * order must be placed, each exactly once at the venue, and an `api` process on the same store must keep
  * answering POST /orders (201) and GET /health/ready (200) while the actors drain.
+ *
+ * Standalone Redis only: the deadlock is the embedded store's, not Redis's; a backlog drained by two
+ * actor processes over 6 partitions on a Redis Cluster is test/integration/redis-cluster-placement.test.ts.
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
 import { authorizationFor, isolatedEnv, mongoFor, orderBody, useServers } from "../support/system.ts";

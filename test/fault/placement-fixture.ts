@@ -4,15 +4,16 @@
  * read-outs of MongoDB, the venue's /stats and a process's /metrics. Everything a test starts is
  * registered in a `Cleanup` so that afterAll stops it even when the test failed half-way.
  */
+import { beforeAll } from "bun:test";
 import { Cluster, Redis } from "ioredis";
 import { MongoOrderRepository } from "../../src/adapters/mongo/order-repository.ts";
 import { RedisPlacementState } from "../../src/adapters/placement-state.ts";
 import { parseClusterNodes } from "../../src/adapters/redis.ts";
 import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.ts";
 import { uuidV7 } from "../../src/domain/ids.ts";
-import { newOrderRecord, type OrderRecord } from "../../src/domain/order.ts";
+import { newOrderRecord, type OrderRecord, partitionOf } from "../../src/domain/order.ts";
 import type { DispatchedOrder } from "../../src/domain/ports.ts";
-import type { RedisCluster } from "../harness/servers.ts";
+import { type RedisCluster, startRedisCluster } from "../harness/servers.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import {
   type Cleanup,
@@ -29,6 +30,55 @@ import {
 export type Env = Record<string, string>;
 
 /**
+ * The Redis a fault test's deployment runs on: the file's own redis-server (`standalone`), or a real
+ * Redis Cluster of 3 masters and 3 replicas (`cluster`: REDIS_CLUSTER_NODES, which switches every
+ * Redis connection of every process to the Cluster client). A test body written once runs in both
+ * modes with `describe.each(REDIS_MODES)` and `useRedisMode(mode, cleanup)`.
+ */
+export type RedisMode = "standalone" | "cluster";
+export const REDIS_MODES: readonly RedisMode[] = ["standalone", "cluster"];
+
+export interface PlacementRedis {
+  readonly mode: RedisMode;
+  /** The cluster in cluster mode (once the describe block's beforeAll has run), else undefined. */
+  readonly cluster: RedisCluster | undefined;
+  /** PLACEMENT_PARTITIONS: 1 standalone (as these tests always ran), 6 on the cluster (over 3 masters). */
+  readonly partitions: number;
+  /**
+   * Actor processes a test keeps running at once: 1 standalone (as these tests always ran); 2 on the
+   * cluster, so that a surviving process is already reading every partition when another one dies.
+   */
+  readonly actorProcesses: number;
+  /** The tag of a test's printed lines: `[name]` standalone, `[name/cluster]` on the cluster. */
+  tag(name: string): string;
+}
+
+/**
+ * The Redis of `mode` for the tests of the enclosing describe block. Cluster mode starts one Redis
+ * Cluster in the block's beforeAll (once for all its tests: a cluster takes seconds to form) and stops
+ * it in the file's `cleanup`, after the processes the tests spawned (cleanup runs newest first).
+ */
+export function useRedisMode(mode: RedisMode, cleanup: Cleanup): PlacementRedis {
+  let cluster: RedisCluster | undefined;
+  if (mode === "cluster") {
+    beforeAll(async () => {
+      cluster = await startRedisCluster();
+      cleanup.add(() => cluster?.stop());
+    }, 90_000);
+  }
+  return {
+    mode,
+    get cluster() {
+      if (mode === "cluster" && !cluster) throw new Error("the Redis Cluster starts in beforeAll");
+      return cluster;
+    },
+    partitions: mode === "cluster" ? 6 : 1,
+    actorProcesses: mode === "cluster" ? 2 : 1,
+    tag: (name) => (mode === "cluster" ? `[${name}/cluster]` : `[${name}]`),
+  };
+}
+
+/**
  * An isolated deployment's environment with timings for tests. The MongoDB-wire server here may be
  * FerretDB on SQLite, which takes tens of milliseconds per write and queues them: generous MongoDB
  * timeouts and a moderate actor concurrency keep the tests about placement, not about that queue.
@@ -36,16 +86,18 @@ export type Env = Record<string, string>;
 export function placementEnv(
   servers: Servers,
   overrides: Env = {},
-  options: { redisCluster?: RedisCluster } = {},
+  options: { redisCluster?: RedisCluster; redis?: PlacementRedis } = {},
 ): Env {
+  const cluster = options.redisCluster ?? options.redis?.cluster;
   return isolatedEnv(servers, {
     // Cluster mode: every Redis use goes to the cluster; REDIS_URL (still validated) names one seed.
-    ...(options.redisCluster
+    ...(cluster
       ? {
-          REDIS_CLUSTER_NODES: options.redisCluster.seeds,
-          REDIS_URL: `redis://${options.redisCluster.nodes[0]}`,
+          REDIS_CLUSTER_NODES: cluster.seeds,
+          REDIS_URL: `redis://${cluster.nodes[0]}`,
         }
       : {}),
+    ...(options.redis ? { PLACEMENT_PARTITIONS: String(options.redis.partitions) } : {}),
     LOG_LEVEL: "warn",
     MONGO_TIMEOUT_MS: "10000",
     REQUEST_DEADLINE_MS: "20000",
@@ -83,14 +135,16 @@ export async function spawnActors(env: Env, cleanup: Cleanup): Promise<ServicePr
 }
 
 /**
- * A venue answering after `venueLatencyMs`, `count` orders pre-loaded, and a first actor process that
- * holds at least `inFlight` of them in flight (leased in Redis, waiting for the venue's answer):
- * the starting point for killing or stopping an actor mid-placement.
+ * A venue answering after `venueLatencyMs`, `count` orders pre-loaded, `peers` actor processes reading
+ * them (none by default), and a first actor process that holds at least `inFlight` of them in flight
+ * (leased in Redis, waiting for the venue's answer): the starting point for killing or stopping an
+ * actor mid-placement while, with peers, other processes keep reading every partition. `held`: the
+ * orders the first process holds (leased, their entries pending at its consumer).
  */
 export async function firstActorHoldingOrders(
   env: Env,
   cleanup: Cleanup,
-  options: { venueLatencyMs: number; count?: number; inFlight?: number },
+  options: { venueLatencyMs: number; count?: number; inFlight?: number; peers?: number },
 ) {
   const venue = await spawnVenue(env, { failureRate: 0, latencyMs: options.venueLatencyMs }, cleanup);
   const actorEnv = { ...env, EXCHANGE_URL: venue.baseUrl };
@@ -98,20 +152,55 @@ export async function firstActorHoldingOrders(
   cleanup.add(() => mongo.client.close());
   const ids = await preloadOrders(env, options.count ?? 40);
   const { redis, keys } = redisFor(env, cleanup);
-  const leased = async () => {
-    const states = await redis.mget(ids.map((id) => keys.orderState(0, id)));
-    return ids.filter((_, i) => states[i]?.startsWith("lease:"));
-  };
+  const peers: ServiceProcess[] = [];
+  for (let i = 0; i < (options.peers ?? 0); i++) peers.push(await spawnActors(actorEnv, cleanup));
   const first = await spawnActors(actorEnv, cleanup);
   const inFlight = options.inFlight ?? 8;
+  const held = () => ordersHeldBy(first, redis, keys);
   await waitFor(
     async () =>
       ((await metricValue(first, "actor_in_flight_messages", { actor: "placement" })) ?? 0) >= inFlight &&
-      (await leased()).length >= inFlight,
+      (await held()).length >= inFlight,
     { timeoutMs: 30_000, intervalMs: 50, message: "first actor holds orders in flight" },
   );
-  const held = await leased();
-  return { venue, actorEnv, mongo, ids, first, held };
+  return { venue, actorEnv, mongo, ids, first, peers, held: await held() };
+}
+
+/**
+ * The orders an actor process holds now: entries pending at its consumer (named HOSTNAME-PID-...,
+ * actors/placement/process.ts) on any partition, whose order's state is a lease. One command per key:
+ * in a Redis Cluster the partitions' keys are on different slots.
+ */
+export async function ordersHeldBy(
+  actor: ServiceProcess,
+  redis: Redis | Cluster,
+  keys: RedisKeys,
+): Promise<string[]> {
+  const consumer = new RegExp(`-${actor.process.pid}-[0-9a-f]{8}$`);
+  const orderIds = (
+    await Promise.all(
+      keys.placementStreams.map(async (stream) => {
+        const pending = (await redis.xpending(stream, keys.placementGroup, "-", "+", 10_000)) as [
+          string,
+          string,
+          number,
+          number,
+        ][];
+        const mine = pending.filter(([, name]) => consumer.test(name));
+        const entries = await Promise.all(mine.map(([id]) => redis.xrange(stream, id, id)));
+        return entries.flatMap((found) => {
+          const fields = found[0]?.[1] ?? [];
+          const at = fields.indexOf("order_id");
+          return at >= 0 && fields[at + 1] ? [fields[at + 1]!] : [];
+        });
+      }),
+    )
+  ).flat();
+  const partitions = keys.placementStreams.length;
+  const states = await Promise.all(
+    orderIds.map((id) => redis.get(keys.orderState(partitionOf(id, partitions), id))),
+  );
+  return orderIds.filter((_, i) => states[i]?.startsWith("lease:"));
 }
 
 export { Cleanup, spawnService } from "../support/system.ts";

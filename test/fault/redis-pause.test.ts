@@ -3,6 +3,11 @@
  * answers, the half-open case no connection error reveals. The read loop's connection times out a
  * little after its BLOCK time (the failure is logged and counted), the dead connections are replaced,
  * and after SIGCONT every order is placed, once at the venue.
+ *
+ * Standalone Redis only: stopping the one Redis server (and its one XREADGROUP over both streams) is the
+ * fault. On a Redis Cluster a node that stops answering is failed over to its replica: that case, a
+ * master killed (-9) mid-run, is test/integration/redis-cluster-placement.test.ts; the fault tests do
+ * not repeat it in cluster mode.
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
 import { redisCommand } from "../harness/redis.ts";

@@ -3,6 +3,10 @@
  * pending entry are gone. POST /orders keeps answering 201 (the order document is its own outbox),
  * the actors recreate the group on NOGROUP, and the sweeper re-dispatches every order still waiting
  * from MongoDB, so each order that got a 201 before, during and after the gap is placed.
+ *
+ * Standalone Redis only: restarting the one Redis server is the fault. Its Redis Cluster counterpart, a
+ * master killed (-9) mid-run and its replica taking over, is
+ * test/integration/redis-cluster-placement.test.ts; the fault tests do not repeat it in cluster mode.
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
 import { waitFor } from "../harness/wait-for.ts";
