@@ -24,7 +24,14 @@ import { createRedisKeys } from "../src/adapters/redis-keys.ts";
 import { databaseName } from "../src/config.ts";
 import { type OwnedProcess, spawnOwned } from "../test/harness/child-process.ts";
 import { freePort, waitFor } from "../test/harness/wait-for.ts";
-import { isolatedEnv, ROOT, type Servers, startServers } from "../test/support/system.ts";
+import {
+  bearer,
+  createApiKeys,
+  isolatedEnv,
+  ROOT,
+  type Servers,
+  startServers,
+} from "../test/support/system.ts";
 import { runBenchmark, writeJsonReport } from "./output.ts";
 
 const THROUGHPUT_TARGET = 0.8;
@@ -114,7 +121,7 @@ const CLOCK_TICKS_PER_S = 100;
 
 /** N workers, each sending one request after the other, until the deadline or the request count. */
 async function load(
-  target: { baseUrl: string; pid: number },
+  target: Pick<Target, "baseUrl" | "pid" | "authorizations">,
   concurrency: number,
   stop: { seconds: number } | { count: number },
 ): Promise<Sample> {
@@ -127,14 +134,15 @@ async function load(
   const started = performance.now();
   const deadline = "seconds" in stop ? started + stop.seconds * 1000 : Number.POSITIVE_INFINITY;
   const limit = "count" in stop ? stop.count : Number.POSITIVE_INFINITY;
-  const worker = async () => {
+  const worker = async (client: number) => {
+    const authorization = target.authorizations[client % target.authorizations.length] ?? {};
     while (issued < limit && performance.now() < deadline) {
       const body = BODIES[issued++ % BODIES.length];
       const t0 = performance.now();
       try {
         const response = await fetch(url, {
           method: "POST",
-          headers: { "content-type": "application/json" },
+          headers: { "content-type": "application/json", ...authorization },
           body,
         });
         await response.arrayBuffer();
@@ -148,7 +156,7 @@ async function load(
       }
     }
   };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  await Promise.all(Array.from({ length: concurrency }, (_, client) => worker(client)));
   return {
     latencies,
     statuses,
@@ -210,6 +218,8 @@ interface Target {
   process: OwnedProcess;
   baseUrl: string;
   pid: number;
+  /** One Authorization header per client (the service: one account each, as client companies are). */
+  authorizations: Record<string, string>[];
 }
 
 async function startTarget(name: TargetName, env: Record<string, string>): Promise<Target> {
@@ -235,7 +245,7 @@ async function startTarget(name: TargetName, env: Record<string, string>): Promi
   ).catch((error) => {
     throw new Error(`${(error as Error).message}\n${owned.logs.slice(-2000)}`);
   });
-  return { process: owned, baseUrl, pid: owned.pid };
+  return { process: owned, baseUrl, pid: owned.pid, authorizations: [] };
 }
 
 async function stopTarget(target: Target | undefined) {
@@ -298,6 +308,10 @@ async function main(): Promise<number> {
   try {
     await resetStorage(env, mongo, servers);
     targets.service = await startTarget("service", env);
+    // Authentication and the per-account rate limit on, as by default: one account per client (at
+    // most the highest concurrency), so that no client company goes over its own rate.
+    const accounts = Array.from({ length: Math.max(...levels) }, (_, i) => `bench-client-${i}`);
+    targets.service.authorizations = (await createApiKeys(env, accounts, "bench:intake")).map(bearer);
     targets.floor = await startTarget("floor", env);
     const stop = requests !== undefined ? { count: requests } : { seconds: durationS };
     console.log(

@@ -129,10 +129,22 @@ export async function createApiKey(
   account = TEST_ACCOUNT,
   label = "test",
 ): Promise<string> {
+  const [token] = await createApiKeys(env, [account], label);
+  return token!;
+}
+
+/** One key per account, over one connection (benchmarks make one account per client). */
+export async function createApiKeys(
+  env: Record<string, string>,
+  accounts: string[],
+  label = "test",
+): Promise<string[]> {
   const client = new MongoClient(env.MONGO_URL!, { serverSelectionTimeoutMS: 10_000, maxPoolSize: 2 });
   try {
     const store = new MongoApiKeyStore(client.db(databaseName(env.MONGO_URL!)), { timeoutMs: 10_000 });
-    return (await store.create({ account, label })).token;
+    const tokens: string[] = [];
+    for (const account of accounts) tokens.push((await store.create({ account, label })).token);
+    return tokens;
   } finally {
     await client.close();
   }
