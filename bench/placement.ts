@@ -2,22 +2,9 @@ import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
-import { ExchangeBreaker } from "../actors/placement/exchange-breaker.ts";
-import { createPlacementBehaviour } from "../actors/placement/placement-actor.ts";
-import { createIoredisStreamPort } from "../actors/runtime/redis-streams.ts";
-import { StreamActor } from "../actors/runtime/stream-actor.ts";
-import { entryFields, RedisPlacementState } from "../src/adapters/placement-state.ts";
+import { entryFields } from "../src/adapters/placement-state.ts";
 import { createRedisKeys } from "../src/adapters/redis-keys.ts";
-import { loadConfig } from "../src/config.ts";
-import {
-  type DispatchedOrder,
-  type FinalWriteResult,
-  type OrderRepository,
-  systemClock,
-} from "../src/domain/ports.ts";
-import { createHttpExchange } from "../src/exchange/http-exchange.ts";
-import { silentLogger } from "../src/logger.ts";
-import { every } from "../src/support/periodic.ts";
+import type { DispatchedOrder } from "../src/domain/ports.ts";
 import {
   Cleanup,
   configureVenue,
@@ -27,9 +14,11 @@ import {
   spawnVenue,
   venueStats,
 } from "../test/fault/placement-fixture.ts";
-import { type OwnedProcess, spawnOwned } from "../test/harness/child-process.ts";
+import type { OwnedProcess } from "../test/harness/child-process.ts";
 import { waitFor } from "../test/harness/wait-for.ts";
 import { isolatedEnv, mongoFor, ROOT, type Servers, startServers } from "../test/support/system.ts";
+import { resetVenue } from "../test/support/venue-admin.ts";
+import { spawnMemoryActors } from "./memory-actors.ts";
 import { writeJsonReport } from "./output.ts";
 
 const LIMIT_TARGET = 0.9;
@@ -37,7 +26,6 @@ const SCALE_TARGET = 1.8;
 
 const { values: args } = parseArgs({
   options: {
-    child: { type: "boolean", default: false },
     store: { type: "string" },
     "in-flight": { type: "string" },
     "latency-ms": { type: "string" },
@@ -51,12 +39,6 @@ const { values: args } = parseArgs({
     assert: { type: "boolean", default: false },
   },
 });
-
-if (args.child) {
-  await runChild();
-} else {
-  process.exit(await runBenchmark());
-}
 
 // ---------------------------------------------------------------------------------------------------
 // The benchmark driver.
@@ -111,7 +93,7 @@ async function runBenchmark(): Promise<number> {
         const limit = (processes * inFlight * 1000 * (1 - failureRate)) / latencyMs;
         let orders = Math.max(20, Math.round(limit * durationS));
         if (store === "mongo") orders = Math.min(orders, maxMongoOrders);
-        await fetch(`${venue.baseUrl}/admin/reset`, { method: "POST" });
+        await resetVenue(venue);
         await configureVenue(venue, { failure_rate: failureRate, latency_ms: latencyMs, outage: false });
         const run = await measure(servers, venue.baseUrl, { store, processes, inFlight, orders, cleanup });
         const stats = await venueStats(venue);
@@ -229,7 +211,9 @@ async function measure(
   try {
     const actors: { process: OwnedProcess }[] = [];
     for (let i = 0; i < options.processes; i++) {
-      actors.push(options.store === "mongo" ? await spawnActors(env, local) : await spawnChild(env, local));
+      actors.push(
+        options.store === "mongo" ? await spawnActors(env, local) : await spawnMemoryActors(env, local),
+      );
     }
     const mongo = mongoFor(env);
     local.add(() => mongo.client.close());
@@ -300,106 +284,5 @@ async function xaddOnly(env: Env, count: number): Promise<void> {
   }
 }
 
-async function spawnChild(env: Env, cleanup: Cleanup): Promise<{ process: OwnedProcess }> {
-  const child = spawnOwned("bench-actor", ["bun", resolve(ROOT, "bench/placement.ts"), "--child"], {
-    env: { ...process.env, ...env },
-    cwd: ROOT,
-  });
-  cleanup.add(async () => {
-    child.signal("SIGTERM");
-    await Promise.race([child.exited, Bun.sleep(5_000)]);
-    child.signal("SIGKILL");
-  });
-  await child.waitForOutput(/^ready$/m, 30_000);
-  return { process: child };
-}
-
-// ---------------------------------------------------------------------------------------------------
-// --child: the placement actor wired over an in-memory order store (the real runtime otherwise).
-
-async function runChild(): Promise<void> {
-  const config = loadConfig();
-  const keys = createRedisKeys(config.REDIS_KEY_PREFIX, config.PLACEMENT_PARTITIONS);
-  const commands = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
-  const blocking = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
-  const port = createIoredisStreamPort(commands);
-  const orders = new MemoryOrderRepository();
-  const leases = new RedisPlacementState(commands, keys, config.PLACEMENT_TRACK_TTL_MS);
-  const exchange = createHttpExchange({
-    baseUrl: config.EXCHANGE_URL!,
-    timeoutMs: config.BREAKER_TIMEOUT_MS * 2,
-  });
-  const breaker = new ExchangeBreaker(exchange, {
-    timeoutMs: config.BREAKER_TIMEOUT_MS,
-    errorThresholdPercent: config.BREAKER_ERROR_THRESHOLD_PERCENT,
-    volumeThreshold: config.BREAKER_VOLUME_THRESHOLD,
-    resetTimeoutMs: config.BREAKER_RESET_TIMEOUT_MS,
-  });
-  const actor = new StreamActor({
-    name: "placement",
-    streams: keys.placementStreams,
-    group: keys.placementGroup,
-    consumer: `bench-${process.pid}`,
-    deadLetterStream: keys.deadLetterStream,
-    blockingPort: createIoredisStreamPort(blocking),
-    port,
-    behaviour: createPlacementBehaviour({
-      orders,
-      leases,
-      exchange,
-      breaker,
-      clock: systemClock,
-      logger: silentLogger,
-      leaseMs: config.CLAIM_TIMEOUT_MS,
-      retry: { baseMs: config.RETRY_BASE_DELAY_MS, maxMs: config.RETRY_MAX_DELAY_MS },
-      deadLetter: async (fields) => void (await port.add(keys.deadLetterStream, fields)),
-    }),
-    concurrency: config.ACTOR_CONCURRENCY,
-    claimTimeoutMs: config.CLAIM_TIMEOUT_MS,
-    reclaimIntervalMs: config.RECLAIM_INTERVAL_MS,
-    maxDeliveries: config.MAX_DELIVERIES,
-  });
-  await actor.start();
-  const retries = every(
-    config.RETRY_POLL_INTERVAL_MS,
-    () => leases.moveDueRetries(new Date()),
-    () => {},
-  );
-  console.log("ready");
-  await new Promise<void>((resolveStop) => process.once("SIGTERM", () => resolveStop()));
-  await retries.stop();
-  await actor.close(2_000);
-  breaker.shutdown();
-  commands.disconnect();
-  blocking.disconnect();
-  process.exit(0);
-}
-
-/**
- * The final writes of the OrderRepository contract in memory, for one process: the placement actor
- * reads nothing on the happy path (the order travels on its entry), so this is all it needs.
- */
-class MemoryOrderRepository
-  implements Pick<OrderRepository, "findById" | "markPlaced" | "markRejected" | "park">
-{
-  private readonly outcomes = new Map<string, string>();
-
-  async findById() {
-    return null;
-  }
-  async markPlaced(id: string, venueOrderId: string): Promise<FinalWriteResult> {
-    return this.finish(id, `placed:${venueOrderId}`);
-  }
-  async markRejected(id: string, reason: string): Promise<FinalWriteResult> {
-    return this.finish(id, `rejected:${reason}`);
-  }
-  async park() {}
-  private finish(id: string, outcome: string): FinalWriteResult {
-    const existing = this.outcomes.get(id);
-    if (existing === undefined) {
-      this.outcomes.set(id, outcome);
-      return "applied";
-    }
-    return existing === outcome ? "already" : "conflict";
-  }
-}
+// Last: the module-level constants above (sampleOrder) must be initialised before the run uses them.
+process.exit(await runBenchmark());
