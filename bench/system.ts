@@ -32,7 +32,7 @@
  * Exit: 0 when the run completed (targets met or not), 3 when an accepted order is not final or the venue
  * disagrees with MongoDB (a lost or doubly placed order), 1 on a crash.
  */
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -43,7 +43,9 @@ import { spawnVenue, venueStats } from "../test/fault/placement-fixture.ts";
 import { type OwnedProcess, spawnOwned } from "../test/harness/child-process.ts";
 import { freePort, uniqueName, waitFor } from "../test/harness/wait-for.ts";
 import {
+  bearer,
   Cleanup,
+  createApiKeys,
   isolatedEnv,
   ROOT,
   type Servers,
@@ -52,6 +54,16 @@ import {
   startServers,
 } from "../test/support/system.ts";
 import { runBenchmark, writeJsonReport } from "./output.ts";
+import {
+  cpuMeter,
+  type MetricSample,
+  processCpuMs,
+  scrape,
+  serverCpuMs,
+  storeCpuMs,
+  table,
+  total,
+} from "./process-stats.ts";
 
 const TARGETS = {
   placedOfFloor: 0.35,
@@ -144,7 +156,11 @@ async function runLoadChild(): Promise<void> {
   process.stdout.write("load started\n");
   const started = performance.now();
   const deadline = durationMs > 0 ? started + durationMs : Number.POSITIVE_INFINITY;
-  const worker = async () => {
+  // One API key per client (handed over in the environment, not on the command line).
+  const authorizations = JSON.parse(process.env.BENCH_AUTHORIZATIONS ?? "[]") as string[];
+  const worker = async (client: number) => {
+    const authorization = authorizations[client % authorizations.length];
+    const headers = { "content-type": "application/json", ...(authorization ? { authorization } : {}) };
     while (!stopping && performance.now() < deadline) {
       const body = BODIES[issued++ % BODIES.length]!;
       const t0 = performance.now();
@@ -152,7 +168,7 @@ async function runLoadChild(): Promise<void> {
       try {
         const response = await fetch(url, {
           method: "POST",
-          headers: { "content-type": "application/json" },
+          headers,
           body,
           signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
         });
@@ -175,7 +191,7 @@ async function runLoadChild(): Promise<void> {
       }
     }
   };
-  await Promise.all(Array.from({ length: clients }, worker));
+  await Promise.all(Array.from({ length: clients }, (_, client) => worker(client)));
   const cpu = process.cpuUsage(cpuBefore);
   const result: LoadResult = {
     seconds: (performance.now() - started) / 1000,
@@ -188,6 +204,12 @@ async function runLoadChild(): Promise<void> {
   writeFileSync(args.out!, JSON.stringify(result));
 }
 
+/** One API key (as an Authorization header) per client, each of its own account. */
+async function clientKeys(env: Record<string, string>, clients: number): Promise<string[]> {
+  const accounts = Array.from({ length: clients }, (_, i) => `bench-client-${i}`);
+  return (await createApiKeys(env, accounts, "bench:system")).map((token) => bearer(token).authorization);
+}
+
 /** A running load child; `result()` waits for it to end (at its duration, or after stop()). */
 interface Load {
   process: OwnedProcess;
@@ -195,7 +217,16 @@ interface Load {
   result(): Promise<LoadResult>;
 }
 
-async function startLoad(baseUrl: string, clients: number, durationS: number): Promise<Load> {
+/**
+ * `authorizations`: one Authorization header per client. The service runs with authentication and the
+ * per-account rate limit on, as by default: each client is an account of its own (a client company).
+ */
+async function startLoad(
+  baseUrl: string,
+  clients: number,
+  durationS: number,
+  authorizations: string[] = [],
+): Promise<Load> {
   const out = join(tmpdir(), `${uniqueName("bench-system-load")}.json`);
   const child = spawnOwned(
     "load",
@@ -212,7 +243,7 @@ async function startLoad(baseUrl: string, clients: number, durationS: number): P
       "--out",
       out,
     ],
-    { cwd: ROOT },
+    { cwd: ROOT, env: { ...process.env, BENCH_AUTHORIZATIONS: JSON.stringify(authorizations) } },
   );
   await child.waitForOutput(/^load started$/m, 30_000);
   return {
@@ -230,40 +261,17 @@ async function startLoad(baseUrl: string, clients: number, durationS: number): P
   };
 }
 
-async function runLoad(baseUrl: string, clients: number, durationS: number): Promise<LoadResult> {
-  return (await startLoad(baseUrl, clients, durationS)).result();
+async function runLoad(
+  baseUrl: string,
+  clients: number,
+  durationS: number,
+  authorizations: string[] = [],
+): Promise<LoadResult> {
+  return (await startLoad(baseUrl, clients, durationS, authorizations)).result();
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Read-outs: /metrics, CPU time from /proc, latency percentiles.
-
-interface MetricSample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-async function scrape(target: { baseUrl: string }): Promise<MetricSample[]> {
-  const response = await fetch(`${target.baseUrl}/metrics`, { signal: AbortSignal.timeout(10_000) });
-  if (response.status !== 200) throw new Error(`${target.baseUrl}/metrics answered ${response.status}`);
-  const samples: MetricSample[] = [];
-  for (const line of (await response.text()).split("\n")) {
-    const match = line.match(/^([A-Za-z_:][\w:]*)(\{([^}]*)\})?\s+(\S+)/);
-    if (!match) continue;
-    const labels = Object.fromEntries(
-      [...(match[3] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1]!, m[2]!]),
-    );
-    samples.push({ name: match[1]!, labels, value: Number(match[4]) });
-  }
-  return samples;
-}
-
-/** The sum of every sample of `name` whose labels include `labels`. */
-function total(samples: MetricSample[], name: string, labels: Record<string, string> = {}): number {
-  return samples
-    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-    .reduce((sum, s) => sum + s.value, 0);
-}
+// Read-outs: metric deltas, latency percentiles, log problems (/metrics and CPU: process-stats.ts).
 
 /** `name` summed per value of `label`. */
 function byLabel(samples: MetricSample[], name: string, label: string): Record<string, number> {
@@ -283,95 +291,6 @@ function subtract(after: Record<string, number>, before: Record<string, number>)
     if (delta !== 0) out[key] = delta;
   }
   return out;
-}
-
-const CLOCK_TICKS_PER_S = 100;
-
-/** [utime + stime, cutime + cstime] of a process in ms (0 when it is gone). */
-function processCpuMs(pid: number): [number, number] {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ms = (i: number) => (Number(fields[i]) * 1000) / CLOCK_TICKS_PER_S;
-    return [ms(11) + ms(12), ms(13) + ms(14)];
-  } catch {
-    return [0, 0];
-  }
-}
-
-interface ProcInfo {
-  pid: number;
-  ppid: number;
-  args: string[];
-}
-
-function processes(): ProcInfo[] {
-  const out: ProcInfo[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const args = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean);
-      out.push({ pid: Number(entry), ppid, args });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-/**
- * CPU ms of the processes serving `port` (found by their command line: `--port N`, `-p N`,
- * `--listen-addr=host:N`) and all their descendants; reaped children count too.
- */
-function serverCpuMs(port: number): number {
-  const all = processes();
-  const roots = all.filter((p) => p.args.some((a) => a === String(port) || a.endsWith(`:${port}`)));
-  const seen = new Set<number>();
-  const stack = roots.map((p) => p.pid);
-  let ms = 0;
-  while (stack.length > 0) {
-    const pid = stack.pop()!;
-    if (seen.has(pid)) continue;
-    seen.add(pid);
-    const [own, children] = processCpuMs(pid);
-    ms += own + children;
-    for (const child of all) if (child.ppid === pid) stack.push(child.pid);
-  }
-  return ms;
-}
-
-/** Busy and total CPU ms of the whole machine since boot (all cores). */
-function machineCpuMs(): { busy: number; total: number } {
-  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const ticks = fields.slice(0, 8).reduce((a, b) => a + b, 0);
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-  return {
-    busy: ((ticks - idle) * 1000) / CLOCK_TICKS_PER_S,
-    total: (ticks * 1000) / CLOCK_TICKS_PER_S,
-  };
-}
-
-interface CpuMeter {
-  /** CPU ms per named process group since the meter started, and the machine's busy share. */
-  read(extra?: Record<string, number>): Record<string, number>;
-}
-
-function cpuMeter(groups: Record<string, () => number>): CpuMeter {
-  const start = Object.fromEntries(Object.entries(groups).map(([name, read]) => [name, read()]));
-  const machineStart = machineCpuMs();
-  return {
-    read(extra = {}) {
-      const out: Record<string, number> = {};
-      for (const [name, read] of Object.entries(groups)) out[name] = Math.round(read() - start[name]!);
-      for (const [name, ms] of Object.entries(extra)) out[name] = Math.round(ms);
-      const machine = machineCpuMs();
-      out.machine_busy_percent =
-        Math.round((1000 * (machine.busy - machineStart.busy)) / (machine.total - machineStart.total)) / 10;
-      return out;
-    },
-  };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -472,6 +391,7 @@ async function intakeOnly(servers: Servers, target: IntakeRun["target"]): Promis
     // The service's indexes on the floor's collection too: both pay the same index upkeep.
     await new MongoOrderRepository(mongo.db, { timeoutMs: 10_000 }).ensureIndexes();
     let baseUrl: string;
+    let authorizations: string[] = [];
     if (target === "floor") {
       const port = await freePort();
       owned = spawnOwned("floor", ["bun", resolve(ROOT, "bench/floor-server.ts")], {
@@ -484,11 +404,12 @@ async function intakeOnly(servers: Servers, target: IntakeRun["target"]): Promis
       const api = await spawnService("api", env);
       owned = api.process;
       baseUrl = api.baseUrl;
+      authorizations = await clientKeys(env, settings.clients);
     }
-    await runLoad(baseUrl, settings.clients, settings.warmupS);
+    await runLoad(baseUrl, settings.clients, settings.warmupS, authorizations);
     const cpuBefore = processCpuMs(owned.pid)[0];
     const storeBefore = storeCpuMs(servers);
-    const load = await runLoad(baseUrl, settings.clients, settings.floorS);
+    const load = await runLoad(baseUrl, settings.clients, settings.floorS, authorizations);
     const cpuMs = processCpuMs(owned.pid)[0] - cpuBefore;
     const storeMs = storeCpuMs(servers) - storeBefore;
     const latency = summariseLatency(load);
@@ -626,7 +547,8 @@ async function phaseB(servers: Servers, floorPerS: number, cleanup: Cleanup) {
       `phase B: ${settings.clients} clients for ${settings.durationS} s on api + 2 actors (default settings), ` +
         `venue ${VENUE.latencyMs} ms / ${VENUE.failureRate * 100}% failures`,
     );
-    const main = await runLoad(api!.baseUrl, settings.clients, settings.durationS);
+    const authorizations = await clientKeys(serviceEnv, settings.clients);
+    const main = await runLoad(api!.baseUrl, settings.clients, settings.durationS, authorizations);
     const loadEndedAt = performance.now();
     const cutoff = new Date();
     alive();
@@ -636,7 +558,7 @@ async function phaseB(servers: Servers, floorPerS: number, cleanup: Cleanup) {
 
     // The drain, with a light probe load.
     phase = "drain";
-    const probe = await startLoad(api!.baseUrl, settings.probeClients, 0);
+    const probe = await startLoad(api!.baseUrl, settings.probeClients, 0, authorizations);
     const unfinished = async (filter: Record<string, unknown>) =>
       (await mongo.orders.countDocuments({ status: "accepted", ...filter })) +
       (await mongo.orders.countDocuments({ status: "placing", ...filter }));
@@ -797,25 +719,7 @@ async function phaseB(servers: Servers, floorPerS: number, cleanup: Cleanup) {
   }
 }
 
-/** The MongoDB-wire server, and the PostgreSQL under it when it is FerretDB's (its own port). */
-function storeCpuMs(servers: Servers): number {
-  const postgres = (servers.mongo as { postgres?: { port: number } }).postgres;
-  return serverCpuMs(servers.mongo.port) + (postgres ? serverCpuMs(postgres.port) : 0);
-}
-
 // ---------------------------------------------------------------------------------------------------
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]?.length ?? 0)));
-  return rows
-    .map((row) =>
-      row
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
-}
 
 const verdict = (met: boolean) => (met ? "met" : "NOT MET");
 const perOrder = (record: Record<string, number>) =>
