@@ -195,29 +195,12 @@ async function main(): Promise<number> {
       for (const partitions of settings.partitions) {
         for (const processes of settings.processes) {
           let backlog = settings.backlog ?? backlogFor(store, Math.max(...settings.processes));
-          let run = await measure({
-            servers,
-            cluster,
-            venue,
-            redisPids,
-            store,
-            partitions,
-            processes,
-            backlog,
-          });
+          const setup = { servers, cluster, venue, redisPids, store, partitions, processes };
+          let run = await measure({ ...setup, backlog });
           if (run.ranDry && settings.backlog === undefined) {
             backlog = Math.ceil(backlog * 2.5);
             console.log(`  backlog ran dry; again with ${backlog} orders`);
-            run = await measure({
-              servers,
-              cluster,
-              venue,
-              redisPids,
-              store,
-              partitions,
-              processes,
-              backlog,
-            });
+            run = await measure({ ...setup, backlog });
           }
           runs.push(run);
           console.log(

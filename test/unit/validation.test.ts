@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { Elysia } from "elysia";
 import { createMetrics } from "../../src/adapters/metrics.ts";
-import type { OrderRecord } from "../../src/domain/order.ts";
+import { newOrderRecord } from "../../src/domain/order.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { ordersController } from "../../src/orders/index.ts";
 import type { OrderService, PlaceRequest } from "../../src/orders/service.ts";
@@ -19,32 +19,12 @@ function controller() {
   const service: OrderService = {
     async place(request) {
       placed.push(request);
-      const order: OrderRecord = {
-        _id: "0190f0c0-0000-7000-8000-000000000000",
-        type: request.draft.type,
-        side: request.draft.side,
-        instrument: request.draft.instrument,
-        limit_price_cents: request.draft.limitPriceCents,
-        quantity: request.draft.quantity,
-        status: "accepted",
-        attempts: 0,
-        created_at: new Date(0),
-        updated_at: new Date(0),
-        partition: 0,
-        next_attempt_at: new Date(0),
-        sweep_at: new Date(0),
-        lease_until: null,
-        lease_token: null,
-        placed_at: null,
-        venue_order_id: null,
-        rejection_reason: null,
-        last_error: null,
-        dispatch_failed_at: null,
-        parked_at: null,
-        redispatches: 0,
+      const order = newOrderRecord("0190f0c0-0000-7000-8000-000000000000", request.draft, new Date(0), {
+        partitions: 1,
+        dispatchGraceMs: 0,
+        idempotencyKey: request.idempotencyKey,
         account: request.account,
-        idempotency_key: request.idempotencyKey,
-      };
+      });
       return { order, replayed: false };
     },
     get: () => Promise.reject(new Error("not used")),
