@@ -95,7 +95,7 @@ const KINDS: Record<string, { model: ModelClass; dts: string; type: string }> = 
 
 const NAMESPACE = "orders";
 const SUBCOMMANDS = new Set(["api", "actors", "all", "exchange"]);
-/** Subcommands that connect to MongoDB and Redis at start-up, with retries (src/processes.ts). */
+/** Subcommands that connect to MongoDB and Redis at start-up, with retries (src/process/lifecycle.ts, withStartupRetry). */
 const CONNECTING_SUBCOMMANDS = new Set(["api", "actors", "all"]);
 /** The namespace whose Prometheus scrapes the pods (and that KEDA's serverAddress names). */
 const MONITORING_NAMESPACE = "monitoring";
