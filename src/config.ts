@@ -78,6 +78,12 @@ const ConfigSchema = T.Object({
    * instead of retried; 0 = never (placement is guaranteed, retries are patient).
    */
   PLACEMENT_MAX_ATTEMPTS: Int(0, 1_000_000, 0),
+  /**
+   * Age (since intake) past which an order that keeps failing transiently is parked (and alerted on)
+   * instead of retried: an order placed an hour late is not what its client asked for; an operator
+   * replays it or not. 0 = never.
+   */
+  PLACEMENT_MAX_AGE_MS: Int(0, 7 * 86_400_000, 3_600_000),
   /** First retry delay of a transiently failed placement; doubles per attempt, with full jitter. */
   RETRY_BASE_DELAY_MS: Int(1, 600_000, 200),
   /** Cap of the retry delay. */

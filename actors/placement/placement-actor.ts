@@ -14,11 +14,12 @@
  * Outcomes: placed; rejected (final, with the venue's reason in MongoDB; not a dead letter: the
  * dead-letter stream holds poison entries and unknown order ids only); retry (a transport failure: the
  * order goes to the retry schedule in Redis and back to the stream when due, no MongoDB write); parked
- * (a transport failure on the last allowed attempt, `maxAttempts`: parked in MongoDB with its last
+ * (a transport failure on the last allowed attempt, `maxAttempts`, or past `maxAgeMs`: parked in MongoDB with its last
  * error until an operator replays it); skipped (already done, or leased by another actor).
  */
 import { orderFromEntry } from "../../src/adapters/placement-state.ts";
 import { isRetryable } from "../../src/domain/errors.ts";
+import { createdAtOf } from "../../src/domain/ids.ts";
 import { isPlacementFinal } from "../../src/domain/order.ts";
 import type {
   Clock,
@@ -62,6 +63,12 @@ export interface PlacementDeps {
    * (with its last error) instead of scheduling another retry. Default: unlimited.
    */
   maxAttempts?: number;
+  /**
+   * Age (since intake, read from the UUIDv7 order id) past which a transient failure parks the order
+   * instead of retrying: a market order placed hours late is not what the client asked for, so an
+   * operator decides (`orders dlq replay`). Default: unlimited.
+   */
+  maxAgeMs?: number;
   /** Appends to the dead-letter stream (entries naming an unknown order id). */
   deadLetter(fields: Record<string, string>): Promise<void>;
   random?: () => number;
@@ -75,6 +82,18 @@ export function createPlacementBehaviour(
 ): ActorBehaviour & { placeOne(message: ActorMessage, signal: AbortSignal): Promise<PlacementOutcome> } {
   const { orders, leases, exchange, breaker, clock, logger } = deps;
   const maxAttempts = deps.maxAttempts ?? Number.POSITIVE_INFINITY;
+  const maxAgeMs = deps.maxAgeMs ?? Number.POSITIVE_INFINITY;
+
+  /** Why a transient failure ends the order's retries now, or null to retry. */
+  function giveUpReason(orderId: string, attempt: number, error: unknown): string | null {
+    const message = (error as Error).message;
+    if (attempt >= maxAttempts) return `gave up after ${attempt} attempts: ${message}`;
+    const created = createdAtOf(orderId);
+    const ageMs = created === null ? 0 : clock.now().getTime() - created.getTime();
+    if (ageMs >= maxAgeMs)
+      return `gave up after ${Math.round(ageMs / 1000)} s (${attempt} attempts): ${message}`;
+    return null;
+  }
 
   async function placeOne(message: ActorMessage, signal: AbortSignal): Promise<PlacementOutcome> {
     const fields = message.fields;
@@ -164,11 +183,11 @@ export function createPlacementBehaviour(
         deps.observe?.("rejected", seconds, false);
         return "rejected";
       }
-      if (attempt >= maxAttempts) {
-        const reason = `gave up after ${attempt} attempts: ${(error as Error).message}`;
+      const reason = giveUpReason(orderId, attempt, error);
+      if (reason !== null) {
         await orders.park(orderId, reason, clock.now());
         await leases.finish(order, "parked");
-        log.error("placement attempts exhausted; order parked", { error, attempts: attempt });
+        log.error("placement attempts or age exhausted; order parked", { error, attempts: attempt, reason });
         deps.observe?.("parked", seconds, false);
         return "parked";
       }

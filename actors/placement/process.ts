@@ -86,6 +86,7 @@ export async function startPlacementActors(
     leaseMs: config.CLAIM_TIMEOUT_MS,
     submitWithinMs: config.CLAIM_TIMEOUT_MS - config.BREAKER_TIMEOUT_MS,
     maxAttempts: config.PLACEMENT_MAX_ATTEMPTS || Number.POSITIVE_INFINITY,
+    maxAgeMs: config.PLACEMENT_MAX_AGE_MS || Number.POSITIVE_INFINITY,
     retry: { baseMs: config.RETRY_BASE_DELAY_MS, maxMs: config.RETRY_MAX_DELAY_MS },
     deadLetter: async (fields) => {
       await port.add(keys.deadLetterStream, { ...fields, dead_lettered_at: new Date().toISOString() });

@@ -6,3 +6,9 @@
 export type IdGenerator = () => string;
 export const uuidV7: IdGenerator = () => Bun.randomUUIDv7();
 export const UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+
+/** When a UUIDv7 was made (its first 48 bits are Unix milliseconds); null for any other id. */
+export function createdAtOf(id: string): Date | null {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-/i.test(id)) return null;
+  return new Date(Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16));
+}

@@ -169,6 +169,7 @@ describe("placement behaviour", () => {
       clock?: { now(): Date };
       finalResult?: FinalWriteResult;
       maxAttempts?: number;
+      maxAgeMs?: number;
     } = {},
   ) {
     const venue = scriptedVenue();
@@ -203,6 +204,7 @@ describe("placement behaviour", () => {
       leaseMs: 1_000,
       retry: { baseMs: 10, maxMs: 100 },
       ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
+      ...(options.maxAgeMs === undefined ? {} : { maxAgeMs: options.maxAgeMs }),
       deadLetter: async (fields) => void deadLetters.push(fields),
       observe: (outcome) => outcomes.push(outcome),
       onFinalWriteMismatch: (id, result) => mismatches.push(`${id}: ${result}`),
@@ -295,6 +297,28 @@ describe("placement behaviour", () => {
     await unlimited.behaviour.handle(message("o14", { attempt: "1000", source: "retry" }), signal);
     expect(unlimited.retries).toEqual([{ id: "o14", attempt: 1001 }]);
     unlimited.breaker.shutdown();
+  });
+
+  test("maxAgeMs: a transport failure past the order's age limit (from its UUIDv7 id) parks it", async () => {
+    const now = new Date("2026-12-02T12:00:00Z");
+    const idAt = (ms: number) =>
+      `${ms
+        .toString(16)
+        .padStart(12, "0")
+        .replace(/^(.{8})(.{4})$/, "$1-$2")}-7000-8000-000000000000`;
+    const failing = setup(null, { maxAgeMs: 3_600_000, clock: { now: () => now } });
+    failing.venue.answer(async () => {
+      throw new OrderPlacementError("venue unreachable");
+    });
+    const young = idAt(now.getTime() - 60_000);
+    const old = idAt(now.getTime() - 3_600_000);
+    await failing.behaviour.handle(message(young, { attempt: "5", source: "retry" }), signal);
+    expect(failing.retries).toEqual([{ id: young, attempt: 6 }]);
+    await failing.behaviour.handle(message(old, { attempt: "5", source: "retry" }), signal);
+    expect(failing.calls).toEqual(["parked: gave up after 3600 s (5 attempts): venue unreachable"]);
+    expect(failing.states.get(old)).toBe("done:parked");
+    expect(failing.outcomes).toEqual(["retry", "parked"]);
+    failing.breaker.shutdown();
   });
 
   test("two entries of one order at once: one lease, one submission, the other skipped", async () => {
