@@ -21,9 +21,10 @@ WORKDIR /app
 COPY --from=build --chown=0:0 --chmod=0555 /src/dist/orders /app/orders
 # Numeric, so that Kubernetes' runAsNonRoot can verify it (no passwd entry needed).
 USER 10001:10001
-ENV PORT=3000
-EXPOSE 3000
-# `orders health` GETs http://127.0.0.1:$PORT/health/ready and exits 0 (ready) or 1.
+ENV PORT=3000 OPS_PORT=9464
+# The public port, and the operations port (/health, /metrics: for the orchestrator and Prometheus).
+EXPOSE 3000 9464
+# `orders health` GETs http://127.0.0.1:$OPS_PORT/health/ready and exits 0 (ready) or 1.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=12 CMD ["/app/orders", "health"]
 # The process drains on SIGTERM within SHUTDOWN_DEADLINE_MS.
 STOPSIGNAL SIGTERM

@@ -224,14 +224,22 @@ interface Target {
 
 async function startTarget(name: TargetName, env: Record<string, string>): Promise<Target> {
   const port = await freePort();
-  const childEnv = { ...process.env, ...env, PORT: String(port), LOG_LEVEL: "error" };
+  const opsPort = await freePort();
+  const childEnv = {
+    ...process.env,
+    ...env,
+    PORT: String(port),
+    OPS_PORT: String(opsPort),
+    LOG_LEVEL: "error",
+  };
   const cmd =
     name === "service"
       ? ["bun", resolve(ROOT, "src/main.ts"), "api"]
       : ["bun", resolve(ROOT, "bench/floor-server.ts")];
   const owned = spawnOwned(name, cmd, { env: childEnv, cwd: ROOT });
   const baseUrl = `http://127.0.0.1:${port}`;
-  const probe = name === "service" ? "/health/ready" : "/health";
+  // The service answers its probes on its operations port; the floor on its one port.
+  const probe = name === "service" ? `http://127.0.0.1:${opsPort}/health/ready` : `${baseUrl}/health`;
   let exited = false;
   void owned.exited.then(() => {
     exited = true;
@@ -239,7 +247,7 @@ async function startTarget(name: TargetName, env: Record<string, string>): Promi
   await waitFor(
     async () => {
       if (exited) throw new Error(`${name} exited`);
-      return (await fetch(`${baseUrl}${probe}`)).status === 200;
+      return (await fetch(probe)).status === 200;
     },
     { timeoutMs: 30_000, intervalMs: 100, message: `${name} ready` },
   ).catch((error) => {

@@ -12,9 +12,10 @@ export interface MetricSample {
   value: number;
 }
 
-export async function scrape(target: { baseUrl: string }): Promise<MetricSample[]> {
-  const response = await fetch(`${target.baseUrl}/metrics`, { signal: AbortSignal.timeout(10_000) });
-  if (response.status !== 200) throw new Error(`${target.baseUrl}/metrics answered ${response.status}`);
+/** A process's /metrics, from its operations port. */
+export async function scrape(target: { opsUrl: string }): Promise<MetricSample[]> {
+  const response = await fetch(`${target.opsUrl}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  if (response.status !== 200) throw new Error(`${target.opsUrl}/metrics answered ${response.status}`);
   const samples: MetricSample[] = [];
   for (const line of (await response.text()).split("\n")) {
     const match = line.match(/^([A-Za-z_:][\w:]*)(\{([^}]*)\})?\s+(\S+)/);

@@ -335,7 +335,7 @@ async function measure(options: {
     const seedS = (performance.now() - seedStarted) / 1000;
 
     const spawnStarted = performance.now();
-    const actors: { process: OwnedProcess; baseUrl?: string }[] = [];
+    const actors: { process: OwnedProcess; opsUrl?: string }[] = [];
     for (let i = 0; i < processes; i++) {
       actors.push(store === "memory" ? await spawnMemoryActors(env, local) : await spawnActors(env, local));
     }
@@ -344,7 +344,7 @@ async function measure(options: {
       store === "memory"
         ? async () => (await venueStats(venue)).orders
         : async () => {
-            const all = await Promise.all(actors.map((a) => scrape({ baseUrl: a.baseUrl! })));
+            const all = await Promise.all(actors.map((a) => scrape({ opsUrl: a.opsUrl! })));
             return all.reduce(
               (sum, samples) => sum + total(samples, "placement_outcomes_total", { outcome: "placed" }),
               0,

@@ -163,7 +163,7 @@ if [ "${AUTH_MODE:-api-key}" != off ]; then
   echo "Try: curl -s -X POST http://127.0.0.1:$PORT/orders -H 'authorization: Bearer $api_key'" \
     "-H 'content-type: application/json' -d '{\"type\":\"market\",\"side\":\"buy\",\"instrument\":\"US0378331005\",\"quantity\":1}'"
 fi
-echo "API reference: http://127.0.0.1:$PORT/swagger   (Ctrl-C stops everything)"
+echo "API reference: http://127.0.0.1:$PORT/swagger   metrics and health: http://127.0.0.1:${OPS_PORT:-9464}   (Ctrl-C stops everything)"
 bun src/main.ts all &
 service=$!
 track "$service" TERM

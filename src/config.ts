@@ -16,8 +16,13 @@ const CLUSTER_NODES_PATTERN = `^${CLUSTER_NODE}(?:,${CLUSTER_NODE})*$`;
 
 /** Variable name -> schema. Defaults are the documented safe defaults (README, configuration table). */
 const ConfigSchema = T.Object({
-  /** The public port: the API (api, all) or the simulated venue (exchange). */
+  /** The public port: the API (api, all) or the simulated venue (exchange); actors open none. */
   PORT: Int(0, 65535, 3000),
+  /**
+   * The operations port of every process kind: /health/live, /health/ready and /metrics, apart from the
+   * public port so that the public Service never exposes them. 0 picks a free port (tests).
+   */
+  OPS_PORT: Int(0, 65535, 9464),
   /** `api-key`: every /orders request needs `Authorization: Bearer <key>`. `off`: local experiments only. */
   AUTH_MODE: T.Union([T.Literal("api-key"), T.Literal("off")], { default: "api-key" }),
   /** How long a key's look-up is reused: the most a revocation takes to take effect. */
@@ -179,6 +184,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     })
   ) {
     problems.push(`REDIS_CLUSTER_NODES ${describe("REDIS_CLUSTER_NODES")} (a port is not from 1 to 65535)`);
+  }
+  if (config.OPS_PORT !== 0 && config.OPS_PORT === config.PORT) {
+    problems.push("OPS_PORT must differ from PORT (the operations routes are not served on the public port)");
   }
   if (config.RETRY_MAX_DELAY_MS < config.RETRY_BASE_DELAY_MS) {
     problems.push("RETRY_MAX_DELAY_MS must be at least RETRY_BASE_DELAY_MS");

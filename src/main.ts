@@ -19,7 +19,7 @@ const COMMANDS = ["api", "actors", "all", "exchange", "dlq", "keys", "health"];
 
 /**
  * The container health check (the runtime image has no shell or curl): 0 when this host's process
- * answers /health/ready on PORT within 2 s, 1 otherwise.
+ * answers /health/ready on OPS_PORT within 2 s, 1 otherwise.
  */
 async function checkHealth(port: number): Promise<number> {
   try {
@@ -48,7 +48,7 @@ async function main(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  if (command === "health") return checkHealth(config.PORT);
+  if (command === "health") return checkHealth(config.OPS_PORT);
   if (command === "dlq")
     return runDeadLetterCommand(config, rest, (line) => process.stdout.write(`${line}\n`));
   if (command === "keys")

@@ -23,11 +23,17 @@ export class Service {
     readonly name: string,
     readonly kind: ServiceKind,
     readonly port: number,
+    readonly opsPort: number,
     private readonly env: () => Record<string, string>,
   ) {}
 
   get baseUrl(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** /health/*, /metrics. */
+  get opsUrl(): string {
+    return `http://127.0.0.1:${this.opsPort}`;
   }
 
   get pid(): number | undefined {
@@ -44,6 +50,7 @@ export class Service {
     const started = Date.now();
     const { process: owned } = await spawnService(this.kind, this.env(), {
       port: this.port,
+      opsPort: this.opsPort,
       name: this.name,
       timeoutMs,
     });
@@ -104,16 +111,16 @@ export class Cluster {
     try {
       const base = isolatedEnv(servers, options.env);
       const venuePort = await freePort();
-      const venue = new Service("exchange", "exchange", venuePort, () => ({
+      const venue = new Service("exchange", "exchange", venuePort, await freePort(), () => ({
         ...base,
         EXCHANGE_FAILURE_RATE: String(options.venue.failureRate),
         EXCHANGE_LATENCY_MS: String(options.venue.latencyMs),
       }));
       const env = { ...base, EXCHANGE_URL: venue.baseUrl };
-      const api = new Service("api", "api", await freePort(), () => env);
+      const api = new Service("api", "api", await freePort(), await freePort(), () => env);
       const actors: Service[] = [];
       for (let i = 0; i < options.actors; i++) {
-        actors.push(new Service(`actors-${i + 1}`, "actors", await freePort(), () => env));
+        actors.push(new Service(`actors-${i + 1}`, "actors", await freePort(), await freePort(), () => env));
       }
       const cluster = new Cluster(servers, env, venue, api, actors);
       try {
@@ -157,7 +164,7 @@ export async function metricSum(
   name: string,
   labels: Record<string, string> = {},
 ): Promise<number | null> {
-  const response = await fetch(`${service.baseUrl}/metrics`, { signal: AbortSignal.timeout(5_000) });
+  const response = await fetch(`${service.opsUrl}/metrics`, { signal: AbortSignal.timeout(5_000) });
   const text = await response.text();
   let sum: number | null = null;
   for (const line of text.split("\n")) {

@@ -137,10 +137,8 @@ function rateLimitingFor(config: Config, logger: Logger, shared: Shared): RateLi
 
 /**
  * The OpenAPI document's own fields; the /orders operations come from their routes
- * (src/orders/documentation.ts). Two quirks of @elysiajs/swagger 1.3.1 are fixed here, in the document:
- * - a route whose detail names no responses is published with `200: {}`, a response without the
- *   description OpenAPI requires: the ops routes (src/http/ops-routes.ts) are documented here in full,
- *   and with no security requirement, since they answer without an API key;
+ * (src/orders/documentation.ts); the operations routes are on OPS_PORT, not in this document. One quirk
+ * of @elysiajs/swagger 1.3.1 is fixed here, in the document:
  * - a model is published as the TypeBox schema it is, with Elysia's `error` option (the words of a field
  *   error, read by src/orders/validation.ts), which is no OpenAPI keyword: OrderRequest is published
  *   without it.
@@ -154,10 +152,7 @@ function apiDocumentation(): ApiDocumentation {
       description:
         "Place stock orders. A 201 means the order is stored durably and its placement at the exchange is guaranteed. Every request needs an API key: `Authorization: Bearer <key>` (created with `orders keys create`).",
     },
-    tags: [
-      { name: "orders", description: "Place, list and read the caller's orders" },
-      { name: "operations", description: "Health and metrics, served without an API key" },
-    ],
+    tags: [{ name: "orders", description: "Place, list and read the caller's orders" }],
     // Relative, so the document is right wherever it is served from; empty, not "/": a client appends
     // each path to it ("/" + "/orders" is "//orders", which Scalar's client sent).
     servers: [{ url: "", description: "This deployment (where this document is served)" }],
@@ -172,62 +167,11 @@ function apiDocumentation(): ApiDocumentation {
       schemas: { OrderRequest: withoutValidatorOptions(OrderRequest) as SchemaObject },
     },
     security: [{ bearerAuth: [] }],
-    paths: OPS_PATHS,
   };
 }
 
 type Schemas = NonNullable<NonNullable<ApiDocumentation["components"]>["schemas"]>;
 type SchemaObject = Exclude<Schemas[string], { $ref: string }>;
-type Paths = NonNullable<ApiDocumentation["paths"]>;
-type Responses = NonNullable<NonNullable<Paths[string]>["get"]>["responses"];
-
-const json = (description: string, schema: SchemaObject) => ({
-  description,
-  content: { "application/json": { schema } },
-});
-const stringMap = (values: string[]): SchemaObject => ({
-  type: "object",
-  additionalProperties: { type: "string", enum: values },
-});
-const opsOperation = (operationId: string, summary: string, responses: Responses) => ({
-  get: { operationId, tags: ["operations"], summary, security: [], responses },
-});
-
-const OPS_PATHS: Paths = {
-  "/health/live": opsOperation("getHealthLive", "Liveness: 503 when a loop that must progress is stuck", {
-    200: json("The process makes progress", {
-      type: "object",
-      properties: { status: { type: "string", enum: ["ok"] } },
-    }),
-    503: json("A loop that must progress is stuck: restarting the process is the cure", {
-      type: "object",
-      properties: {
-        status: { type: "string", enum: ["stuck"] },
-        stuck: { type: "array", items: { type: "string" } },
-      },
-    }),
-  }),
-  "/health/ready": opsOperation(
-    "getHealthReady",
-    "Readiness: 200 only when the dependencies this process kind needs answer",
-    {
-      200: json("Every dependency answered within 1 s", {
-        type: "object",
-        properties: { status: { type: "string", enum: ["ready"] }, checks: stringMap(["up"]) },
-      }),
-      503: json("A dependency did not answer within 1 s", {
-        type: "object",
-        properties: { status: { type: "string", enum: ["not ready"] }, checks: stringMap(["up", "down"]) },
-      }),
-    },
-  ),
-  "/metrics": opsOperation("getMetrics", "Prometheus metrics", {
-    200: {
-      description: "The Prometheus text exposition format",
-      content: { "text/plain": { schema: { type: "string" } } },
-    },
-  }),
-};
 
 /** Keys of the TypeBox options that only the validator reads and OpenAPI does not know. */
 const VALIDATOR_OPTIONS = new Set(["error"]);

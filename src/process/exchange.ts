@@ -15,10 +15,20 @@ export async function startExchange(config: Config, logger: Logger): Promise<Run
     failureRate: config.EXCHANGE_FAILURE_RATE,
     latencyMs: config.EXCHANGE_LATENCY_MS,
   });
+  const ops = new Elysia().use(opsRoutes(metrics, []));
   const app = new Elysia()
     .use(httpMetrics(metrics))
-    .use(opsRoutes(metrics, []))
     .use(venueRoutes(venue, metrics, { adminToken: config.EXCHANGE_ADMIN_TOKEN }));
-  const port = listen(app, config, logger, "exchange");
-  return { port, handle: (request) => app.handle(request), close: once(async () => void (await app.stop())) };
+  const opsPort = listen(ops, config.OPS_PORT, logger, { kind: "exchange", surface: "operations" });
+  const port = listen(app, config.PORT, logger, { kind: "exchange", surface: "public" });
+  return {
+    port,
+    opsPort,
+    handle: (request) => app.handle(request),
+    handleOps: (request) => ops.handle(request),
+    close: once(async () => {
+      await app.stop();
+      await ops.stop();
+    }),
+  };
 }

@@ -4,14 +4,18 @@
  */
 import type { AnyElysia } from "elysia";
 import type { ProcessKind } from "../adapters/metrics.ts";
-import type { Config } from "../config.ts";
 import type { Logger } from "../logger.ts";
 import { backoffDelay } from "../support/backoff.ts";
 
 export interface RunningProcess {
-  port: number;
-  /** Answers a request in process, without the network (tests use it as `app.handle`). */
+  /** The public port (the API, the venue); null for actors, which serve only the operations routes. */
+  port: number | null;
+  /** The operations port: /health/live, /health/ready, /metrics. */
+  opsPort: number;
+  /** Answers a public request in process, without the network (tests use it as `app.handle`). */
   handle(request: Request): Promise<Response>;
+  /** The same for the operations routes. */
+  handleOps(request: Request): Promise<Response>;
   close(): Promise<void>;
 }
 
@@ -56,13 +60,20 @@ export function once(close: () => Promise<void>): () => Promise<void> {
   };
 }
 
-export function listen(app: AnyElysia, config: Config, logger: Logger, kind: ProcessKind): number {
-  app.listen({ port: config.PORT, hostname: "0.0.0.0", maxRequestBodySize: 1024 * 1024 });
-  const port = app.server?.port ?? config.PORT;
+/** Listens on `port` (0: a free one) and returns the port it got. */
+export function listen(
+  app: AnyElysia,
+  port: number,
+  logger: Logger,
+  what: { kind: ProcessKind; surface: "public" | "operations"; swagger?: boolean },
+): number {
+  app.listen({ port, hostname: "0.0.0.0", maxRequestBodySize: 1024 * 1024 });
+  const bound = app.server?.port ?? port;
   logger.info("listening", {
-    kind,
-    port,
-    swagger: kind === "api" || kind === "all" ? `http://127.0.0.1:${port}/swagger` : undefined,
+    kind: what.kind,
+    surface: what.surface,
+    port: bound,
+    swagger: what.swagger ? `http://127.0.0.1:${bound}/swagger` : undefined,
   });
-  return port;
+  return bound;
 }

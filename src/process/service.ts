@@ -30,19 +30,29 @@ export async function startService(
   try {
     const shared = await connectShared(config, kind, closers);
     await withStartupRetry("order indexes", logger, () => shared.orders.ensureIndexes());
+    const ops = new Elysia().use(opsRoutes(shared.metrics, readinessChecks(shared, kind), shared.liveness));
+    const serves = kind === "api" || kind === "all";
     // normalize: false: a body with an unknown field is refused (422 naming it), not silently trimmed.
-    const app = new Elysia({ normalize: false })
-      .use(httpMetrics(shared.metrics))
-      .use(opsRoutes(shared.metrics, readinessChecks(shared, kind), shared.liveness));
-    if (kind === "api" || kind === "all") await mountApi(app, config, logger, shared, closers);
+    const app = serves ? new Elysia({ normalize: false }).use(httpMetrics(shared.metrics)) : null;
+    if (app) await mountApi(app, config, logger, shared, closers);
     if (kind === "actors" || kind === "all") {
       if (!startActors) throw new Error(`a process of kind ${kind} needs its actors`);
       await startActors(config, logger, shared, closers);
     }
-    const port = listen(app, config, logger, kind);
-    // Stop accepting requests first on shutdown (it was started last).
-    closers.push({ name: "http", close: () => app.stop() });
-    return { port, handle: (request) => app.handle(request), close: once(() => closeAll(closers, logger)) };
+    // Listening last: a process answers its probes once it can work. On shutdown the public port stops
+    // first, then the operations port (both were started last).
+    const opsPort = listen(ops, config.OPS_PORT, logger, { kind, surface: "operations" });
+    closers.push({ name: "operations http", close: () => ops.stop() });
+    const port = app ? listen(app, config.PORT, logger, { kind, surface: "public", swagger: true }) : null;
+    if (app) closers.push({ name: "http", close: () => app.stop() });
+    return {
+      port,
+      opsPort,
+      handle: (request) =>
+        app ? app.handle(request) : Promise.resolve(new Response("Not found", { status: 404 })),
+      handleOps: (request) => ops.handle(request),
+      close: once(() => closeAll(closers, logger)),
+    };
   } catch (error) {
     await closeAll(closers, logger);
     throw error;

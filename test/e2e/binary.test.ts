@@ -30,8 +30,8 @@ afterAll(async () => {
   await servers?.stop();
 });
 
-async function ready(baseUrl: string): Promise<boolean> {
-  return (await fetch(`${baseUrl}/health/ready`)).status === 200;
+async function ready(opsUrl: string): Promise<boolean> {
+  return (await fetch(`${opsUrl}/health/ready`)).status === 200;
 }
 
 describe("dist/orders", () => {
@@ -40,7 +40,7 @@ describe("dist/orders", () => {
     const env = isolatedEnv(servers);
     const service = await spawnService("all", env, { binary: BINARY });
     try {
-      await waitFor(() => ready(service.baseUrl), { timeoutMs: 20_000, message: "/health/ready 200" });
+      await waitFor(() => ready(service.opsUrl), { timeoutMs: 20_000, message: "/health/ready 200" });
       const response = await postOrder(service.baseUrl, orderBody({ type: "limit", limit_price: "12.34" }));
       expect(response.status).toBe(201);
       const { id } = (await response.json()) as { id: string };
@@ -55,7 +55,7 @@ describe("dist/orders", () => {
         { timeoutMs: 20_000, message: "order placed" },
       );
       expect(placed.limit_price).toBe(12.34);
-      const metrics = await (await fetch(`${service.baseUrl}/metrics`)).text();
+      const metrics = await (await fetch(`${service.opsUrl}/metrics`)).text();
       expect(metrics).toMatch(/placement_outcomes_total\{outcome="placed"[^}]*\} 1/);
       expect((await fetch(`${service.baseUrl}/swagger/json`)).status).toBe(200);
 
@@ -68,14 +68,20 @@ describe("dist/orders", () => {
     }
   });
 
-  test("each process kind serves health and metrics", async () => {
+  test("each process kind serves health and metrics on OPS_PORT, never on its public port", async () => {
     const env = isolatedEnv(servers);
     for (const kind of ["api", "actors", "exchange"] as const) {
       const service = await spawnService(kind, env, { binary: BINARY });
       try {
-        expect((await fetch(`${service.baseUrl}/health/live`)).status).toBe(200);
-        await waitFor(() => ready(service.baseUrl), { timeoutMs: 20_000, message: `${kind} ready` });
-        expect(await (await fetch(`${service.baseUrl}/metrics`)).text()).toContain(`process_kind="${kind}"`);
+        expect((await fetch(`${service.opsUrl}/health/live`)).status).toBe(200);
+        await waitFor(() => ready(service.opsUrl), { timeoutMs: 20_000, message: `${kind} ready` });
+        expect(await (await fetch(`${service.opsUrl}/metrics`)).text()).toContain(`process_kind="${kind}"`);
+        // The public port: the API or the venue answer 404 for the operations routes; actors open none.
+        const publicMetrics = await fetch(`${service.baseUrl}/metrics`).then(
+          (response) => response.status,
+          () => "closed",
+        );
+        expect({ kind, publicMetrics }).toEqual({ kind, publicMetrics: kind === "actors" ? "closed" : 404 });
         service.process.signal("SIGTERM");
         expect(await service.process.exited).toBe(0);
       } finally {
@@ -110,7 +116,12 @@ describe("dist/orders", () => {
 
 describe("the README's run command", () => {
   test("starts Redis and a MongoDB-wire server when none answers, then the service becomes ready", async () => {
-    const [port, mongoPort, redisPort] = [await freePort(), await freePort(), await freePort()];
+    const [port, opsPort, mongoPort, redisPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
     const data = mkdtempSync(join(tmpdir(), "orders-run-local-"));
     // Readable like a clone's folder: the script's PostgreSQL runs as the postgres user when root.
     chmodSync(data, 0o755);
@@ -120,6 +131,7 @@ describe("the README's run command", () => {
       env: {
         ...process.env,
         PORT: String(port),
+        OPS_PORT: String(opsPort),
         MONGO_URL: `mongodb://127.0.0.1:${mongoPort}/orders`,
         REDIS_URL: `redis://127.0.0.1:${redisPort}`,
         LOCAL_DATA_DIR: data,
@@ -127,7 +139,7 @@ describe("the README's run command", () => {
       },
     });
     try {
-      await waitFor(() => ready(`http://127.0.0.1:${port}`), {
+      await waitFor(() => ready(`http://127.0.0.1:${opsPort}`), {
         timeoutMs: 60_000,
         intervalMs: 250,
         message: "run-local ready",
@@ -146,7 +158,7 @@ describe("the README's run command", () => {
       // The servers the script started are gone with it.
       await waitFor(
         async () =>
-          !(await fetch(`http://127.0.0.1:${port}/health/live`).then(
+          !(await fetch(`http://127.0.0.1:${opsPort}/health/live`).then(
             () => true,
             () => false,
           )),

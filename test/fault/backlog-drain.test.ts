@@ -97,7 +97,7 @@ test("a 2,000-order backlog drains on two actor processes with default settings;
           }),
         ),
         await timed("GET /health/ready", () =>
-          fetch(`${api.baseUrl}/health/ready`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) }),
+          fetch(`${api.opsUrl}/health/ready`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) }),
         ),
       );
       await Bun.sleep(PROBE_INTERVAL_MS);

@@ -41,9 +41,9 @@ const STALL_LIMIT_MS = 30_000;
 const ORDERS = 50;
 
 async function live(
-  baseUrl: string,
+  opsUrl: string,
 ): Promise<{ status: number; body: { status?: string; stuck?: string[] } }> {
-  const response = await fetch(`${baseUrl}/health/live`, { signal: AbortSignal.timeout(2_000) });
+  const response = await fetch(`${opsUrl}/health/live`, { signal: AbortSignal.timeout(2_000) });
   return { status: response.status, body: (await response.json()) as { status?: string; stuck?: string[] } };
 }
 
@@ -56,7 +56,7 @@ test("a read loop without progress while entries wait: /health/live 503 after th
   const actors = await spawnActors(env, cleanup);
   const readFailures = async () => (await metricValue(actors, "placement_read_failures_total")) ?? 0;
   const lag = async () => (await metricValue(actors, "placement_stream_lag_entries")) ?? 0;
-  expect((await live(actors.baseUrl)).status).toBe(200);
+  expect((await live(actors.opsUrl)).status).toBe(200);
 
   const port = servers.redis.port;
   const restore = () => redisCommand(port, "ACL", "SETUSER", "default", "+xreadgroup");
@@ -82,7 +82,7 @@ test("a read loop without progress while entries wait: /health/live 503 after th
   let lastLiveMs = 0;
   const stuck = await waitFor(
     async () => {
-      const answer = await live(actors.baseUrl);
+      const answer = await live(actors.opsUrl);
       if (answer.status === 200) lastLiveMs = performance.now() - deniedAt;
       return answer.status === 503 ? answer : undefined;
     },
@@ -96,13 +96,13 @@ test("a read loop without progress while entries wait: /health/live 503 after th
   expect(stuckAfterMs).toBeGreaterThan(STALL_LIMIT_MS - 500);
   expect(stuckAfterMs).toBeLessThan(STALL_LIMIT_MS + 5_000);
   // Stuck is not unready: the dependencies answer; restarting the process is the cure liveness asks for.
-  expect((await fetch(`${actors.baseUrl}/health/ready`)).status).toBe(200);
+  expect((await fetch(`${actors.opsUrl}/health/ready`)).status).toBe(200);
   expect(await countPlaced(mongo.orders, ids)).toBe(0);
   expect(await lag()).toBe(ORDERS);
 
   await restore();
   const restoredAt = performance.now();
-  await waitFor(async () => (await live(actors.baseUrl)).status === 200, {
+  await waitFor(async () => (await live(actors.opsUrl)).status === 200, {
     timeoutMs: 10_000,
     intervalMs: 100,
     message: "/health/live 200 again",
@@ -114,7 +114,7 @@ test("a read loop without progress while entries wait: /health/live 503 after th
     intervalMs: 200,
     message: `all ${ORDERS} orders placed after reads were allowed again`,
   });
-  expect((await live(actors.baseUrl)).status).toBe(200);
+  expect((await live(actors.opsUrl)).status).toBe(200);
   expect(actors.process.logs).toMatch(/NOPERM/);
   console.log(
     `[liveness-stall] XREADGROUP denied with ${ORDERS} entries waiting: /health/live 200 until ` +

@@ -215,7 +215,7 @@ export async function metricValue(
   name: string,
   labels: Record<string, string> = {},
 ): Promise<number | null> {
-  const text = await (await fetch(`${process.baseUrl}/metrics`)).text();
+  const text = await (await fetch(`${process.opsUrl}/metrics`)).text();
   for (const line of text.split("\n")) {
     if (!line.startsWith(name)) continue;
     const match = line.match(/^([A-Za-z_:][\w:]*)(\{([^}]*)\})?\s+(\S+)/);

@@ -155,11 +155,11 @@ describe.skipIf(!ownsMongo)("MongoDB unavailable", () => {
   test("a request that cannot reach MongoDB is also answered by GET /health/ready as not ready", async () => {
     await servers.mongo.kill();
     expectInternalError(await timedPost(orderBody()));
-    const ready = await app.handle(new Request("http://localhost/health/ready"));
+    const ready = await app.handleOps(new Request("http://localhost/health/ready"));
     expect(ready.status).toBe(503);
     await servers.mongo.restart();
     await waitFor(
-      async () => (await app.handle(new Request("http://localhost/health/ready"))).status === 200,
+      async () => (await app.handleOps(new Request("http://localhost/health/ready"))).status === 200,
       { timeoutMs: 30_000, message: "ready again" },
     );
   });
@@ -251,10 +251,10 @@ describe("the 500 of POST /orders names the order id", () => {
           timeoutMs: 15_000,
           message: "the warm-up order placed",
         });
-        const metrics = await (await actors.handle(new Request("http://localhost/metrics"))).text();
+        const metrics = await (await actors.handleOps(new Request("http://localhost/metrics"))).text();
         expect(sampleSum(metrics, "placement_outcomes_total", 'outcome="placed"')).toBe(1);
         expect(sampleSum(metrics, "placement_final_write_mismatches_total")).toBe(0);
-        const apiMetrics = await (await app.handle(new Request("http://localhost/metrics"))).text();
+        const apiMetrics = await (await app.handleOps(new Request("http://localhost/metrics"))).text();
         expect(sampleSum(apiMetrics, "orders_withdrawals_total", 'result="withdrawn"')).toBe(1);
       } finally {
         await actors.close();

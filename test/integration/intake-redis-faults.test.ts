@@ -56,7 +56,7 @@ async function redisAnswers(): Promise<boolean> {
 }
 
 async function dispatchFailures(): Promise<number> {
-  const text = await (await app.handle(new Request("http://localhost/metrics"))).text();
+  const text = await (await app.handleOps(new Request("http://localhost/metrics"))).text();
   const line = text.split("\n").find((l) => l.startsWith("orders_dispatch_failures_total"));
   return Number(line?.split(" ").at(-1) ?? Number.NaN);
 }

@@ -218,8 +218,8 @@ describe("docker-compose.yml", () => {
       ...(job.dns_sd_configs ?? []).flatMap((d) => d.names.map((n) => `${n}:${d.port}`)),
     ]);
     for (const app of APP_SERVICES) {
-      const port = loadConfig(env(services[app]!)).PORT;
-      expect(targets, `${app} is scraped on its PORT`).toContain(`${app}:${port}`);
+      const port = loadConfig(env(services[app]!)).OPS_PORT;
+      expect(targets, `${app} is scraped on its OPS_PORT`).toContain(`${app}:${port}`);
     }
   });
 
@@ -272,10 +272,10 @@ describe("docker-compose.yml", () => {
       }
     });
 
-    test.skipIf(!hasHealthCommand)("passes against a ready process on PORT", async () => {
+    test.skipIf(!hasHealthCommand)("passes against a ready process on OPS_PORT", async () => {
       for (const name of APP_SERVICES) {
         const result = await run(healthcheck(name), {
-          env: { ...process.env, PORT: String(exchange!.port) },
+          env: { ...process.env, OPS_PORT: String(exchange!.opsPort) },
           timeoutMs: 10_000,
         });
         expect(result.code, `${name}: ${result.stderr}`).toBe(0);
@@ -285,7 +285,7 @@ describe("docker-compose.yml", () => {
     test.skipIf(!hasHealthCommand)("fails when nothing answers", async () => {
       const closed = String(await freePort());
       const result = await run(healthcheck("api"), {
-        env: { ...process.env, PORT: closed },
+        env: { ...process.env, OPS_PORT: closed },
         timeoutMs: 10_000,
       });
       expect(result.code).not.toBe(0);

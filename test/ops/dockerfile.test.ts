@@ -226,14 +226,14 @@ describe("Dockerfile", () => {
     expect(JSON.parse(cmd!)).toEqual([lastEntrypoint(), "health"]);
   });
 
-  test("exec-form ENTRYPOINT is the binary, CMD a subcommand, EXPOSE the PORT default", () => {
+  test("exec-form ENTRYPOINT is the binary, CMD a subcommand, EXPOSE the PORT and OPS_PORT defaults", () => {
     const entrypoint = JSON.parse(lastOf(runtime, "ENTRYPOINT")!.args);
     expect(entrypoint).toEqual(["/app/orders"]);
     expect(JSON.parse(lastOf(runtime, "CMD")!.args)).toEqual(["all"]);
-    const port = loadConfig({}).PORT;
-    expect(lastOf(runtime, "EXPOSE")!.args).toBe(String(port));
+    const { PORT: port, OPS_PORT: opsPort } = loadConfig({});
+    expect(lastOf(runtime, "EXPOSE")!.args).toBe(`${port} ${opsPort}`);
     const env = runtime.instructions.filter((i) => i.keyword === "ENV").map((i) => i.args);
-    expect(env).toContain(`PORT=${port}`);
+    expect(env).toContain(`PORT=${port} OPS_PORT=${opsPort}`);
     // The binary is copied from where the build script writes it to where ENTRYPOINT runs it.
     const copy = runtime.instructions.find((i) => i.keyword === "COPY" && i.args.includes("--from="))!;
     const { flags, sources, dest } = copyArgs(copy.args);
@@ -315,9 +315,9 @@ describe("Dockerfile", () => {
       const built = join(root, workdir, outfile);
       expect(existsSync(built)).toBe(true);
       binary = await startService("compiled orders exchange", [built, "exchange"]);
-      const metrics = await (await fetch(`${binary.url}/metrics`)).text();
+      const metrics = await (await fetch(`${binary.opsUrl}/metrics`)).text();
       expect(metrics).toMatch(/^process_resident_memory_bytes\{process_kind="exchange"\} \d+/m);
-      expect((await fetch(`${binary.url}/health/ready`)).status).toBe(200);
+      expect((await fetch(`${binary.opsUrl}/health/ready`)).status).toBe(200);
     }, 300_000);
   });
 });

@@ -361,8 +361,8 @@ const describeSource = (s: Source) => (s.kind === "namespace" ? `namespace ${s.n
 
 /**
  * What the NetworkPolicies of an overlay get wrong (empty when nothing): default-deny ingress for the
- * namespace; the api's port alone open to anyone; the actors' (metrics) port to the monitoring
- * namespace alone; the venue to its own namespace alone; every scraped port open to the monitoring
+ * namespace; the api's http port alone open to anyone; every ops port (metrics) to the monitoring
+ * namespace alone; the venue's http port to its own namespace alone; every scraped port open to the monitoring
  * namespace; no policy restricting egress.
  */
 function networkPolicyProblems(docs: Json[]): string[] {
@@ -396,11 +396,18 @@ function networkPolicyProblems(docs: Json[]): string[] {
     const name = nameOf(deployment);
     const subcommand = containers(deployment)[0]!.args?.[0];
     const ingress = allowedIngress(policies, deployment);
-    const port = resolvePort(containers(deployment)[0]!, "http");
+    const httpPort = resolvePort(containers(deployment)[0]!, "http");
+    const opsPort = resolvePort(containers(deployment)[0]!, "ops");
     for (const { policy, source, port: allowed } of ingress) {
       const what = `${name}: ${policy} lets ${describeSource(source)} reach port ${allowed === 0 ? "(every port)" : allowed}`;
-      if (allowed !== port) {
-        problems.push(`${what}, not the container's http port ${port}`);
+      const monitoring = source.kind === "namespace" && source.name === MONITORING_NAMESPACE;
+      // The operations port (/metrics, /health): the monitoring namespace only, for every kind.
+      if (allowed !== 0 && allowed === opsPort) {
+        if (!monitoring) problems.push(`${what}: the operations port is for ${MONITORING_NAMESPACE} only`);
+        continue;
+      }
+      if (allowed === 0 || allowed !== httpPort) {
+        problems.push(`${what}, neither the container's http port ${httpPort} nor its ops port ${opsPort}`);
         continue;
       }
       const ok =
@@ -408,7 +415,7 @@ function networkPolicyProblems(docs: Json[]): string[] {
           ? true // the public API: anyone, on its port only
           : subcommand === "exchange"
             ? source.kind === "same-namespace"
-            : source.kind === "namespace" && source.name === MONITORING_NAMESPACE;
+            : false; // actors open no public port
       if (!ok) problems.push(what);
     }
     if (subcommand === "api" && !ingress.some((i) => i.source.kind === "anyone"))
@@ -625,9 +632,10 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
     }
   });
 
-  test("containers run a known subcommand of one image, on PORT, with requests, limits and probes", () => {
+  test("containers run a known subcommand of one image, on PORT and OPS_PORT, with requests, limits and probes", () => {
     const { ofKind, configMapData } = o();
     const port = Number(configMapData().PORT);
+    const opsPort = Number(configMapData().OPS_PORT);
     const images = new Set<string>();
     for (const d of ofKind("Deployment")) {
       for (const c of containers(d)) {
@@ -635,7 +643,9 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
         images.add(String(c.image));
         expect(c.args?.length, where).toBe(1);
         expect(SUBCOMMANDS.has(c.args![0]!), where).toBe(true);
-        expect(resolvePort(c, port), `${where} exposes PORT ${port}`).toBe(port);
+        // Actors open no public port; every kind serves its probes and /metrics on OPS_PORT.
+        if (c.args![0] !== "actors") expect(resolvePort(c, port), `${where} exposes PORT ${port}`).toBe(port);
+        expect(resolvePort(c, opsPort), `${where} exposes OPS_PORT ${opsPort}`).toBe(opsPort);
         for (const resource of ["cpu", "memory"]) {
           const request = c.resources?.requests?.[resource];
           const limit = c.resources?.limits?.[resource];
@@ -648,7 +658,7 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
         expect(c.livenessProbe?.httpGet?.path, where).toBe("/health/live");
         expect(c.readinessProbe?.httpGet?.path, where).toBe("/health/ready");
         for (const probe of [c.livenessProbe, c.readinessProbe, c.startupProbe]) {
-          if (probe?.httpGet) expect(resolvePort(c, probe.httpGet.port), `${where} probe port`).toBe(port);
+          if (probe?.httpGet) expect(resolvePort(c, probe.httpGet.port), `${where} probe port`).toBe(opsPort);
           // The runtime image is distroless: an exec probe can only run the binary's own health check.
           if (probe?.exec)
             expect(probe.exec.command, `${where} exec probe`).toEqual(["/app/orders", "health"]);
@@ -966,7 +976,7 @@ describe("NetworkPolicies: the checker itself", () => {
       broken((docs) => {
         spec(docs, "actors-metrics-from-monitoring").ingress![0]!.from = undefined;
       }).join("\n"),
-    ).toContain("actors: actors-metrics-from-monitoring lets anyone reach port 3000");
+    ).toContain("actors: actors-metrics-from-monitoring lets anyone reach port 9464");
     expect(
       broken((docs) => {
         spec(docs, "actors-metrics-from-monitoring").ingress![0]!.from![0]!.namespaceSelector!.matchLabels = {
@@ -998,10 +1008,17 @@ describe("NetworkPolicies: the checker itself", () => {
       }).join("\n"),
     ).toContain("(every port)");
     expect(
+      broken((docs) => {
+        spec(docs, "api-metrics-from-monitoring").ingress![0]!.from = undefined;
+      }).join("\n"),
+    ).toContain(
+      "api: api-metrics-from-monitoring lets anyone reach port 9464: the operations port is for monitoring only",
+    );
+    expect(
       broken((docs) => docs.splice(docs.indexOf(policy(docs, "actors-metrics-from-monitoring")), 1)).join(
         "\n",
       ),
-    ).toContain("actors: scraped, but port 3000 is closed to monitoring");
+    ).toContain("actors: scraped, but port 9464 is closed to monitoring");
     expect(
       broken((docs) => {
         spec(docs, "default-deny-ingress").policyTypes = ["Ingress", "Egress"];

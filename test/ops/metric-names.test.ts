@@ -131,7 +131,7 @@ describe("metric names used in k8s/", () => {
     let exposition = "";
     beforeAll(async () => {
       exchange = await startExchangeFromSource();
-      const response = await fetch(`${exchange.url}/metrics`);
+      const response = await fetch(`${exchange.opsUrl}/metrics`);
       expect(response.status).toBe(200);
       expect(response.headers.get("content-type")).toContain("text/plain");
       exposition = await response.text();

@@ -225,42 +225,46 @@ export function expectSuccess(result: RunResult & { tool?: string }, what: strin
   }
 }
 
-/** A process of the service started from source, e.g. `bun src/main.ts exchange`, on a free port. */
+/** A process of the service started from source, e.g. `bun src/main.ts exchange`, on free ports. */
 export interface ServiceProcess {
-  readonly port: number;
-  readonly url: string;
+  /** The operations port (OPS_PORT): /health/live, /health/ready, /metrics. */
+  readonly opsPort: number;
+  readonly opsUrl: string;
   readonly process: OwnedProcess;
   stop(): Promise<void>;
 }
 
-/** Starts `cmd` with PORT set to a free loopback port and waits until GET /health/live answers 200. */
+/**
+ * Starts `cmd` with PORT and OPS_PORT set to free loopback ports and waits until GET /health/live on
+ * the operations port answers 200.
+ */
 export async function startService(
   name: string,
   cmd: string[],
   env: Record<string, string> = {},
 ): Promise<ServiceProcess> {
-  const port = await freePort();
+  const [port, opsPort] = [await freePort(), await freePort()];
   const owned = spawnOwned(name, cmd, {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: "warn", ...env, PORT: String(port) },
+    env: { ...process.env, LOG_LEVEL: "warn", ...env, PORT: String(port), OPS_PORT: String(opsPort) },
   });
-  const url = `http://127.0.0.1:${port}`;
+  const opsUrl = `http://127.0.0.1:${opsPort}`;
   const stop = async () => {
     owned.signal("SIGTERM");
     const exited = await Promise.race([owned.exited.then(() => true), Bun.sleep(5_000).then(() => false)]);
     if (!exited) await owned.kill();
   };
   try {
-    await waitFor(async () => (await fetch(`${url}/health/live`)).status === 200, {
+    await waitFor(async () => (await fetch(`${opsUrl}/health/live`)).status === 200, {
       timeoutMs: 30_000,
       intervalMs: 100,
-      message: `${name} answering /health/live on ${port}`,
+      message: `${name} answering /health/live on ${opsPort}`,
     });
   } catch (error) {
     await stop();
     throw new Error(`${(error as Error).message}\n${owned.logs.slice(-3000)}`);
   }
-  return { port, url, process: owned, stop };
+  return { opsPort, opsUrl, process: owned, stop };
 }
 
 /** The simulated venue started from source: the one subcommand that needs no MongoDB or Redis. */

@@ -57,7 +57,7 @@ describe.skipIf(!PROMETHEUS)("a real Prometheus scraping a real process", () => 
       dir = tempDir("prometheus");
       const port = await freePort();
       api = `http://127.0.0.1:${port}`;
-      const target = `127.0.0.1:${exchange.port}`;
+      const target = `127.0.0.1:${exchange.opsPort}`;
       const config = {
         global: { scrape_interval: "1s", scrape_timeout: "900ms", evaluation_interval: "1s" },
         rule_files: ruleFiles(),

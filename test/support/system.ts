@@ -103,6 +103,7 @@ export function isolatedEnv(
   const name = uniqueName("t");
   return {
     PORT: "0",
+    OPS_PORT: "0",
     MONGO_URL: mongoUrlFor(servers.mongo, name),
     REDIS_URL: servers.redis.url,
     REDIS_KEY_PREFIX: name,
@@ -193,31 +194,35 @@ export async function startVenueInProcess(env: Record<string, string>): Promise<
 export interface ServiceProcess {
   process: OwnedProcess;
   port: number;
+  /** The public port's URL (the API, the venue; unused by actors). */
   baseUrl: string;
+  /** The operations port's URL: /health/live, /health/ready, /metrics. */
+  opsUrl: string;
 }
 
 /**
- * A real process of `bun src/main.ts <kind>` (or `<binary> <kind>`) on `port` (a free one unless
- * given), waited for until GET /health/live answers 200 (every process kind listens last, after its
- * start-up), or failed with its output when it exits first. LOG_LEVEL defaults to warn: per-order info
+ * A real process of `bun src/main.ts <kind>` (or `<binary> <kind>`) on `port` and `opsPort` (free
+ * ones unless given), waited for until GET /health/live on its operations port answers 200 (every
+ * process kind listens last, after its start-up), or failed with its output when it exits first. LOG_LEVEL defaults to warn: per-order info
  * logs would cost benchmarks CPU.
  */
 export async function spawnService(
   kind: "api" | "actors" | "all" | "exchange",
   env: Record<string, string>,
-  options: { binary?: string; port?: number; name?: string; timeoutMs?: number } = {},
+  options: { binary?: string; port?: number; opsPort?: number; name?: string; timeoutMs?: number } = {},
 ): Promise<ServiceProcess> {
   const port = options.port ?? (await freePort());
+  const opsPort = options.opsPort ?? (await freePort());
   const name = options.name ?? kind;
   const cmd = options.binary ? [options.binary, kind] : ["bun", resolve(ROOT, "src/main.ts"), kind];
   const owned = spawnOwned(name, cmd, {
-    env: { ...process.env, LOG_LEVEL: "warn", ...env, PORT: String(port) },
+    env: { ...process.env, LOG_LEVEL: "warn", ...env, PORT: String(port), OPS_PORT: String(opsPort) },
     cwd: ROOT,
   });
   const baseUrl = `http://127.0.0.1:${port}`;
+  const opsUrl = `http://127.0.0.1:${opsPort}`;
   const listening = waitFor(
-    async () =>
-      (await fetch(`${baseUrl}/health/live`, { signal: AbortSignal.timeout(1_000) })).status === 200,
+    async () => (await fetch(`${opsUrl}/health/live`, { signal: AbortSignal.timeout(1_000) })).status === 200,
     { timeoutMs: options.timeoutMs ?? 30_000, intervalMs: 50, message: `${name} listening on ${port}` },
   );
   const died = owned.exited.then((code) => {
@@ -233,7 +238,7 @@ export async function spawnService(
     listening.catch(() => {});
   }
   if (authenticates(env, kind)) registerApiKey(baseUrl, await createApiKey(env));
-  return { process: owned, port, baseUrl };
+  return { process: owned, port, baseUrl, opsUrl };
 }
 
 /** A MongoDB client on the test's database, for assertions. */
