@@ -22,6 +22,7 @@ import { type Authentication, authenticate, bearerChallenge, callerAccount } fro
 import type { RateLimiting } from "../http/rate-limit.ts";
 import { requestId } from "../http/request-id.ts";
 import type { Logger } from "../logger.ts";
+import { withDeadline } from "../support/deadline.ts";
 import { orderRoutesDocumentation } from "./documentation.ts";
 import {
   INTERNAL_ERROR_BODY,
@@ -205,19 +206,18 @@ function rejected(status: number, message: string, errors: FieldError[]): Answer
   return { status, body: { message, errors } };
 }
 
-const notJsonMediaType = () =>
-  new RequestBodyRejectedError(
-    415,
-    [{ field: "content-type", message: "must be application/json" }],
-    "The body must be JSON",
-  );
-
 /**
  * The body of POST /orders: JSON by media type, at most 16 KiB (counted as read, so a streamed body
  * without a content-length is stopped too), strict UTF-8.
  */
 async function readOrderJson(request: Request): Promise<unknown> {
-  if (!JSON_MEDIA_TYPE.test(request.headers.get("content-type") ?? "")) throw notJsonMediaType();
+  if (!JSON_MEDIA_TYPE.test(request.headers.get("content-type") ?? "")) {
+    throw new RequestBodyRejectedError(
+      415,
+      [{ field: "content-type", message: "must be application/json" }],
+      "The body must be JSON",
+    );
+  }
   const tooLarge = new RequestBodyRejectedError(
     413,
     [{ field: "body", message: `must be at most ${MAX_BODY_BYTES} bytes` }],
@@ -235,14 +235,6 @@ async function readOrderJson(request: Request): Promise<unknown> {
       "The body is not valid JSON",
     );
   }
-}
-
-function withDeadline<T>(work: Promise<T>, deadlineMs: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DeadlineExceededError(deadlineMs)), deadlineMs);
-  });
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
 
 export function toResponse(order: OrderRecord): OrderResponse {

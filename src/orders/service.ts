@@ -5,7 +5,6 @@
  */
 import { createHash } from "node:crypto";
 import {
-  DeadlineExceededError,
   IdempotencyKeyInFlightError,
   IdempotencyKeyReusedError,
   OrderNotFoundError,
@@ -20,6 +19,7 @@ import {
   type OrderRepository,
   type PlacementDispatcher,
 } from "../domain/ports.ts";
+import { withDeadline } from "../support/deadline.ts";
 import type { Withdrawals } from "./withdrawal.ts";
 
 export interface OrderServiceSettings {
@@ -86,15 +86,8 @@ export function createOrderService(deps: {
   ): Promise<PlaceResult> {
     const attempt: IntakeAttempt = { onOrderId: intake.onOrderId, abandoned: false };
     const work = place(request, attempt);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new DeadlineExceededError(settings.requestDeadlineMs)),
-        settings.requestDeadlineMs,
-      );
-    });
     try {
-      return await Promise.race([work, deadline]);
+      return await withDeadline(work, settings.requestDeadlineMs);
     } catch (error) {
       if (request.idempotencyKey === null) {
         attempt.abandoned = true;
@@ -102,8 +95,6 @@ export function createOrderService(deps: {
         if (attempt.order) void withdrawals.withdraw(attempt.order);
       }
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
