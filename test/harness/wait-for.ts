@@ -25,9 +25,19 @@ export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
 }
 
+const handedOut = new Set<number>();
+
 export async function freePort(): Promise<number> {
-  const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = server.port;
-  server.stop(true);
-  return port;
+  // The kernel may hand the same ephemeral port out twice in a row once it is released; a process that
+  // asks for two ports at once (a service's PORT and OPS_PORT) must get two. Ports given out by this
+  // process are not given again.
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = server.port;
+    server.stop(true);
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error("no free port that this process has not handed out already");
 }
