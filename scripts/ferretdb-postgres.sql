@@ -39,7 +39,7 @@ BEGIN
   ) OR to_regclass(format('%I._ferretdb_database_metadata', table_schema)) IS NULL THEN
     RETURN;
   END IF;
-  FOREACH field IN ARRAY ARRAY['_id', 'status'] LOOP
+  FOREACH field IN ARRAY ARRAY['_id', 'status', 'order_id'] LOOP
     -- <table, at most 40 characters>_<hash of the table name>_<field>_gin: unique per table, within
     -- PostgreSQL's 63 characters, and unlike FerretDB's own index names (which end in _idx).
     EXECUTE format(

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Brings the whole system up on this machine: installs what is missing, starts Redis and a MongoDB-wire
-# server when none answers at REDIS_URL / MONGO_URL, then runs `orders all` (API + actors + in-process
-# exchange) in the foreground. Ctrl-C (or SIGTERM) stops everything it started, newest first, and waits
-# for each to exit. Data lives in .local/ of the clone.
+# server when none answers at REDIS_URL / MONGO_URL, starts the simulated venue (`orders exchange`) in
+# the background on a free local port (LOCAL_EXCHANGE_PORT, 3001 and up; its operations port
+# LOCAL_EXCHANGE_OPS_PORT, 9465 and up) unless EXCHANGE_URL names a venue already, then runs
+# `orders all` (API + placement actors + execution actors + execution gateway) in the foreground,
+# placing orders at that venue and reading its execution feed (ws://.../executions, derived from
+# EXCHANGE_URL unless EXCHANGE_FEED_URL is set). Ctrl-C (or SIGTERM) stops everything it started,
+# newest first, and waits for each to exit. Data (and the venue's log) lives in .local/ of the clone.
 #
 # The MongoDB-wire server is `mongod` when installed, else FerretDB (scripts/install-ferretdb.sh) on a
 # PostgreSQL cluster of its own in .local/postgres (Debian's `postgresql` binaries, installed when
@@ -163,6 +167,37 @@ if [ "${AUTH_MODE:-api-key}" != off ]; then
   echo "Try: curl -s -X POST http://127.0.0.1:$PORT/orders -H 'authorization: Bearer $api_key'" \
     "-H 'content-type: application/json' -d '{\"type\":\"market\",\"side\":\"buy\",\"instrument\":\"US0378331005\",\"quantity\":1}'"
 fi
+
+# The simulated venue, a process of its own (its own session: the service drains against it on Ctrl-C,
+# then it stops), so that `orders all` reads its execution feed like a real venue's over a socket.
+# Ports: the first free ones from 3001 and 9465, never the service's own PORT or OPS_PORT.
+free_port() {
+  local port=$1
+  while [ "$port" = "$PORT" ] || [ "$port" = "${OPS_PORT:-9464}" ] || [ "$port" = "${2:-}" ] || answers "127.0.0.1:$port"; do
+    port=$((port + 1))
+  done
+  echo "$port"
+}
+if [ -z "${EXCHANGE_URL:-}" ]; then
+  exchange_port=$(free_port "${LOCAL_EXCHANGE_PORT:-3001}")
+  exchange_ops_port=$(free_port "${LOCAL_EXCHANGE_OPS_PORT:-9465}" "$exchange_port")
+  mkdir -p "$data"
+  PORT=$exchange_port OPS_PORT=$exchange_ops_port "${detach[@]}" bun src/main.ts exchange >>"$data/exchange.log" 2>&1 &
+  exchange=$!
+  track "$exchange" TERM
+  for _ in $(seq 1 150); do
+    answers "127.0.0.1:$exchange_port" && break
+    kill -0 "$exchange" 2>/dev/null || { echo "run-local: the simulated venue exited, see $data/exchange.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  answers "127.0.0.1:$exchange_port" || { echo "run-local: the simulated venue did not start, see $data/exchange.log" >&2; exit 1; }
+  export EXCHANGE_URL=http://127.0.0.1:$exchange_port
+  echo "started the simulated venue on $EXCHANGE_URL (feed ws://127.0.0.1:$exchange_port/executions," \
+    "metrics http://127.0.0.1:$exchange_ops_port/metrics, log $data/exchange.log)"
+else
+  echo "placing orders at the venue at $EXCHANGE_URL"
+fi
+
 echo "API reference: http://127.0.0.1:$PORT/swagger   metrics and health: http://127.0.0.1:${OPS_PORT:-9464}   (Ctrl-C stops everything)"
 bun src/main.ts all &
 service=$!

@@ -126,6 +126,39 @@ const ConfigSchema = T.Object({
   TRIM_INTERVAL_MS: Int(1_000, 3_600_000, 30_000),
   /** How often stream gauges (length, lag, pending, dead letters) are refreshed from Redis. */
   STREAM_METRICS_INTERVAL_MS: Int(500, 600_000, 5_000),
+
+  // Execution reports (docs/adr/0006-execution-reports.md).
+  /**
+   * The venue's execution feed (a WebSocket), read by the `gateway` process. Unset: derived from
+   * EXCHANGE_URL (http -> ws, path /executions); with neither, the gateway refuses to start.
+   */
+  EXCHANGE_FEED_URL: T.Optional(T.String({ pattern: "^wss?://.+" })),
+  /** Executions streams; a report goes to the stream of its order id, so one order's reports stay together. */
+  EXECUTION_PARTITIONS: Int(1, 1024, 2),
+  /** Reports one execution actor process works on at once (each read's reports share one bulk write). */
+  EXECUTION_CONCURRENCY: Int(1, 10_000, 512),
+  /** The most reports one bulk write applies; more wait for the next. */
+  EXECUTION_BATCH_MAX: Int(1, 5_000, 500),
+  /**
+   * How long a gateway's lease on the venue session lasts without renewal: a standby takes over at most
+   * this long after the active gateway died (it renews every third of it).
+   */
+  GATEWAY_LEASE_MS: Int(1_000, 600_000, 5_000),
+  /** First reconnect delay of the gateway after the feed dropped; doubles per failure, with jitter. */
+  GATEWAY_RECONNECT_BASE_MS: Int(10, 60_000, 200),
+  /** Cap of the gateway's reconnect delay. */
+  GATEWAY_RECONNECT_MAX_MS: Int(100, 600_000, 10_000),
+  /** Events kept per account for resuming /orders/events (older ones are trimmed). */
+  ORDER_EVENTS_RETAINED: Int(100, 10_000_000, 10_000),
+  /** The simulated venue's fill model: trade reports that fill an order (0: the venue sends no reports). */
+  EXCHANGE_FILLS_PER_ORDER: Int(0, 1_000, 2),
+  /** The simulated venue's fill model: delay before each report, after the acknowledgement. */
+  EXCHANGE_FILL_DELAY_MS: Int(0, 600_000, 100),
+  /**
+   * The simulated venue's fill model: share of limit orders that trade only part of their quantity and
+   * then end cancelled or expired (half each).
+   */
+  EXCHANGE_LIMIT_UNFILLED_RATE: Num(0, 1, 0.2),
 });
 
 export type Config = Static<typeof ConfigSchema>;
@@ -188,6 +221,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (config.OPS_PORT !== 0 && config.OPS_PORT === config.PORT) {
     problems.push("OPS_PORT must differ from PORT (the operations routes are not served on the public port)");
   }
+  if (config.GATEWAY_RECONNECT_MAX_MS < config.GATEWAY_RECONNECT_BASE_MS) {
+    problems.push("GATEWAY_RECONNECT_MAX_MS must be at least GATEWAY_RECONNECT_BASE_MS");
+  }
   if (config.RETRY_MAX_DELAY_MS < config.RETRY_BASE_DELAY_MS) {
     problems.push("RETRY_MAX_DELAY_MS must be at least RETRY_BASE_DELAY_MS");
   }
@@ -242,6 +278,7 @@ function describe(name: string): string {
   if (name === "REDIS_URL") return "must be a redis:// or rediss:// URL";
   if (name === "REDIS_CLUSTER_NODES") return "must be host:port[,host:port...] (the cluster's seed nodes)";
   if (name === "EXCHANGE_URL") return "must be an http:// or https:// URL";
+  if (name === "EXCHANGE_FEED_URL") return "must be a ws:// or wss:// URL";
   if (name === "EXCHANGE_ADMIN_TOKEN") return "must be 16 to 200 characters";
   return `must match ${schema.pattern}`;
 }
@@ -294,6 +331,16 @@ export function parseMongoUrl(mongoUrl: string, { requireDatabase = true } = {})
     throw new Error(`invalid database name ${JSON.stringify(database)}`);
   }
   return { database, ...found };
+}
+
+/** The venue's execution feed: EXCHANGE_FEED_URL, else derived from EXCHANGE_URL, else null. */
+export function exchangeFeedUrl(config: Pick<Config, "EXCHANGE_FEED_URL" | "EXCHANGE_URL">): string | null {
+  if (config.EXCHANGE_FEED_URL) return config.EXCHANGE_FEED_URL;
+  if (!config.EXCHANGE_URL) return null;
+  const url = new URL(config.EXCHANGE_URL);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.pathname = `${url.pathname.replace(/\/$/, "")}/executions`;
+  return url.toString();
 }
 
 /** The database named in the path of MONGO_URL (any connection string the driver accepts). */

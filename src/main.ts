@@ -1,21 +1,40 @@
 /**
- * The single entry point: `orders <api|actors|all|exchange|dlq|keys|health>`, from source
- * (`bun src/main.ts all`) or as the compiled binary (`dist/orders all`). The only file of src/ that
- * sees actors/: it hands the placement actors to the service process.
+ * The single entry point: `orders <api|actors|executions|gateway|all|exchange|dlq|keys|health>`, from
+ * source (`bun src/main.ts all`) or as the compiled binary (`dist/orders all`). The only file of src/
+ * that sees actors/: it hands the placement and execution actors to the service process.
  */
 
+import { startExecutionActors } from "../actors/executions/process.ts";
 import { runDeadLetterCommand } from "../actors/placement/dlq-command.ts";
 import { startPlacementActors } from "../actors/placement/process.ts";
-import { ConfigError, loadConfig } from "./config.ts";
+import { ConfigError, exchangeFeedUrl, loadConfig } from "./config.ts";
 import { createLogger } from "./logger.ts";
 import { startExchange } from "./process/exchange.ts";
+import { runGateway, startGateway } from "./process/gateway.ts";
 import { runKeysCommand } from "./process/keys-command.ts";
 import type { RunningProcess } from "./process/lifecycle.ts";
-import { startService } from "./process/service.ts";
+import { type ActorsStarter, startService } from "./process/service.ts";
 
 const USAGE =
-  "usage: orders <api|actors|all|exchange|dlq|health> | orders keys <create|list|revoke> (see README.md)";
-const COMMANDS = ["api", "actors", "all", "exchange", "dlq", "keys", "health"];
+  "usage: orders <api|actors|executions|gateway|all|exchange|dlq|health> | orders keys <create|list|revoke> (see README.md)";
+const COMMANDS = ["api", "actors", "executions", "gateway", "all", "exchange", "dlq", "keys", "health"];
+
+/**
+ * `all` runs everything of a local system in one process: the placement and execution actors, and the
+ * gateway when there is a venue feed to read (EXCHANGE_URL or EXCHANGE_FEED_URL).
+ */
+const startEverything: ActorsStarter = async (config, logger, shared, closers) => {
+  await startPlacementActors(config, logger, shared, closers);
+  await startExecutionActors(config, logger, shared, closers);
+  if (exchangeFeedUrl(config) !== null) runGateway(config, logger, shared.commands, shared.metrics, closers);
+};
+
+const ACTORS: Record<"api" | "actors" | "executions" | "all", ActorsStarter | undefined> = {
+  api: undefined,
+  actors: startPlacementActors,
+  executions: startExecutionActors,
+  all: startEverything,
+};
 
 /**
  * The container health check (the runtime image has no shell or curl): 0 when this host's process
@@ -62,10 +81,12 @@ async function main(argv: string[]): Promise<number> {
   const logger = createLogger(config.LOG_LEVEL, { kind: command, pid: process.pid });
   let running: RunningProcess;
   try {
-    running =
-      command === "exchange"
-        ? await startExchange(config, logger)
-        : await startService(config, logger, command as "api" | "actors" | "all", startPlacementActors);
+    if (command === "exchange") running = await startExchange(config, logger);
+    else if (command === "gateway") running = await startGateway(config, logger);
+    else {
+      const kind = command as keyof typeof ACTORS;
+      running = await startService(config, logger, kind, ACTORS[kind]);
+    }
   } catch (error) {
     logger.error("start failed", { error, detail: String((error as Error)?.stack ?? error) });
     return 1;

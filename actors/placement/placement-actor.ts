@@ -75,6 +75,8 @@ export interface PlacementDeps {
   observe?(outcome: PlacementOutcome, attemptSeconds: number | null, duplicateAtVenue: boolean): void;
   /** A final write found another outcome already there (or no order): counted and alerted on. */
   onFinalWriteMismatch?(orderId: string, result: FinalWriteResult): void;
+  /** The outcome was written now (not found already there): the account's event feed hears of it. */
+  onOutcomeWritten?(order: DispatchedOrder, status: "placed" | "rejected", reason: string | null): void;
 }
 
 export function createPlacementBehaviour(
@@ -177,8 +179,10 @@ export function createPlacementBehaviour(
       if (signal.aborted) throw error; // shutdown mid-attempt: the lease goes back (above)
       if (!isRetryable(error)) {
         const reason = (error as Error).message;
-        checkFinalWrite(orderId, await orders.markRejected(orderId, reason, clock.now(), attempt));
+        const written = await orders.markRejected(orderId, reason, clock.now(), attempt);
+        checkFinalWrite(orderId, written);
         await leases.finish(order, "rejected");
+        if (written === "applied") deps.onOutcomeWritten?.(order, "rejected", reason);
         log.warn("order rejected", { reason });
         deps.observe?.("rejected", seconds, false);
         return "rejected";
@@ -204,8 +208,10 @@ export function createPlacementBehaviour(
   }
 
   async function recordPlaced(order: DispatchedOrder, venueOrderId: string, attempt: number): Promise<void> {
-    checkFinalWrite(order._id, await orders.markPlaced(order._id, venueOrderId, clock.now(), attempt));
+    const written = await orders.markPlaced(order._id, venueOrderId, clock.now(), attempt);
+    checkFinalWrite(order._id, written);
     await leases.finish(order, "placed");
+    if (written === "applied") deps.onOutcomeWritten?.(order, "placed", null);
   }
 
   function checkFinalWrite(orderId: string, result: FinalWriteResult): void {

@@ -3,6 +3,7 @@
  * placement behaviour, the retry mover, the sweeper, stream upkeep and gauges. Started by the entry
  * point on the process's shared connections (src/process/service.ts).
  */
+import { RedisOrderEvents } from "../../src/adapters/order-events.ts";
 import { closeRedis, createRedisConnection, redisTarget } from "../../src/adapters/redis.ts";
 import type { Config } from "../../src/config.ts";
 import { systemClock } from "../../src/domain/ports.ts";
@@ -16,9 +17,9 @@ import type { Shared } from "../../src/process/shared.ts";
 import { every } from "../../src/support/periodic.ts";
 import { createIoredisStreamPort } from "../runtime/redis-streams.ts";
 import { DEFAULT_READ_BLOCK_MS, StreamActor } from "../runtime/stream-actor.ts";
+import { createStreamUpkeep } from "../runtime/stream-upkeep.ts";
 import { ExchangeBreaker } from "./exchange-breaker.ts";
 import { createPlacementBehaviour } from "./placement-actor.ts";
-import { createStreamUpkeep } from "./stream-upkeep.ts";
 import { createSweeper } from "./sweeper.ts";
 
 /**
@@ -76,6 +77,11 @@ export async function startPlacementActors(
   metrics.breakerState.set(0);
   closers.push({ name: "breaker", close: () => breaker.shutdown() });
 
+  const events = new RedisOrderEvents(shared.commands, keys, {
+    retained: config.ORDER_EVENTS_RETAINED,
+    metrics,
+    logger,
+  });
   const behaviour = createPlacementBehaviour({
     orders,
     leases: placementState,
@@ -98,6 +104,18 @@ export async function startPlacementActors(
       if (seconds !== null) metrics.placementAttemptDuration.observe({ outcome }, seconds);
     },
     onFinalWriteMismatch: (_orderId, result) => metrics.finalWriteMismatches.inc({ result }),
+    onOutcomeWritten: (order, status, reason) => {
+      if (order.account === undefined) return;
+      void events.publish({
+        order_id: order._id,
+        account: order.account,
+        status,
+        at: systemClock.now(),
+        filled_quantity: 0,
+        average_price_cents: null,
+        rejection_reason: reason,
+      });
+    },
   });
   const consumer = `${config.HOSTNAME}-${process.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const actor = new StreamActor({

@@ -5,7 +5,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
-export type ProcessKind = "api" | "actors" | "all" | "exchange";
+export type ProcessKind = "api" | "actors" | "all" | "exchange" | "gateway" | "executions";
 
 export function createMetrics(kind: ProcessKind) {
   const registry = new Registry();
@@ -191,6 +191,85 @@ export function createMetrics(kind: ProcessKind) {
     parkedOrders: new Gauge({
       name: "placement_parked_orders",
       help: "Unfinished orders parked after their stream entry was dead-lettered (wait for `orders dlq replay`). Read from MongoDB by every actor process",
+      registers,
+    }),
+    // Execution reports (docs/adr/0006-execution-reports.md): the gateway's side.
+    executionReportsReceived: new Counter({
+      name: "executions_reports_received_total",
+      help: "Execution reports the gateway read from the venue feed, by what became of them (appended, duplicate, gap: held back until the resend fills the hole)",
+      labelNames: ["result"] as const,
+      registers,
+    }),
+    executionSequenceGaps: new Counter({
+      name: "executions_sequence_gaps_total",
+      help: "Holes in the venue feed's sequence numbers the gateway found (each answered with a resend request)",
+      registers,
+    }),
+    executionGapOpenSeconds: new Gauge({
+      name: "executions_gap_open_seconds",
+      help: "How long the oldest unhealed hole in the venue feed has been open; 0 when there is none",
+      registers,
+    }),
+    executionFeedReconnects: new Counter({
+      name: "executions_feed_reconnects_total",
+      help: "Connections to the venue feed the gateway (re)opened, by reason (start, closed, error, takeover)",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    executionGatewayActive: new Gauge({
+      name: "executions_gateway_active",
+      help: "1 while this gateway holds the venue session's lease and reads the feed, 0 on standby",
+      registers,
+    }),
+    executionLastSequence: new Gauge({
+      name: "executions_last_sequence",
+      help: "The last sequence number the gateway appended (recorded durably with the append)",
+      registers,
+    }),
+    // The execution actors' side.
+    executionReportsApplied: new Counter({
+      name: "executions_reports_applied_total",
+      help: "Execution reports the execution actors handled, by outcome (applied, duplicate, overfill, not_placeable, unknown_order)",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
+    executionApplyLag: new Histogram({
+      name: "executions_apply_lag_seconds",
+      help: "From the venue's transact time to the report's effect being durable in MongoDB",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    }),
+    executionBatchSize: new Histogram({
+      name: "executions_apply_batch_size",
+      help: "Reports applied by one MongoDB bulk write",
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+      registers,
+    }),
+    executionStreamLag: new Gauge({
+      name: "executions_stream_lag",
+      help: "Execution reports appended to the executions streams and not yet delivered to an execution actor (KEDA scales the execution actors on it)",
+      registers,
+    }),
+    executionStreamPending: new Gauge({
+      name: "executions_stream_pending",
+      help: "Execution reports delivered to an execution actor and not yet acknowledged",
+      registers,
+    }),
+    orderEventsPublished: new Counter({
+      name: "orders_events_published_total",
+      help: "Order updates appended to the accounts' event feeds, by result (published, failed)",
+      labelNames: ["result"] as const,
+      registers,
+    }),
+    orderEventSubscribers: new Gauge({
+      name: "orders_events_subscribers",
+      help: "WebSocket clients connected to /orders/events on this process",
+      registers,
+    }),
+    venueExecutionReports: new Counter({
+      name: "venue_execution_reports_total",
+      help: "Execution reports the simulated venue generated, by execution type (trade, cancelled, expired)",
+      labelNames: ["exec_type"] as const,
       registers,
     }),
     venueSubmissions: new Counter({

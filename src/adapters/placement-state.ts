@@ -127,12 +127,13 @@ export function entryFields(order: DispatchedOrder, source: string, attempt: num
     order.limit_price_cents === null ? "" : String(order.limit_price_cents),
     "quantity",
     String(order.quantity),
+    ...(order.account === undefined ? [] : ["account", order.account]),
   ];
 }
 
 /** The order carried by an entry, or null for an entry with only an id (older writers, tests). */
 export function orderFromEntry(fields: Record<string, string>): DispatchedOrder | null {
-  const { order_id, type, side, instrument, limit_price_cents, quantity, partition } = fields;
+  const { order_id, type, side, instrument, limit_price_cents, quantity, partition, account } = fields;
   if (!order_id || !type || !side || !instrument || quantity === undefined) return null;
   if ((type !== "market" && type !== "limit") || (side !== "buy" && side !== "sell")) return null;
   const cents = limit_price_cents ? Number(limit_price_cents) : null;
@@ -146,6 +147,7 @@ export function orderFromEntry(fields: Record<string, string>): DispatchedOrder 
     instrument,
     limit_price_cents: cents,
     quantity: units,
+    ...(account === undefined ? {} : { account }),
   };
 }
 

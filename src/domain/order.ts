@@ -3,7 +3,9 @@
  * accepted -> placing -> placed | rejected, and placing -> accepted when an attempt failed transiently
  * (the order waits for its retry). accepted -> withdrawn when its client was answered 500 without an
  * Idempotency-Key: the order may have been stored, but nobody will ever learn it was, so it must never
- * be placed. Execution states extend `placed` later, never replace it.
+ * be placed. Execution reports (src/domain/execution.ts) move a placed order on to partially_filled,
+ * filled, cancelled or expired; a report may arrive before the placement's acknowledgement is written,
+ * so accepted and placing may move there directly (the report proves the venue has the order).
  */
 import type { Cents } from "./money.ts";
 
@@ -14,20 +16,27 @@ export const ORDER_STATUSES = [
   "rejected",
   "partially_filled",
   "filled",
+  "cancelled",
+  "expired",
   "withdrawn",
 ] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
 export type OrderType = "market" | "limit";
 export type OrderSide = "buy" | "sell";
 
+const EXECUTED: readonly OrderStatus[] = ["partially_filled", "filled", "cancelled", "expired"];
+
 const NEXT: Record<OrderStatus, readonly OrderStatus[]> = {
   // accepted -> placed: a holder whose lease expired learns from the venue that its attempt landed.
-  accepted: ["placing", "placed", "withdrawn"],
-  placing: ["placed", "rejected", "accepted"],
-  placed: ["partially_filled", "filled"],
-  partially_filled: ["partially_filled", "filled"],
+  accepted: ["placing", "placed", "withdrawn", ...EXECUTED],
+  placing: ["placed", "rejected", "accepted", ...EXECUTED],
+  placed: EXECUTED,
+  // Trades reported before the end still count: a partial fill may end cancelled or expired.
+  partially_filled: EXECUTED,
   rejected: [],
   filled: [],
+  cancelled: [],
+  expired: [],
   withdrawn: [],
 };
 
@@ -83,6 +92,15 @@ export interface OrderRecord {
   account: string;
   /** The client's Idempotency-Key, unique per account (not globally). */
   idempotency_key: string | null;
+  /** Shares the applied trades filled (execution reports; absent until the first one). */
+  filled_quantity?: number;
+  /** Sum of quantity x price over the applied trades, in cents. */
+  filled_notional_cents?: number;
+  /**
+   * Executions stored for the order (applied and flagged; they live in `executions`): the version the
+   * execution actors write the summary against.
+   */
+  execution_count?: number;
 }
 
 /** Deterministic partition of an order id, so every process agrees on the stream of an order. */

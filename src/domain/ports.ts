@@ -23,7 +23,15 @@ export type FinalWriteResult = "applied" | "already" | "conflict" | "missing";
 /** What the sweeper needs to put an order on its stream again: its id, partition and the order itself. */
 export type DispatchCandidate = Pick<
   OrderRecord,
-  "_id" | "partition" | "sweep_at" | "type" | "side" | "instrument" | "limit_price_cents" | "quantity"
+  | "_id"
+  | "partition"
+  | "sweep_at"
+  | "type"
+  | "side"
+  | "instrument"
+  | "limit_price_cents"
+  | "quantity"
+  | "account"
 >;
 
 /** Which orders of an account GET /orders asks for: `before` is the last id of the previous page. */
@@ -88,7 +96,10 @@ export interface IdempotencyStore {
 export type DispatchedOrder = Pick<
   OrderRecord,
   "_id" | "partition" | "type" | "side" | "instrument" | "limit_price_cents" | "quantity"
->;
+> & {
+  /** Whose order it is, so that the outcome reaches the account's event feed (absent on older entries). */
+  account?: string;
+};
 
 /**
  * Appends an order to its placement stream unless Redis already tracks it (queued, leased, scheduled for
@@ -135,4 +146,32 @@ export interface PlacementLeases {
   scheduleRetry(order: DispatchedOrder, token: string, dueAt: Date, attempt: number): Promise<boolean>;
   /** Gives the lease up (shutdown mid-attempt): the pending entry is reclaimed and the order worked again. */
   release(order: Pick<OrderRecord, "_id" | "partition">, token: string): Promise<void>;
+}
+
+/**
+ * One update of an order as its account's event feed (WebSocket /orders/events) carries it. Published
+ * after the change is durable in MongoDB; the feed is a notification, GET /orders/{id} stays the truth.
+ */
+export interface OrderEvent {
+  order_id: string;
+  account: string;
+  status: OrderStatus;
+  /** When the change happened (the venue's time for an execution). */
+  at: Date;
+  filled_quantity: number;
+  /** Average price of the applied trades in cents (fractional), or null before the first trade. */
+  average_price_cents: number | null;
+  /** The execution that caused the update, when one did. */
+  execution?: {
+    exec_id: string;
+    exec_type: "trade" | "cancelled" | "expired";
+    quantity: number;
+    price_cents: number | null;
+  };
+  rejection_reason?: string | null;
+}
+
+export interface OrderEventPublisher {
+  /** Appends the event to its account's feed; never throws (a lost event is logged and counted). */
+  publish(event: OrderEvent): Promise<void>;
 }

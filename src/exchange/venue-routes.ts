@@ -6,9 +6,11 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { type Static, Type as T } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
+import type { ServerWebSocket } from "bun";
 import { Elysia } from "elysia";
 import type { Metrics } from "../adapters/metrics.ts";
 import { type FieldError, OrderPlacementError } from "../domain/errors.ts";
+import type { ExecutionFeed, FeedConnection, FeedSettings } from "./execution-feed.ts";
 import type { ExchangeOrder } from "./port.ts";
 import type { Venue, VenueSettings } from "./venue.ts";
 
@@ -34,6 +36,24 @@ export const VenueSettingsBody = T.Object(
   { additionalProperties: false },
 );
 
+export const FeedSettingsBody = T.Object(
+  {
+    fills_per_order: T.Optional(T.Integer({ minimum: 0, maximum: 1_000 })),
+    fill_delay_ms: T.Optional(T.Integer({ minimum: 0, maximum: 600_000 })),
+    limit_unfilled_rate: T.Optional(T.Number({ minimum: 0, maximum: 1 })),
+    drop_next: T.Optional(T.Integer({ minimum: 0, maximum: 1_000_000 })),
+  },
+  { additionalProperties: false },
+);
+
+export const FeedBurstBody = T.Object(
+  {
+    reports: T.Integer({ minimum: 1, maximum: 10_000_000 }),
+    per_second: T.Integer({ minimum: 1, maximum: 1_000_000 }),
+  },
+  { additionalProperties: false },
+);
+
 // The wire schema and the port's interface must describe the same order; this fails to compile when
 // either drifts.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -42,6 +62,8 @@ void wireMatchesPort;
 
 const orderChecker = TypeCompiler.Compile(VenueOrderBody);
 const settingsChecker = TypeCompiler.Compile(VenueSettingsBody);
+const feedSettingsChecker = TypeCompiler.Compile(FeedSettingsBody);
+const burstChecker = TypeCompiler.Compile(FeedBurstBody);
 
 type Checked<V> = { ok: true; value: V } | { ok: false; errors: FieldError[] };
 
@@ -80,6 +102,83 @@ const settingsBody = (s: VenueSettings) => ({
   outage: s.outage,
 });
 
+const feedSettingsBody = (s: FeedSettings) => ({
+  fills_per_order: s.fillsPerOrder,
+  fill_delay_ms: s.fillDelayMs,
+  limit_unfilled_rate: s.limitUnfilledRate,
+  drop_next: s.dropNext,
+});
+
+/**
+ * The execution feed's WebSocket (protocol: execution-feed.ts) and the fill state the checker compares
+ * with. Read-only, so unauthenticated like GET /stats.
+ */
+function feedRoutes(feed: ExecutionFeed) {
+  // Elysia wraps the socket anew for every event; Bun's ServerWebSocket underneath is the stable identity.
+  const connections = new WeakMap<object, FeedConnection>();
+  return new Elysia()
+    .ws("/executions", {
+      open(ws) {
+        // Elysia's copy of Bun's socket type predates getBufferedAmount; the object is Bun's own.
+        const raw = ws.raw as unknown as ServerWebSocket<unknown>;
+        connections.set(
+          raw,
+          feed.connect({
+            send: (text) => raw.sendText(text),
+            bufferedAmount: () => raw.getBufferedAmount(),
+            close: (code, reason) => raw.close(code, reason),
+          }),
+        );
+      },
+      message: (ws, message) => connections.get(ws.raw)?.message(message),
+      drain: (ws) => connections.get(ws.raw)?.drain(),
+      close(ws) {
+        connections.get(ws.raw)?.closed();
+        connections.delete(ws.raw);
+      },
+    })
+    .get("/fills", () => feed.fills(), {
+      detail: { tags: ["venue"], summary: "Each order's cum_qty and leaves_qty as the venue counts them" },
+    });
+}
+
+function feedAdminRoutes(feed: ExecutionFeed) {
+  return new Elysia()
+    .post(
+      "/admin/feed",
+      ({ body, status }) => {
+        const checked = check<Static<typeof FeedSettingsBody>>(feedSettingsChecker, body ?? {});
+        if (!checked.ok) return status(422, { message: "invalid feed settings", errors: checked.errors });
+        const { fills_per_order, fill_delay_ms, limit_unfilled_rate, drop_next } = checked.value;
+        const patch = {
+          fillsPerOrder: fills_per_order,
+          fillDelayMs: fill_delay_ms,
+          limitUnfilledRate: limit_unfilled_rate,
+          dropNext: drop_next,
+        };
+        return status(200, feedSettingsBody(feed.configure(patch)));
+      },
+      {
+        detail: {
+          tags: ["venue"],
+          summary: "Change the fill model, or drop the next reports from the live feed",
+        },
+      },
+    )
+    .post("/admin/feed/disconnect", () => ({ closed: feed.disconnectAll() }), {
+      detail: { tags: ["venue"], summary: "Close every feed connection" },
+    })
+    .post(
+      "/admin/feed/burst",
+      ({ body, status }) => {
+        const checked = check<Static<typeof FeedBurstBody>>(burstChecker, body);
+        if (!checked.ok) return status(422, { message: "invalid burst", errors: checked.errors });
+        return status(200, { scheduled: feed.burst(checked.value.reports, checked.value.per_second) });
+      },
+      { detail: { tags: ["venue"], summary: "Trade open orders one share at a time at a given rate" } },
+    );
+}
+
 /**
  * The `exchange` process's HTTP face. A 422 is a final rejection for the client (OrderRejectedByVenueError),
  * a 503 a retryable transport failure. The admin routes (which can stop the venue) need the admin token
@@ -88,7 +187,13 @@ const settingsBody = (s: VenueSettings) => ({
  * A submission does not observe the client disconnecting: like a real venue, a request that arrived is
  * processed, so a client that gave up learns the outcome only through GET /orders/:clientOrderId.
  */
-export function venueRoutes(venue: Venue, metrics: Metrics, options: { adminToken?: string } = {}) {
+export function venueRoutes(
+  venue: Venue,
+  metrics: Metrics,
+  options: { adminToken?: string; feed?: ExecutionFeed } = {},
+) {
+  const { feed } = options;
+  const stats = () => ({ ...venue.stats(), ...settingsBody(venue.settings()), ...feed?.stats() });
   const admin = new Elysia({ name: "venue-admin" })
     .onBeforeHandle({ as: "scoped" }, ({ request, status }) => {
       if (options.adminToken === undefined) {
@@ -115,10 +220,17 @@ export function venueRoutes(venue: Venue, metrics: Metrics, options: { adminToke
       "/admin/reset",
       () => {
         venue.reset();
-        return { ...venue.stats(), ...settingsBody(venue.settings()) };
+        feed?.reset();
+        return stats();
       },
-      { detail: { tags: ["venue"], summary: "Forget every record and zero the counters" } },
-    );
+      {
+        detail: {
+          tags: ["venue"],
+          summary: "Forget every record, zero the counters, start a new feed session",
+        },
+      },
+    )
+    .use(feed ? feedAdminRoutes(feed) : new Elysia());
   return new Elysia()
     .onError(({ code, set }) => {
       if (code === "PARSE") {
@@ -157,9 +269,10 @@ export function venueRoutes(venue: Venue, metrics: Metrics, options: { adminToke
       },
       { detail: { tags: ["venue"], summary: "The venue's record of a client order id" } },
     )
-    .get("/stats", () => ({ ...venue.stats(), ...settingsBody(venue.settings()) }), {
+    .get("/stats", stats, {
       detail: { tags: ["venue"], summary: "Counters and current settings" },
     })
+    .use(feed ? feedRoutes(feed) : new Elysia())
     .use(admin);
 }
 

@@ -47,6 +47,11 @@ export interface VenueOptions {
   random?: () => number;
   /** Waits `ms`, rejecting with the signal's reason when it aborts; default abortableSleep. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /**
+   * Called once per client order id, when the venue records it (never for a duplicate): the `exchange`
+   * process starts its execution reports here (execution-feed.ts). Default: nothing.
+   */
+  onAcknowledged?: (order: ExchangeOrder, venueOrderId: string) => void;
 }
 
 export interface Venue {
@@ -121,6 +126,7 @@ export function createVenue(options: VenueOptions): Venue {
       if (known === undefined) {
         const venueOrderId = crypto.randomUUID();
         records.set(order.client_order_id, venueOrderId);
+        options.onAcknowledged?.(order, venueOrderId);
         ack = { venue_order_id: venueOrderId, duplicate: false };
       } else {
         counters.duplicates++;

@@ -103,3 +103,131 @@ export function orderRoutesDocumentation() {
     },
   };
 }
+
+/** One frame of GET /orders/events (a WebSocket text message), as src/adapters/order-events.ts writes it. */
+const ORDER_EVENT_FRAME = {
+  type: "object",
+  required: [
+    "id",
+    "order_id",
+    "status",
+    "at",
+    "filled_quantity",
+    "average_price",
+    "execution",
+    "rejection_reason",
+  ],
+  properties: {
+    id: {
+      type: "string",
+      pattern: "^\\d+-\\d+$",
+      description: "The event id, increasing per account: send the last one received as `last_event_id`",
+    },
+    order_id: { type: "string", format: "uuid" },
+    status: {
+      type: "string",
+      enum: [
+        "accepted",
+        "placed",
+        "rejected",
+        "partially_filled",
+        "filled",
+        "cancelled",
+        "expired",
+        "withdrawn",
+      ],
+    },
+    at: {
+      type: "string",
+      format: "date-time",
+      description: "When the change happened (the venue's time for an execution)",
+    },
+    filled_quantity: { type: "integer", minimum: 0 },
+    average_price: {
+      type: ["number", "null"],
+      description: "Average price of the trades so far, in currency units; null before the first trade",
+    },
+    execution: {
+      description: "The execution that caused this update, when one did",
+      oneOf: [
+        {
+          type: "object",
+          required: ["exec_id", "exec_type", "quantity", "price"],
+          properties: {
+            exec_id: { type: "string" },
+            exec_type: { type: "string", enum: ["trade", "cancelled", "expired"] },
+            quantity: { type: "integer", minimum: 0 },
+            price: {
+              type: ["number", "null"],
+              description: "The trade's price; null for cancelled and expired",
+            },
+          },
+        },
+        { type: "null" },
+      ],
+    },
+    rejection_reason: { type: ["string", "null"] },
+  },
+};
+
+/** GET /orders/events: OpenAPI has no WebSocket, so the upgrade is a GET answered 101 with the frame's schema. */
+export function orderEventsDocumentation() {
+  return {
+    tags: ["orders"],
+    summary: "The caller's order updates, live (WebSocket)",
+    description:
+      "Open a WebSocket (`ws://` or `wss://`) to this path. Each text message is one event of the caller's orders, oldest first, never one twice. Authenticate with `Authorization: Bearer <key>`, or, from a browser, with the subprotocols `bearer, <key>` (the server selects `bearer`). After a disconnect, reconnect with `last_event_id` set to the last `id` received: the events after it come first (the last ORDER_EVENTS_RETAINED, 10,000 by default, are kept per account), then live ones. The feed notifies; GET /orders/{id} is the truth.",
+    parameters: [
+      {
+        name: "last_event_id",
+        in: "query" as const,
+        required: false,
+        description: "Resume after this event id; without it, the feed starts with the next event",
+        schema: { type: "string" as const, pattern: "^\\d+-\\d+$" },
+        example: "1718000000000-0",
+      },
+    ],
+    responses: {
+      101: {
+        description:
+          "Switching Protocols: the WebSocket is open. The content is the schema of each text message (not of this answer, which has none)",
+        headers: {
+          Upgrade: header("`websocket`"),
+          "Sec-WebSocket-Protocol": header("`bearer`, when the key came as a subprotocol"),
+        },
+        content: {
+          "application/json": {
+            // The plugin types OpenAPI 3.0; the document is 3.1, where `type` may list "null".
+            schema: ORDER_EVENT_FRAME as { type: "object" },
+            example: {
+              id: "1718000000000-0",
+              order_id: "0190a6c2-8f3e-7c4a-9b1d-2e5f6a7b8c9d",
+              status: "partially_filled",
+              at: "2024-06-10T06:13:20.000Z",
+              filled_quantity: 40,
+              average_price: 101.25,
+              execution: { exec_id: "E-17", exec_type: "trade", quantity: 40, price: 101.25 },
+              rejection_reason: null,
+            },
+          },
+        },
+      },
+      422: json("`last_event_id` is not an event id; nothing is opened", "ValidationError"),
+      426: {
+        ...json("Not a WebSocket request: send `Upgrade: websocket`", "Message", {
+          message: "Connect with a WebSocket (Upgrade: websocket)",
+        }),
+        headers: { Upgrade: header("`websocket`") },
+      },
+      503: {
+        ...json("Redis cannot say where the feed starts; nothing is opened", "Message", {
+          message: "The event feed is unavailable; retry later",
+        }),
+        headers: { "Retry-After": header("Seconds to wait before reconnecting", "integer") },
+      },
+      500: json("Internal error", "Message", { message: "Internal server error" }),
+      default: json("Any other refusal of the upgrade (no WebSocket opened)", "Message"),
+      ...COMMON_RESPONSES,
+    },
+  };
+}

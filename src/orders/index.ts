@@ -16,6 +16,7 @@ import {
   RequestBodyRejectedError,
   UnauthenticatedError,
 } from "../domain/errors.ts";
+import { averagePriceCents, type StoredExecution } from "../domain/execution.ts";
 import { type Cents, centsToNumber } from "../domain/money.ts";
 import type { OrderRecord } from "../domain/order.ts";
 import { type Authentication, authenticate, bearerChallenge, callerAccount } from "../http/authentication.ts";
@@ -52,11 +53,25 @@ export interface OrdersControllerDeps {
   deadlineMs: number;
   auth: Authentication;
   rateLimiting: RateLimiting | null;
+  /** The executions of orders (src/adapters/mongo/execution-store.ts); none listed without it. */
+  executions?: ExecutionReader;
+}
+
+export interface ExecutionReader {
+  executionsOf(orderIds: readonly string[]): Promise<Map<string, StoredExecution[]>>;
 }
 
 export function ordersController(deps: OrdersControllerDeps) {
   const { service, metrics, logger, deadlineMs } = deps;
   const docs = orderRoutesDocumentation();
+
+  /** The orders with their executions: one read for those that have any, none for the rest. */
+  async function detailed(orders: OrderRecord[]): Promise<OrderDetailResponse[]> {
+    const executed = orders.filter((order) => (order.execution_count ?? 0) > 0).map((order) => order._id);
+    const executions =
+      deps.executions && executed.length > 0 ? await deps.executions.executionsOf(executed) : new Map();
+    return orders.map((order) => toDetailResponse(order, executions.get(order._id) ?? []));
+  }
 
   return new Elysia({ name: "orders-controller", normalize: false })
     .use(requestId())
@@ -137,17 +152,24 @@ export function ordersController(deps: OrdersControllerDeps) {
       "/orders",
       async ({ query, account }) => {
         const page = await withDeadline(
-          service.list(account, { status: query.status, before: query.cursor, limit: query.limit ?? 50 }),
+          service
+            .list(account, { status: query.status, before: query.cursor, limit: query.limit ?? 50 })
+            .then(async (found) => ({ orders: await detailed(found.orders), next: found.next })),
           deadlineMs,
         );
-        return { orders: page.orders.map(toDetailResponse), next_cursor: page.next };
+        return { orders: page.orders, next_cursor: page.next };
       },
       { query: OrderListQuery, response: { 200: "OrderList" }, detail: docs.listOrders },
     )
     .get(
       "/orders/:id",
-      async ({ params, account }) =>
-        toDetailResponse(await withDeadline(service.get(params.id, account), deadlineMs)),
+      async ({ params, account }) => {
+        const [order] = await withDeadline(
+          service.get(params.id, account).then((found) => detailed([found])),
+          deadlineMs,
+        );
+        return order as OrderDetailResponse;
+      },
       { response: { 200: "OrderDetail" }, detail: docs.getOrder },
     );
 }
@@ -250,12 +272,31 @@ export function toResponse(order: OrderRecord): OrderResponse {
   };
 }
 
-function toDetailResponse(order: OrderRecord): OrderDetailResponse {
+function toDetailResponse(order: OrderRecord, executions: StoredExecution[]): OrderDetailResponse {
   return {
     ...toResponse(order),
     attempts: order.attempts,
     placed_at: order.placed_at ? order.placed_at.toISOString() : null,
     rejection_reason: order.rejection_reason,
-    executions: [],
+    filled_quantity: order.filled_quantity ?? 0,
+    average_price: averagePrice(order),
+    executions: executions
+      .filter((execution) => execution.flagged === null)
+      .map((execution) => ({
+        exec_id: execution._id,
+        exec_type: execution.exec_type,
+        quantity: execution.quantity,
+        price: execution.price_cents === null ? null : centsToNumber(execution.price_cents as Cents),
+        executed_at: execution.executed_at.toISOString(),
+      })),
   };
+}
+
+/** In currency units, rounded to 4 decimals: an average of cent prices need not be whole cents. */
+function averagePrice(order: OrderRecord): number | null {
+  const cents = averagePriceCents({
+    filled_quantity: order.filled_quantity ?? 0,
+    filled_notional_cents: order.filled_notional_cents ?? 0,
+  });
+  return cents === null ? null : Math.round(cents * 100) / 10_000;
 }

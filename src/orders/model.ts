@@ -74,9 +74,25 @@ export const OrderDetailResponse = T.Composite([
     attempts: T.Integer({ description: "Placement attempts so far" }),
     placed_at: T.Union([T.String({ format: "date-time" }), T.Null()]),
     rejection_reason: T.Union([T.String(), T.Null()]),
-    executions: T.Array(T.Object({ quantity: T.Integer(), price: T.Number(), executed_at: T.String() }), {
-      description: "Execution reports, once the venue sends them",
+    filled_quantity: T.Integer({ description: "Shares traded so far (the sum of the trade executions)" }),
+    average_price: T.Union([T.Number(), T.Null()], {
+      description: "Average price of the trades so far (4 decimals); null before the first trade",
     }),
+    executions: T.Array(
+      T.Object({
+        exec_id: T.String({ description: "The venue's execution id" }),
+        exec_type: T.Union([T.Literal("trade"), T.Literal("cancelled"), T.Literal("expired")], {
+          description: "trade: shares traded; cancelled / expired: the venue ended the order's rest",
+        }),
+        quantity: T.Integer({ description: "Shares traded by this execution (0 unless a trade)" }),
+        price: T.Union([T.Number(), T.Null()], { description: "Price of the trade; null unless a trade" }),
+        executed_at: T.String({ format: "date-time", description: "When the venue executed it" }),
+      }),
+      {
+        description:
+          "Execution reports applied to the order, each venue execution once, in the order the venue executed them",
+      },
+    ),
   }),
 ]);
 export type OrderDetailResponse = Static<typeof OrderDetailResponse>;

@@ -15,6 +15,8 @@ import {
   type Clock,
   DuplicateOrderIdError,
   type IdempotencyStore,
+  type OrderEvent,
+  type OrderEventPublisher,
   type OrderListPage,
   type OrderRepository,
   type PlacementDispatcher,
@@ -71,9 +73,11 @@ export function createOrderService(deps: {
   settings: OrderServiceSettings;
   /** Where orders answered 500 without an Idempotency-Key go, so that nothing places them. */
   withdrawals: Pick<Withdrawals, "withdraw">;
+  /** The accounts' event feeds (WebSocket /orders/events); none: no events. */
+  events?: OrderEventPublisher;
   hooks?: OrderServiceHooks;
 }) {
-  const { orders, idempotency, dispatcher, clock, ids, settings, withdrawals, hooks = {} } = deps;
+  const { orders, idempotency, dispatcher, clock, ids, settings, withdrawals, events, hooks = {} } = deps;
 
   /**
    * POST /orders within its deadline. A failure (or the deadline) after the order id was in play means
@@ -87,7 +91,10 @@ export function createOrderService(deps: {
     const attempt: IntakeAttempt = { onOrderId: intake.onOrderId, abandoned: false };
     const work = place(request, attempt);
     try {
-      return await withDeadline(work, settings.requestDeadlineMs);
+      const result = await withDeadline(work, settings.requestDeadlineMs);
+      // Not awaited: the feed is a notification and never delays nor fails the 201 (publish never throws).
+      if (!result.replayed && events) void events.publish(acceptedEvent(result.order));
+      return result;
     } catch (error) {
       if (request.idempotencyKey === null) {
         attempt.abandoned = true;
@@ -201,6 +208,18 @@ export function createOrderService(deps: {
 }
 
 export type OrderService = ReturnType<typeof createOrderService>;
+
+function acceptedEvent(order: OrderRecord): OrderEvent {
+  return {
+    order_id: order._id,
+    account: order.account,
+    status: "accepted",
+    at: order.created_at,
+    filled_quantity: 0,
+    average_price_cents: null,
+    rejection_reason: null,
+  };
+}
 
 /** Account names cannot hold a space, so the scoped key is unambiguous. */
 export function scopedIdempotencyKey(account: string, key: string): string {

@@ -16,7 +16,13 @@
  * If this process dies first, the sweeper finishes a fenced withdrawal when it meets the order.
  */
 import type { OrderRecord, OrderStatus } from "../domain/order.ts";
-import type { Clock, OrderRepository, PlacementDispatcher } from "../domain/ports.ts";
+import type {
+  Clock,
+  OrderEvent,
+  OrderEventPublisher,
+  OrderRepository,
+  PlacementDispatcher,
+} from "../domain/ports.ts";
 import { type BackoffPolicy, backoffDelay } from "../support/backoff.ts";
 
 /** What became of a withdrawal: the order's final status, or `not_stored` (no document, no tombstone). */
@@ -32,12 +38,14 @@ export function createWithdrawals(deps: {
   orders: Pick<OrderRepository, "withdraw">;
   dispatcher: Pick<PlacementDispatcher, "fenceForWithdrawal">;
   clock: Clock;
+  /** The accounts' event feeds (WebSocket /orders/events); none: no events. */
+  events?: OrderEventPublisher;
   hooks?: WithdrawalHooks;
   backoff?: BackoffPolicy;
   /** Margin before the order's sweep time inside which MongoDB alone may withdraw it (clock skew). */
   graceMarginMs?: number;
 }) {
-  const { orders, dispatcher, clock, hooks = {} } = deps;
+  const { orders, dispatcher, clock, events, hooks = {} } = deps;
   const backoff = deps.backoff ?? { baseMs: 100, maxMs: 5_000 };
   const graceMarginMs = deps.graceMarginMs ?? 2_000;
   const pending = new Set<string>();
@@ -63,6 +71,7 @@ export function createWithdrawals(deps: {
       try {
         const result = await attempt(order);
         if (result !== "retry") {
+          if (result === "withdrawn") void events?.publish(withdrawnEvent(order, clock.now()));
           hooks.onFinished?.(order._id, result);
           return;
         }
@@ -97,3 +106,19 @@ export function createWithdrawals(deps: {
 }
 
 export type Withdrawals = ReturnType<typeof createWithdrawals>;
+
+/**
+ * `withdrawn` is what GET /orders/{id} shows from now on, whether the stored order was updated or its
+ * tombstone inserted (the client holds its X-Order-Id either way).
+ */
+function withdrawnEvent(order: OrderRecord, at: Date): OrderEvent {
+  return {
+    order_id: order._id,
+    account: order.account,
+    status: "withdrawn",
+    at,
+    filled_quantity: 0,
+    average_price_cents: null,
+    rejection_reason: null,
+  };
+}

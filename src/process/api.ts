@@ -1,17 +1,22 @@
 /**
  * The HTTP API's wiring: the order service, the controller with its authentication and rate limits,
- * the OpenAPI document and its page, idempotency-key expiry.
+ * the order event feed (WebSocket /orders/events), the OpenAPI document and its page, idempotency-key
+ * expiry.
  */
 import type { AnyElysia } from "elysia";
 import { MongoApiKeyStore } from "../adapters/mongo/api-key-store.ts";
+import { MongoExecutionStore } from "../adapters/mongo/execution-store.ts";
 import { MongoIdempotencyStore } from "../adapters/mongo/idempotency-store.ts";
+import { RedisOrderEventFeed, RedisOrderEvents } from "../adapters/order-events.ts";
 import { RedisRateLimiter, rateLimitHeaders } from "../adapters/rate-limiter.ts";
+import { closeRedis, createRedisConnection, redisTarget } from "../adapters/redis.ts";
 import { createAuthenticator } from "../auth/authenticator.ts";
 import type { Config } from "../config.ts";
 import { uuidV7 } from "../domain/ids.ts";
 import { systemClock } from "../domain/ports.ts";
 import { type ApiDocumentation, apiDocs } from "../http/api-docs.ts";
 import type { Authentication } from "../http/authentication.ts";
+import { orderEventsSocket } from "../http/order-events-socket.ts";
 import type { RateLimiting } from "../http/rate-limit.ts";
 import type { Logger } from "../logger.ts";
 import { ordersController } from "../orders/index.ts";
@@ -22,19 +27,30 @@ import { every } from "../support/periodic.ts";
 import { type Closer, withStartupRetry } from "./lifecycle.ts";
 import type { Shared } from "./shared.ts";
 
+/** What the API process built that others may use: the publisher of the accounts' event feeds. */
+export interface MountedApi {
+  orderEvents: RedisOrderEvents;
+}
+
 export async function mountApi(
   app: AnyElysia,
   config: Config,
   logger: Logger,
   shared: Shared,
   closers: Closer[],
-): Promise<void> {
+): Promise<MountedApi> {
+  const orderEvents = new RedisOrderEvents(shared.commands, shared.keys, {
+    retained: config.ORDER_EVENTS_RETAINED,
+    metrics: shared.metrics,
+    logger,
+  });
   const idempotency = new MongoIdempotencyStore(shared.db, config.MONGO_TIMEOUT_MS);
   await withStartupRetry("idempotency indexes", logger, () => idempotency.ensureIndexes());
   const withdrawals = createWithdrawals({
     orders: shared.orders,
     dispatcher: shared.placementState,
     clock: systemClock,
+    events: orderEvents,
     hooks: {
       onFinished: (orderId, result) => {
         shared.metrics.orderWithdrawals.inc({ by: "api", result });
@@ -53,6 +69,7 @@ export async function mountApi(
     clock: systemClock,
     ids: uuidV7,
     withdrawals,
+    events: orderEvents,
     settings: {
       partitions: config.PLACEMENT_PARTITIONS,
       dispatchGraceMs: config.DISPATCH_GRACE_MS,
@@ -72,11 +89,25 @@ export async function mountApi(
         logger.warn("ambiguous order write, read back", { order_id: orderId, error, stored }),
     },
   });
+  const auth = await authenticationFor(config, logger, shared);
+  const rateLimiting = rateLimitingFor(config, logger, shared);
+  const feed = startOrderEventFeed(app, config, logger, shared, orderEvents, closers);
   app
     .use(
       apiDocs({
         enabled: config.DOCS_ENABLED === "true",
         documentation: apiDocumentation(),
+      }),
+    )
+    // Before the controller: its caller-account step (Authorization header only) is scoped to the app
+    // from there on, and would refuse a browser's key sent as a subprotocol.
+    .use(
+      orderEventsSocket({
+        feed,
+        latestId: (account) => orderEvents.latestId(account),
+        auth,
+        rateLimiting,
+        logger,
       }),
     )
     .use(
@@ -85,8 +116,12 @@ export async function mountApi(
         metrics: shared.metrics,
         logger,
         deadlineMs: config.REQUEST_DEADLINE_MS,
-        auth: await authenticationFor(config, logger, shared),
-        rateLimiting: rateLimitingFor(config, logger, shared),
+        auth,
+        rateLimiting,
+        executions: new MongoExecutionStore(shared.db, {
+          timeoutMs: config.MONGO_TIMEOUT_MS,
+          gate: shared.mongoGate,
+        }),
       }),
     );
   if (!idempotency.serverExpires) {
@@ -98,6 +133,41 @@ export async function mountApi(
     );
     closers.push({ name: "idempotency-purge", close: () => purge.stop() });
   }
+  return { orderEvents };
+}
+
+/**
+ * The process's one subscriber connection and its fan-out to the sockets. Bun's server.stop() waits for
+ * every open WebSocket, and the public port's closer (src/process/service.ts) runs before the ones
+ * pushed here: the app's stop closes the sockets first, or shutdown would wait on the clients.
+ */
+function startOrderEventFeed(
+  app: AnyElysia,
+  config: Config,
+  logger: Logger,
+  shared: Shared,
+  orderEvents: RedisOrderEvents,
+  closers: Closer[],
+): RedisOrderEventFeed {
+  const subscriber = createRedisConnection(redisTarget(config), {
+    name: "orders-api-events",
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  });
+  subscriber.on("error", () => {}); // reconnects by itself; the feed catches its sockets up when it is back
+  closers.push({ name: "order-events-subscriber", close: () => closeRedis(subscriber) });
+  const feed = new RedisOrderEventFeed(subscriber, orderEvents, shared.keys.orderEventsChannel, {
+    onSubscribersChanged: (count) => shared.metrics.orderEventSubscribers.set(count),
+    onSubscribeFailed: (error) =>
+      logger.warn("order events: SUBSCRIBE failed; retried when Redis is back", { error }),
+  });
+  feed.start();
+  closers.push({ name: "order-events", close: () => feed.close() });
+  const stop = app.stop.bind(app);
+  app.stop = (closeActiveConnections?: boolean) => {
+    feed.close();
+    return stop(closeActiveConnections);
+  };
+  return feed;
 }
 
 async function authenticationFor(config: Config, logger: Logger, shared: Shared): Promise<Authentication> {

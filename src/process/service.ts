@@ -1,6 +1,6 @@
 /**
- * A service process (`api`, `actors` or `all`): shared connections, the ops routes, the API when the
- * kind serves it, and the actors when it runs them. The actors are handed in (`startActors`) by the
+ * A service process (`api`, `actors`, `executions` or `all`): shared connections, the ops routes, the
+ * API when the kind serves it, and the actors when it runs them (placement actors, execution actors). The actors are handed in (`startActors`) by the
  * entry point: src/ never imports actors/ (one direction for the arrows).
  */
 import { Elysia } from "elysia";
@@ -35,7 +35,7 @@ export async function startService(
     // normalize: false: a body with an unknown field is refused (422 naming it), not silently trimmed.
     const app = serves ? new Elysia({ normalize: false }).use(httpMetrics(shared.metrics)) : null;
     if (app) await mountApi(app, config, logger, shared, closers);
-    if (kind === "actors" || kind === "all") {
+    if (kind !== "api") {
       if (!startActors) throw new Error(`a process of kind ${kind} needs its actors`);
       await startActors(config, logger, shared, closers);
     }

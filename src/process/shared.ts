@@ -5,7 +5,7 @@
  */
 import type { Db, MongoClient } from "mongodb";
 import { createMetrics, type Metrics, type ProcessKind } from "../adapters/metrics.ts";
-import { boundedInFlight, createMongoClient } from "../adapters/mongo/client.ts";
+import { boundedInFlight, createMongoClient, type InFlightGate } from "../adapters/mongo/client.ts";
 import { MongoOrderRepository } from "../adapters/mongo/order-repository.ts";
 import { RedisPlacementState } from "../adapters/placement-state.ts";
 import {
@@ -25,6 +25,8 @@ export interface Shared {
   mongo: MongoClient;
   db: Db;
   orders: MongoOrderRepository;
+  /** The bound on this process's operations waiting on MongoDB, shared by every writer of the process. */
+  mongoGate: InFlightGate;
   keys: RedisKeys;
   metrics: Metrics;
   /** One Redis, or a Redis Cluster client when REDIS_CLUSTER_NODES is set. */
@@ -34,7 +36,7 @@ export interface Shared {
   liveness: LivenessCheck[];
 }
 
-export type ServiceKind = "api" | "actors" | "all";
+export type ServiceKind = "api" | "actors" | "executions" | "all";
 
 export async function connectShared(config: Config, kind: ProcessKind, closers: Closer[]): Promise<Shared> {
   const metrics = createMetrics(kind);
@@ -53,16 +55,21 @@ export async function connectShared(config: Config, kind: ProcessKind, closers: 
   closers.push({ name: "redis", close: () => closeRedis(commands) });
   await awaitConnection(commands, config.MONGO_TIMEOUT_MS);
   const db = mongo.db(databaseName(config.MONGO_URL));
-  const keys = createRedisKeys(config.REDIS_KEY_PREFIX, config.PLACEMENT_PARTITIONS);
+  const keys = createRedisKeys(
+    config.REDIS_KEY_PREFIX,
+    config.PLACEMENT_PARTITIONS,
+    config.EXECUTION_PARTITIONS,
+  );
+  const mongoGate = boundedInFlight(config.MONGO_MAX_IN_FLIGHT);
   const orders = new MongoOrderRepository(db, {
     timeoutMs: config.MONGO_TIMEOUT_MS,
-    gate: boundedInFlight(config.MONGO_MAX_IN_FLIGHT),
+    gate: mongoGate,
     insertWindowMs: config.INTAKE_BATCH_WINDOW_MS,
     insertMaxBatch: config.INTAKE_BATCH_MAX,
     onDurableWrite: (writeKind, documents) => metrics.mongoDurableWrites.inc({ kind: writeKind }, documents),
   });
   const placementState = new RedisPlacementState(commands, keys, config.PLACEMENT_TRACK_TTL_MS);
-  return { mongo, db, orders, keys, metrics, commands, placementState, liveness: [] };
+  return { mongo, db, orders, mongoGate, keys, metrics, commands, placementState, liveness: [] };
 }
 
 /**

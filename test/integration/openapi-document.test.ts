@@ -187,7 +187,12 @@ describe("the served OpenAPI document", () => {
     const keyed = operations(document).filter(
       ([, operation]) => operation.security === undefined || operation.security.length > 0,
     );
-    expect(keyed.map(([name]) => name).sort()).toEqual(["GET /orders", "GET /orders/{id}", "POST /orders"]);
+    expect(keyed.map(([name]) => name).sort()).toEqual([
+      "GET /orders",
+      "GET /orders/events",
+      "GET /orders/{id}",
+      "POST /orders",
+    ]);
     for (const [name, operation] of keyed) {
       const headers = (status: string) => Object.keys(operation.responses?.[status]?.headers ?? {});
       expect({ name, 401: headers("401") }).toEqual({
@@ -200,7 +205,7 @@ describe("the served OpenAPI document", () => {
 
   test("every operation of the public document needs a key; the operations routes are not in it (OPS_PORT)", async () => {
     expect(operations(document).filter(([, operation]) => operation.security?.length === 0)).toEqual([]);
-    expect(Object.keys(document.paths).sort()).toEqual(["/orders", "/orders/{id}"]);
+    expect(Object.keys(document.paths).sort()).toEqual(["/orders", "/orders/events", "/orders/{id}"]);
     // Not on the public port at all: on the operations port, without a key.
     for (const path of ["/health/live", "/health/ready", "/metrics"]) {
       expect({ path, public: (await app.handle(new Request(`http://localhost${path}`))).status }).toEqual({

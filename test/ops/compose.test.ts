@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { loadConfig } from "../../src/config.ts";
+import { exchangeFeedUrl, loadConfig } from "../../src/config.ts";
 import { freePort } from "../harness/wait-for.ts";
 import {
   createAjv,
@@ -46,7 +46,9 @@ interface Compose {
 const COMPOSE_FILE = repoPath("docker-compose.yml");
 const compose = parseYaml(COMPOSE_FILE) as Compose;
 const services = compose.services;
-const APP_SERVICES = ["api", "actors", "exchange"];
+const APP_SERVICES = ["api", "actors", "exchange", "gateway", "executions"];
+/** Services that take no traffic: replicas, no published port. */
+const REPLICATED_SERVICES = ["actors", "gateway", "executions"];
 
 /** Compose's own unescaping of `$$` (the file uses no other interpolation). */
 const unescapeDollars = (value: string) => value.replaceAll("$$", "$");
@@ -112,12 +114,16 @@ describe("docker-compose.yml", () => {
           expect(services[target]!.healthcheck, `${target} has a health check`).toBeDefined();
       }
     }
-    // Start order: the app waits for healthy data stores, the actors for a healthy venue.
-    for (const app of ["api", "actors"]) {
-      expect(dependencies(services[app]!).mongo?.condition).toBe("service_healthy");
-      expect(dependencies(services[app]!).redis?.condition).toBe("service_healthy");
+    // Start order: the app waits for healthy data stores, the actors and the gateways for a healthy
+    // venue. The gateway needs Redis only.
+    for (const app of ["api", "actors", "executions"]) {
+      expect(dependencies(services[app]!).mongo?.condition, app).toBe("service_healthy");
+      expect(dependencies(services[app]!).redis?.condition, app).toBe("service_healthy");
     }
     expect(dependencies(services.actors!).exchange?.condition).toBe("service_healthy");
+    expect(dependencies(services.gateway!).redis?.condition).toBe("service_healthy");
+    expect(dependencies(services.gateway!).exchange?.condition).toBe("service_healthy");
+    expect(dependencies(services.gateway!).mongo).toBeUndefined();
   });
 
   test("named volumes are declared and used, bind-mounted files exist in the repository", () => {
@@ -148,7 +154,7 @@ describe("docker-compose.yml", () => {
     expect(check).toContain(`_id: '${replSet}'`);
     expect(check).toContain("host: 'mongo:27017'");
     expect(check).toContain("isWritablePrimary");
-    for (const app of ["api", "actors"]) {
+    for (const app of ["api", "actors", "executions"]) {
       const url = new URL(env(services[app]!).MONGO_URL!.replace(/^mongodb:/, "http:"));
       expect(url.hostname, app).toBe("mongo");
       expect(url.searchParams.get("replicaSet"), app).toBe(String(replSet));
@@ -173,11 +179,11 @@ describe("docker-compose.yml", () => {
       const config = loadConfig(env(service));
       expect(service.stop_grace_period, `${name} stop_grace_period`).toBeDefined();
       expect(durationMs(service.stop_grace_period!), name).toBeGreaterThan(config.SHUTDOWN_DEADLINE_MS);
-      for (const key of ["MONGO_URL", "REDIS_URL", "EXCHANGE_URL"]) {
+      for (const key of ["MONGO_URL", "REDIS_URL", "EXCHANGE_URL", "EXCHANGE_FEED_URL"]) {
         const value = env(service)[key];
         if (value)
           expect(
-            services[new URL(value.replace(/^(mongodb|redis):/, "http:")).hostname],
+            services[new URL(value.replace(/^(mongodb|redis|wss?):/, "http:")).hostname],
             `${name} ${key}`,
           ).toBeDefined();
       }
@@ -185,9 +191,28 @@ describe("docker-compose.yml", () => {
     expect(env(services.api!).EXCHANGE_URL ?? env(services.actors!).EXCHANGE_URL).toBe(
       "http://exchange:3000",
     );
-    expect(services.actors!.deploy?.replicas).toBe(2);
-    // Replicas cannot share a host port.
-    expect(services.actors!.ports).toBeUndefined();
+    for (const name of REPLICATED_SERVICES) {
+      expect(services[name]!.deploy?.replicas, name).toBe(2);
+      // Replicas cannot share a host port.
+      expect(services[name]!.ports, name).toBeUndefined();
+    }
+  });
+
+  test("the gateways read the venue's feed, on the venue's port, with Redis only", () => {
+    const gateway = env(services.gateway!);
+    const venuePort = loadConfig(env(services.exchange!)).PORT;
+    // The venue's WebSocket at /executions on its own port: what EXCHANGE_URL would derive.
+    expect(gateway.EXCHANGE_FEED_URL).toBe(`ws://exchange:${venuePort}/executions`);
+    expect(gateway.EXCHANGE_FEED_URL).toBe(exchangeFeedUrl({ EXCHANGE_URL: gateway.EXCHANGE_URL }) ?? "");
+    // No MongoDB credentials: the gateway never touches MongoDB.
+    expect(gateway.MONGO_URL).toBeUndefined();
+    expect(new URL(gateway.REDIS_URL!.replace(/^redis:/, "http:")).hostname).toBe("redis");
+    // The execution actors apply to MongoDB what the gateways append to Redis: the same Redis and prefix.
+    const executions = loadConfig(env(services.executions!));
+    const gatewayConfig = loadConfig(gateway);
+    expect(gatewayConfig.REDIS_URL).toBe(executions.REDIS_URL);
+    expect(gatewayConfig.REDIS_KEY_PREFIX).toBe(executions.REDIS_KEY_PREFIX);
+    expect(gatewayConfig.EXECUTION_PARTITIONS).toBe(executions.EXECUTION_PARTITIONS);
   });
 
   test("host ports are unique and bound to loopback", () => {

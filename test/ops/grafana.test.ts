@@ -151,6 +151,35 @@ describe("grafana dashboard", () => {
     });
   }
 
+  test("the Execution reports row shows the feed, the gateway lease, the apply path and client events", () => {
+    const { dashboard } = dashboards[0]!;
+    const panels = dashboard.panels as Panel[];
+    const row = panels.findIndex((p) => p.type === "row" && p.title === "Execution reports");
+    expect(row).toBeGreaterThanOrEqual(0);
+    const next = panels.findIndex((p, i) => i > row && p.type === "row");
+    const inRow = panels.slice(row + 1, next === -1 ? undefined : next);
+    const exprs = inRow.flatMap((p) => (p.targets ?? []).map((t) => String(t.expr))).join("\n");
+    for (const name of [
+      "executions_reports_received_total",
+      "executions_reports_applied_total",
+      "executions_apply_lag_seconds_bucket",
+      "executions_apply_batch_size_bucket",
+      "executions_stream_lag",
+      "executions_stream_pending",
+      "executions_sequence_gaps_total",
+      "executions_gap_open_seconds",
+      "executions_feed_reconnects_total",
+      "executions_gateway_active",
+      "orders_events_subscribers",
+    ])
+      expect(exprs, name).toContain(name);
+    // Every kind registers every gauge (an API pod exports the gateway's at 0): gauges are selected by
+    // the kinds that set them.
+    for (const gauge of ["executions_gateway_active", "executions_gap_open_seconds", "executions_stream_lag"])
+      for (const m of exprs.matchAll(new RegExp(`${gauge}(\\{[^}]*\\})?`, "g")))
+        expect(m[1] ?? "", `${gauge} selects its process kinds`).toContain("process_kind=~");
+  });
+
   test("provisioning: the datasource uid is the dashboard variable's default and paths match compose", () => {
     const datasources = parseYaml(join(K8S, "grafana/provisioning/datasources/prometheus.yml")) as {
       apiVersion: number;

@@ -6,7 +6,8 @@
  * packages' TypeScript types (unknown fields rejected, which the packages' validators let through).
  * Then, per overlay, the objects fit together: selectors, ports, scale targets, disruption budgets,
  * probes (the startup probe against the start-up retry budget of the code), grace periods,
- * NetworkPolicies, the KEDA trigger and the configuration itself.
+ * NetworkPolicies, the KEDA triggers (placement actors, execution actors), the execution gateway's hot
+ * standby and the configuration itself.
  */
 import { describe, expect, test } from "bun:test";
 import { existsSync, statSync } from "node:fs";
@@ -22,7 +23,7 @@ import { Namespace } from "kubernetes-models/v1/Namespace";
 import { Secret } from "kubernetes-models/v1/Secret";
 import { Service } from "kubernetes-models/v1/Service";
 import { parseAllDocuments } from "yaml";
-import { loadConfig } from "../../src/config.ts";
+import { exchangeFeedUrl, loadConfig } from "../../src/config.ts";
 import { STARTUP_RETRY } from "../../src/process/lifecycle.ts";
 import { backoffDelay } from "../../src/support/backoff.ts";
 import {
@@ -94,9 +95,26 @@ const KINDS: Record<string, { model: ModelClass; dts: string; type: string }> = 
 };
 
 const NAMESPACE = "orders";
-const SUBCOMMANDS = new Set(["api", "actors", "all", "exchange"]);
-/** Subcommands that connect to MongoDB and Redis at start-up, with retries (src/process/lifecycle.ts, withStartupRetry). */
-const CONNECTING_SUBCOMMANDS = new Set(["api", "actors", "all"]);
+const SUBCOMMANDS = new Set(["api", "actors", "all", "exchange", "gateway", "executions"]);
+/**
+ * Subcommands that connect to MongoDB or Redis at start-up, with retries (src/process/lifecycle.ts,
+ * withStartupRetry): the gateway needs Redis only, the others both.
+ */
+const CONNECTING_SUBCOMMANDS = new Set(["api", "actors", "all", "gateway", "executions"]);
+/** Subcommands that take no traffic: no public port (PORT), only the operations port. */
+const NO_PUBLIC_PORT = new Set(["actors", "gateway", "executions"]);
+/**
+ * The ScaledObjects, by the Deployment they scale: the metrics their query must read and the
+ * process_kind it must select them by (every process registers every metric; an API pod exports the
+ * stream gauges at 0).
+ */
+const SCALED_BY_KEDA: Record<string, { metrics: string[]; processKind: string }> = {
+  actors: {
+    metrics: ["placement_stream_lag_entries", "placement_stream_pending_entries", "exchange_breaker_state"],
+    processKind: "actors",
+  },
+  executions: { metrics: ["executions_stream_lag"], processKind: "executions" },
+};
 /** The namespace whose Prometheus scrapes the pods (and that KEDA's serverAddress names). */
 const MONITORING_NAMESPACE = "monitoring";
 const BASE = join(K8S, "base");
@@ -194,6 +212,11 @@ interface Container {
   image?: string;
   ports?: { name?: string; containerPort: number }[];
   envFrom?: { configMapRef?: { name: string }; secretRef?: { name: string } }[];
+  env?: {
+    name: string;
+    value?: string;
+    valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean } };
+  }[];
   resources?: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
   livenessProbe?: Probe;
   readinessProbe?: Probe;
@@ -414,8 +437,8 @@ function networkPolicyProblems(docs: Json[]): string[] {
         subcommand === "api"
           ? true // the public API: anyone, on its port only
           : subcommand === "exchange"
-            ? source.kind === "same-namespace"
-            : false; // actors open no public port
+            ? source.kind === "same-namespace" // the actors place orders there, the gateways read its feed
+            : false; // placement actors, gateways and execution actors open no public port
       if (!ok) problems.push(what);
     }
     if (subcommand === "api" && !ingress.some((i) => i.source.kind === "anyone"))
@@ -599,16 +622,23 @@ describe("kustomize layout", () => {
     }
     const prod = objectsOf(render(overlayDir("prod")));
     // Unset would mean the in-process simulation: prod names a venue, and not one of the namespace.
-    const url = new URL(prod.configMapData().EXCHANGE_URL!);
-    expect(url.protocol).toBe("https:");
     const services = prod.ofKind("Service").map(nameOf);
-    expect(
-      services.includes(url.hostname.split(".")[0]!),
-      `${url.hostname} is a Service of the namespace`,
-    ).toBe(false);
-    expect(render(BASE).some((d) => d.kind === "ConfigMap" && "EXCHANGE_URL" in (d.data as Json))).toBe(
-      false,
-    );
+    // The venue and its execution feed (a WebSocket), both encrypted, neither in the namespace.
+    for (const [key, protocol] of [
+      ["EXCHANGE_URL", "https:"],
+      ["EXCHANGE_FEED_URL", "wss:"],
+    ] as const) {
+      const url = new URL(prod.configMapData()[key]!);
+      expect(url.protocol, key).toBe(protocol);
+      expect(
+        services.includes(url.hostname.split(".")[0]!),
+        `${key}: ${url.hostname} is a Service of the namespace`,
+      ).toBe(false);
+      expect(
+        render(BASE).some((d) => d.kind === "ConfigMap" && key in (d.data as Json)),
+        `base sets ${key}`,
+      ).toBe(false);
+    }
   });
 });
 
@@ -619,7 +649,9 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
     const { ofKind, deploymentsSelectedBy } = o();
     const deployments = ofKind("Deployment");
     expect(deployments.map(nameOf).sort()).toEqual(
-      overlay === "dev" ? ["actors", "api", "exchange"] : ["actors", "api"],
+      overlay === "dev"
+        ? ["actors", "api", "exchange", "executions", "gateway"]
+        : ["actors", "api", "executions", "gateway"],
     );
     for (const d of deployments) {
       const selector = (d.spec as { selector: { matchLabels?: Labels; matchExpressions?: unknown[] } })
@@ -643,8 +675,12 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
         images.add(String(c.image));
         expect(c.args?.length, where).toBe(1);
         expect(SUBCOMMANDS.has(c.args![0]!), where).toBe(true);
-        // Actors open no public port; every kind serves its probes and /metrics on OPS_PORT.
-        if (c.args![0] !== "actors") expect(resolvePort(c, port), `${where} exposes PORT ${port}`).toBe(port);
+        // Actors, gateways and execution actors open no public port; every kind serves its probes and
+        // /metrics on OPS_PORT.
+        if (NO_PUBLIC_PORT.has(c.args![0]!)) {
+          expect(resolvePort(c, port), `${where} exposes no PORT`).toBeUndefined();
+          expect(resolvePort(c, "http"), `${where} has no http port`).toBeUndefined();
+        } else expect(resolvePort(c, port), `${where} exposes PORT ${port}`).toBe(port);
         expect(resolvePort(c, opsPort), `${where} exposes OPS_PORT ${opsPort}`).toBe(opsPort);
         for (const resource of ["cpu", "memory"]) {
           const request = c.resources?.requests?.[resource];
@@ -688,7 +724,8 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
           ).toBeGreaterThan(budgetMs);
       }
     }
-    expect(connecting).toBe(2);
+    // api, actors, gateway, executions.
+    expect(connecting).toBe(4);
   });
 
   test("pods meet the namespace's Pod Security level (admission would reject them otherwise)", () => {
@@ -732,13 +769,15 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
     }
   });
 
-  test("api and actors are scraped on their metrics port; scrape annotations are explicit", () => {
+  test("every process kind is scraped on its metrics port; scrape annotations are explicit", () => {
     const { ofKind } = o();
     for (const d of ofKind("Deployment")) {
       const annotations = template(d).metadata.annotations ?? {};
       const scrape = annotations["prometheus.io/scrape"];
       expect(["true", "false"], `${nameOf(d)} prometheus.io/scrape`).toContain(String(scrape));
-      if (nameOf(d) === "api" || nameOf(d) === "actors") expect(scrape, nameOf(d)).toBe("true");
+      // The dashboard, the alerts and KEDA read every kind's metrics (the venue's submissions and
+      // execution reports too).
+      expect(scrape, nameOf(d)).toBe("true");
       if (scrape !== "true") continue;
       expect(annotations["prometheus.io/path"], nameOf(d)).toBe("/metrics");
       const port = Number(annotations["prometheus.io/port"]);
@@ -790,15 +829,22 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
 
   // prod: see "dev runs the simulated venue ..." above.
   if (overlay === "dev")
-    test("EXCHANGE_URL names the exchange Service and a port it serves", () => {
+    test("EXCHANGE_URL and EXCHANGE_FEED_URL name the exchange Service and a port it serves", () => {
       const { ofKind, configMapData, deploymentsSelectedBy } = o();
-      const url = new URL(configMapData().EXCHANGE_URL!);
-      const service = ofKind("Service").find((s) => nameOf(s) === url.hostname.split(".")[0]);
-      expect(service, `Service for ${url.hostname}`).toBeDefined();
-      const ports = (service!.spec as { ports: { port: number }[] }).ports.map((p) => p.port);
-      expect(ports).toContain(Number(url.port || 80));
-      const [deployment] = deploymentsSelectedBy((service!.spec as { selector: Labels }).selector);
-      expect(containers(deployment!)[0]!.args).toEqual(["exchange"]);
+      const data = configMapData();
+      for (const key of ["EXCHANGE_URL", "EXCHANGE_FEED_URL"]) {
+        const url = new URL(data[key]!);
+        const service = ofKind("Service").find((s) => nameOf(s) === url.hostname.split(".")[0]);
+        expect(service, `${key}: Service for ${url.hostname}`).toBeDefined();
+        const ports = (service!.spec as { ports: { port: number }[] }).ports.map((p) => p.port);
+        expect(ports, key).toContain(Number(url.port || 80));
+        const [deployment] = deploymentsSelectedBy((service!.spec as { selector: Labels }).selector);
+        expect(containers(deployment!)[0]!.args, key).toEqual(["exchange"]);
+      }
+      // The feed is the venue's WebSocket at /executions on the same port: what the gateway would
+      // derive from EXCHANGE_URL anyway (src/config.ts exchangeFeedUrl).
+      expect(data.EXCHANGE_FEED_URL).toBe(exchangeFeedUrl({ EXCHANGE_URL: data.EXCHANGE_URL }) ?? "");
+      expect(new URL(data.EXCHANGE_FEED_URL!).pathname).toBe("/executions");
     });
 
   test("autoscalers target existing Deployments that leave replicas to them", () => {
@@ -818,7 +864,8 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
       ).toBeUndefined();
       targets.push(ref.name);
     }
-    expect(targets.sort()).toEqual(["actors", "api"]);
+    // The gateway is not autoscaled: one active and one hot standby (see below).
+    expect(targets.sort()).toEqual(["actors", "api", "executions"]);
     // The HPA scales on CPU utilisation, which is relative to the requests.
     for (const hpa of ofKind("HorizontalPodAutoscaler")) {
       const name = (hpa.spec as { scaleTargetRef: { name: string } }).scaleTargetRef.name;
@@ -834,36 +881,43 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
     }
   });
 
-  test("the ScaledObject asks the monitoring Prometheus for the backlog, gated on the breaker, in any namespace", () => {
+  test("each ScaledObject asks the monitoring Prometheus for its backlog by process_kind, in any namespace", () => {
     const { ofKind } = o();
-    const [so] = ofKind("ScaledObject");
-    const spec = so!.spec as {
-      minReplicaCount: number;
-      maxReplicaCount: number;
-      triggers: { type: string; metricType?: string; metadata: Record<string, string> }[];
-    };
-    expect(spec.minReplicaCount).toBeGreaterThanOrEqual(1);
-    expect(spec.maxReplicaCount).toBeGreaterThan(spec.minReplicaCount);
-    const trigger = spec.triggers.find((t) => t.type === "prometheus")!;
-    const server = new URL(trigger.metadata.serverAddress!);
-    expect(server.protocol).toMatch(/^https?:$/);
-    expect(server.hostname.split(".")[1], "Prometheus runs in the monitoring namespace").toBe(
-      MONITORING_NAMESPACE,
-    );
-    expect(Number(trigger.metadata.threshold)).toBeGreaterThan(0);
-    const query = trigger.metadata.query!;
-    for (const name of [
-      "placement_stream_lag_entries",
-      "placement_stream_pending_entries",
-      "exchange_breaker_state",
-    ]) {
-      expect(query).toContain(name);
+    const scaledObjects = ofKind("ScaledObject");
+    expect(scaledObjects.map(nameOf).sort()).toEqual(Object.keys(SCALED_BY_KEDA).sort());
+    for (const so of scaledObjects) {
+      const spec = so.spec as {
+        scaleTargetRef: { name: string };
+        minReplicaCount: number;
+        maxReplicaCount: number;
+        triggers: { type: string; metricType?: string; metadata: Record<string, string> }[];
+      };
+      const where = `ScaledObject ${nameOf(so)}`;
+      const expected = SCALED_BY_KEDA[spec.scaleTargetRef.name];
+      expect(expected, `${where} scales ${spec.scaleTargetRef.name}`).toBeDefined();
+      expect(spec.minReplicaCount, where).toBeGreaterThanOrEqual(1);
+      expect(spec.maxReplicaCount, where).toBeGreaterThan(spec.minReplicaCount);
+      const triggers = spec.triggers.filter((t) => t.type === "prometheus");
+      expect(triggers, where).toHaveLength(1);
+      const [trigger] = triggers;
+      const server = new URL(trigger!.metadata.serverAddress!);
+      expect(server.protocol, where).toMatch(/^https?:$/);
+      expect(server.hostname.split(".")[1], `${where}: Prometheus runs in the monitoring namespace`).toBe(
+        MONITORING_NAMESPACE,
+      );
+      expect(Number(trigger!.metadata.threshold), where).toBeGreaterThan(0);
+      const query = trigger!.metadata.query!;
+      for (const name of expected!.metrics) expect(query, where).toContain(name);
+      // No namespace name: the same query works wherever the overlay puts the objects. It selects on
+      // process_kind, which the service sets on every sample.
+      expect(query, where).not.toMatch(/namespace\s*(=|!=|=~|!~)\s*"/);
+      expect(query, where).not.toContain(`${NAMESPACE}"`);
+      expect(query, where).toContain(`process_kind="${expected!.processKind}"`);
+      // Every pod of a kind reports the same stream gauges (the consumer group's): a sum over pods
+      // would grow with the pod count and scale out without end (test/ops/prometheus-rules.test.ts
+      // evaluates the queries on such series).
+      expect(query, where).not.toMatch(/\bsum\b/);
     }
-    // No namespace name: the same query works wherever the overlay puts the objects. It selects on
-    // process_kind, which the service sets on every sample.
-    expect(query).not.toMatch(/namespace\s*(=|!=|=~|!~)\s*"/);
-    expect(query).not.toContain(`${NAMESPACE}"`);
-    expect(query).toContain('process_kind="actors"');
   });
 
   test("KEDA: an empty result is an error, and errors fall back to a safe replica count", () => {
@@ -892,7 +946,7 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
   test("PodDisruptionBudgets select a Deployment and leave room to drain a node", () => {
     const { ofKind, deploymentsSelectedBy, minReplicas } = o();
     const pdbs = ofKind("PodDisruptionBudget");
-    expect(pdbs.map(nameOf).sort()).toEqual(["actors", "api"]);
+    expect(pdbs.map(nameOf).sort()).toEqual(["actors", "api", "executions", "gateway"]);
     for (const pdb of pdbs) {
       const spec = pdb.spec as {
         selector: { matchLabels: Labels };
@@ -910,10 +964,11 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
     }
   });
 
-  test("envFrom references a ConfigMap of the manifests and the example Secret", () => {
+  test("envFrom references a ConfigMap of the manifests and the example Secret, env its keys", () => {
     const { ofKind } = o();
     const configMaps = new Set(ofKind("ConfigMap").map(nameOf));
     const secretName = nameOf(secretExample);
+    const secretKeys = Object.keys(secretExample.stringData as Record<string, string>);
     for (const d of ofKind("Deployment")) {
       for (const c of containers(d)) {
         for (const from of c.envFrom ?? []) {
@@ -923,8 +978,50 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
             );
           if (from.secretRef) expect(from.secretRef.name, nameOf(d)).toBe(secretName);
         }
+        // A single key of the Secret, by name (an optional Secret of its own may be missing: the
+        // venue's admin token).
+        for (const variable of c.env ?? []) {
+          const ref = variable.valueFrom?.secretKeyRef;
+          if (!ref || ref.optional) continue;
+          const where = `${nameOf(d)} ${variable.name}`;
+          expect(ref.name, where).toBe(secretName);
+          expect(secretKeys, where).toContain(ref.key);
+          expect(ref.key, `${where}: the variable has the key's name`).toBe(variable.name);
+        }
       }
     }
+  });
+
+  test("the gateway: two replicas (one active, one hot standby) spread over nodes, one disruption at a time, Redis credentials only", () => {
+    const { ofKind, minReplicas } = o();
+    const gateway = ofKind("Deployment").find((d) => nameOf(d) === "gateway")!;
+    const [container] = containers(gateway);
+    expect(container!.args).toEqual(["gateway"]);
+    // Not autoscaled: a fixed count, which minReplicas() reads from the Deployment itself.
+    expect((gateway.spec as Json).replicas).toBe(2);
+    expect(minReplicas(gateway)).toBe(2);
+    // A rollout brings a ready standby up before it stops an old pod.
+    const strategy = (gateway.spec as { strategy?: { type?: string; rollingUpdate?: Json } }).strategy;
+    expect(strategy?.type).toBe("RollingUpdate");
+    expect(strategy?.rollingUpdate?.maxUnavailable).toBe(0);
+    // A node failure must not take the standby with the active one.
+    const spread = (
+      template(gateway).spec as {
+        topologySpreadConstraints?: { topologyKey: string; labelSelector: { matchLabels: Labels } }[];
+      }
+    ).topologySpreadConstraints;
+    expect(spread?.some((c) => c.topologyKey === "kubernetes.io/hostname")).toBe(true);
+    for (const constraint of spread ?? [])
+      expect(matches(constraint.labelSelector.matchLabels, template(gateway).metadata.labels)).toBe(true);
+    // Its PodDisruptionBudget keeps one gateway through a drain.
+    const pdb = ofKind("PodDisruptionBudget").find((p) => nameOf(p) === "gateway")!;
+    expect((pdb.spec as { minAvailable?: number }).minAvailable).toBe(1);
+    // Redis only: no MongoDB credentials (no envFrom of the whole Secret, no MONGO_URL).
+    expect((container!.envFrom ?? []).some((from) => from.secretRef)).toBe(false);
+    expect((container!.env ?? []).map((v) => v.name)).toEqual(["REDIS_URL"]);
+    // Neither an HPA nor a ScaledObject fights over its replicas.
+    for (const scaler of [...ofKind("HorizontalPodAutoscaler"), ...ofKind("ScaledObject")])
+      expect((scaler.spec as { scaleTargetRef: { name: string } }).scaleTargetRef.name).not.toBe("gateway");
   });
 
   test("the ConfigMap plus the example Secret is a valid configuration naming every variable", () => {
@@ -938,19 +1035,22 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
     // The service's own validation, as at start-up (the example MONGO_URL names a replica set of three).
     const config = loadConfig({ ...data, ...secret });
     // HOSTNAME: Kubernetes sets it to the pod's name in every container. EXCHANGE_ADMIN_TOKEN: only the
-    // simulated venue of overlays/dev reads it, from a Secret of its own.
+    // simulated venue of overlays/dev reads it, from a Secret of its own. EXCHANGE_URL and
+    // EXCHANGE_FEED_URL: optional (loadConfig({}) has no key for them), and every overlay sets both.
     const known = new Set([
       ...Object.keys(loadConfig({})).filter((key) => key !== "HOSTNAME" && key !== "EXCHANGE_ADMIN_TOKEN"),
       "EXCHANGE_URL",
+      "EXCHANGE_FEED_URL",
     ]);
     for (const key of Object.keys(data)) expect(known.has(key), `unknown variable ${key}`).toBe(true);
     for (const key of known) expect(key in data || key in secret, `variable ${key} missing`).toBe(true);
     expect(Object.keys(data).some((key) => key in secret)).toBe(false);
     expect(config.PORT).toBe(Number(data.PORT));
     expect(config.EXCHANGE_URL).toBe(data.EXCHANGE_URL);
+    expect(config.EXCHANGE_FEED_URL).toBe(data.EXCHANGE_FEED_URL);
   });
 
-  test("NetworkPolicies: default deny; api port public; metrics from monitoring only; the venue in-namespace only", () => {
+  test("NetworkPolicies: default deny; api port public; every kind's metrics from monitoring only; the venue in-namespace only", () => {
     expect(networkPolicyProblems(render(overlayDir(overlay)))).toEqual([]);
   });
 });
@@ -984,6 +1084,36 @@ describe("NetworkPolicies: the checker itself", () => {
         };
       }).join("\n"),
     ).toContain("namespace default");
+  });
+
+  test("sees the gateway or the execution actors opened beyond monitoring, or not scrapable", () => {
+    expect(
+      broken((docs) => {
+        spec(docs, "gateway-metrics-from-monitoring").ingress![0]!.from = undefined;
+      }).join("\n"),
+    ).toContain("gateway: gateway-metrics-from-monitoring lets anyone reach port 9464");
+    expect(
+      broken((docs) => {
+        spec(docs, "executions-metrics-from-monitoring").ingress![0]!.from = [{ podSelector: {} }];
+      }).join("\n"),
+    ).toContain("executions: executions-metrics-from-monitoring lets same-namespace reach port 9464");
+    expect(
+      broken((docs) => {
+        spec(docs, "executions-metrics-from-monitoring").ingress![0]!.ports = undefined;
+      }).join("\n"),
+    ).toContain(
+      "executions: executions-metrics-from-monitoring lets namespace monitoring reach port (every port)",
+    );
+    expect(
+      broken((docs) => docs.splice(docs.indexOf(policy(docs, "gateway-metrics-from-monitoring")), 1)).join(
+        "\n",
+      ),
+    ).toContain("gateway: scraped, but port 9464 is closed to monitoring");
+    expect(
+      broken((docs) => docs.splice(docs.indexOf(policy(docs, "exchange-metrics-from-monitoring")), 1)).join(
+        "\n",
+      ),
+    ).toContain("exchange: scraped, but port 9464 is closed to monitoring");
   });
 
   test("sees the venue opened to the monitoring namespace or beyond", () => {

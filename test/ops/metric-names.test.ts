@@ -21,7 +21,7 @@ import {
   TARGET_LABELS,
 } from "./ops-helpers.ts";
 
-const KINDS: ProcessKind[] = ["api", "actors", "all", "exchange"];
+const KINDS: ProcessKind[] = ["api", "actors", "all", "exchange", "gateway", "executions"];
 const uses = allPromqlUses();
 const recorded = recordedNames();
 
@@ -81,6 +81,21 @@ describe("metric names used in k8s/", () => {
       "placement_venue_duplicates_total",
       "orders_mongo_operations_total",
       "orders_mongo_durable_writes_total",
+      // Execution reports: the executions' KEDA trigger, their alerts and the dashboard row.
+      "executions_stream_lag",
+      "executions_stream_pending",
+      "executions_reports_received_total",
+      "executions_reports_applied_total",
+      "executions_apply_lag_seconds_bucket",
+      "executions_apply_batch_size_bucket",
+      "executions_sequence_gaps_total",
+      "executions_gap_open_seconds",
+      "executions_feed_reconnects_total",
+      "executions_gateway_active",
+      "executions_last_sequence",
+      "orders_events_published_total",
+      "orders_events_subscribers",
+      "venue_execution_reports_total",
     ]) {
       expect(names.has(name), name).toBe(true);
     }
@@ -92,6 +107,20 @@ describe("metric names used in k8s/", () => {
     expect([...metricNamesIn(expr)].sort()).toEqual(["x_total", "y_bucket", "z"]);
     expect([...labelNamesIn(expr)].sort()).toEqual(["a", "le", "namespace", "reason"]);
   });
+
+  test("every process kind registers every family, each sample labelled with its kind", async () => {
+    // What lets every query select by process_kind alone: the gateway's and the execution actors'
+    // registries hold the same families as the others' (an API pod exports their gauges at 0).
+    const texts = new Map<ProcessKind, string>();
+    for (const kind of KINDS) texts.set(kind, await createMetrics(kind).registry.metrics());
+    const families = (kind: ProcessKind) => [...metricFamilies(texts.get(kind)!).keys()].sort();
+    for (const kind of KINDS) expect(families(kind), kind).toEqual(families(KINDS[0]!));
+    for (const kind of ["gateway", "executions"] as const) {
+      const text = texts.get(kind)!;
+      expect(text).toMatch(new RegExp(`^executions_stream_lag\\{process_kind="${kind}"\\} 0$`, "m"));
+      expect(text).toMatch(new RegExp(`^executions_gateway_active\\{process_kind="${kind}"\\} 0$`, "m"));
+    }
+  }, 30_000);
 
   test("every name is registered by src/adapters/metrics.ts for some process kind", async () => {
     const exported = new Set<string>();

@@ -1,7 +1,8 @@
 /**
  * k8s/prometheus: promtool checks the scrape configurations and the rules, runs the rules' unit tests,
- * parses every PromQL expression of the dashboard, the rules and the ScaledObject, and evaluates the
- * ScaledObject's query on made-up series to show it gates scaling on the breaker.
+ * parses every PromQL expression of the dashboard, the rules and the ScaledObjects, and evaluates the
+ * ScaledObjects' queries on made-up series: the placement actors' gates scaling on the breaker, the
+ * execution actors' counts their lag once however many pods report it.
  */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
@@ -21,6 +22,25 @@ import {
 } from "./ops-helpers.ts";
 
 const PROMETHEUS_DIR = join(K8S, "prometheus");
+
+/** The query of the ScaledObject named `name` (k8s/base: actors, executions). */
+function kedaQuery(name: string) {
+  const found = scaledObjectQueries().filter((use) => use.where.split(" ")[1] === name);
+  expect(found.map((use) => use.where)).toHaveLength(1);
+  return found[0]!;
+}
+
+/** Runs promtool's rule unit tests on `testFile` (no rule files: expression tests only). */
+async function promtoolExprTest(testFile: unknown, what: string): Promise<void> {
+  const dir = tempDir("keda");
+  try {
+    const file = join(dir, "keda.test.yml");
+    await Bun.write(file, JSON.stringify(testFile));
+    expectSuccess(await promtool(["test", "rules", file]), `promtool test rules for ${what}`);
+  } finally {
+    removeDir(dir);
+  }
+}
 
 describe("prometheus configuration and rules", () => {
   test("promtool accepts the compose scrape configuration and the rule files it loads", async () => {
@@ -48,9 +68,35 @@ describe("prometheus configuration and rules", () => {
       expectSuccess(await promtool(["check", "rules", file]), `promtool check rules ${file}`);
   });
 
+  // Two promtools (2.x and 3.x) each evaluate every test group minute by minute: seconds, more on a
+  // loaded machine than Bun's default timeout of 5 s for a bare `bun test <file>`.
   test("the rules' unit tests pass", async () => {
     const result = await promtool(["test", "rules", join(PROMETHEUS_DIR, "tests", "orders.rules.test.yml")]);
     expectSuccess(result, "promtool test rules");
+  }, 60_000);
+
+  test("every alert has unit tests that see it fire and see it stay silent", () => {
+    const tests = parseYaml(join(PROMETHEUS_DIR, "tests", "orders.rules.test.yml")) as {
+      rule_files: string[];
+      tests: { alert_rule_test?: { alertname: string; exp_alerts: unknown[] }[] }[];
+    };
+    expect(tests.rule_files.map((f) => join(PROMETHEUS_DIR, "tests", f)).sort()).toEqual(ruleFiles());
+    const checks = tests.tests.flatMap((t) => t.alert_rule_test ?? []);
+    const alerts = ruleFiles().flatMap((file) =>
+      (parseYaml(file) as { groups: { rules: { alert?: string }[] }[] }).groups.flatMap((g) =>
+        g.rules.flatMap((r) => (r.alert ? [r.alert] : [])),
+      ),
+    );
+    const untested = alerts.flatMap((alert) => {
+      const mine = checks.filter((c) => c.alertname === alert);
+      return [
+        ...(mine.some((c) => c.exp_alerts.length > 0) ? [] : [`${alert}: never seen firing`]),
+        ...(mine.some((c) => c.exp_alerts.length === 0) ? [] : [`${alert}: never seen silent`]),
+      ];
+    });
+    expect(untested).toEqual([]);
+    // Every alert the tests name exists (a renamed alert leaves no test behind that checks nothing).
+    for (const check of checks) expect(alerts, check.alertname).toContain(check.alertname);
   });
 
   test("every alert has a severity and a summary, every recording rule follows level:metric:operations", () => {
@@ -81,13 +127,18 @@ describe("prometheus configuration and rules", () => {
     const uses = allPromqlUses();
     const tied = uses.filter((use) => /\bnamespace\s*(=|!=|=~|!~)\s*["'`]/.test(use.expr));
     expect(tied.map((use) => `${use.where}: ${use.expr}`)).toEqual([]);
-    // The backlog the actors scale on is selected by process_kind, set on every sample by the service.
-    for (const keda of scaledObjectQueries()) expect(keda.expr).toContain('process_kind="actors"');
+    // The backlog each kind scales on is selected by process_kind, set on every sample by the service.
+    expect(
+      scaledObjectQueries()
+        .map((use) => use.where.split(" ")[1])
+        .sort(),
+    ).toEqual(["actors", "executions"]);
+    expect(kedaQuery("actors").expr).toContain('process_kind="actors"');
+    expect(kedaQuery("executions").expr).toContain('process_kind="executions"');
   });
 
   test("the ScaledObject query is the backlog while the breaker is closed or half-open, and 0 while open", async () => {
-    const [keda] = scaledObjectQueries();
-    expect(keda).toBeDefined();
+    const keda = kedaQuery("actors");
     const pod = (name: string, kind = "actors", namespace = "orders") =>
       `namespace="${namespace}",pod="${name}",process_kind="${kind}"`;
     const ns = (namespace: string) => `{namespace="${namespace}"}`;
@@ -113,10 +164,10 @@ describe("prometheus configuration and rules", () => {
             { series: 'placement_stream_lag_entries{namespace="orders",pod="other"}', values: "99999x10" },
           ],
           promql_expr_test: [
-            { expr: keda!.expr, eval_time: "1m", exp_samples: [{ labels: ns("orders"), value: 1000 }] },
-            { expr: keda!.expr, eval_time: "4m", exp_samples: [{ labels: ns("orders"), value: 0 }] },
-            { expr: keda!.expr, eval_time: "6m", exp_samples: [{ labels: ns("orders"), value: 1000 }] },
-            { expr: keda!.expr, eval_time: "8m", exp_samples: [{ labels: ns("orders"), value: 1000 }] },
+            { expr: keda.expr, eval_time: "1m", exp_samples: [{ labels: ns("orders"), value: 1000 }] },
+            { expr: keda.expr, eval_time: "4m", exp_samples: [{ labels: ns("orders"), value: 0 }] },
+            { expr: keda.expr, eval_time: "6m", exp_samples: [{ labels: ns("orders"), value: 1000 }] },
+            { expr: keda.expr, eval_time: "8m", exp_samples: [{ labels: ns("orders"), value: 1000 }] },
           ],
         },
         {
@@ -139,7 +190,7 @@ describe("prometheus configuration and rules", () => {
           ],
           promql_expr_test: [
             {
-              expr: keda!.expr,
+              expr: keda.expr,
               eval_time: "1m",
               exp_samples: [
                 { labels: ns("orders"), value: 100 },
@@ -150,13 +201,73 @@ describe("prometheus configuration and rules", () => {
         },
       ],
     };
-    const dir = tempDir("keda");
-    try {
-      const file = join(dir, "keda.test.yml");
-      await Bun.write(file, JSON.stringify(testFile));
-      expectSuccess(await promtool(["test", "rules", file]), `promtool test rules for ${keda!.where}`);
-    } finally {
-      removeDir(dir);
-    }
+    await promtoolExprTest(testFile, keda.where);
+  });
+
+  test("the execution actors' ScaledObject query is their lag, counted once however many pods report it", async () => {
+    const keda = kedaQuery("executions");
+    const pod = (name: string, kind = "executions", namespace = "orders") =>
+      `namespace="${namespace}",pod="${name}",process_kind="${kind}"`;
+    const ns = (namespace: string) => `{namespace="${namespace}"}`;
+    const testFile = {
+      rule_files: [],
+      evaluation_interval: "1m",
+      tests: [
+        {
+          interval: "1m",
+          input_series: [
+            // Every execution actor pod reads the consumer group's lag: the same number. Two pods at
+            // first, four from minute 3 (scaled out): the signal must not grow with the pod count, or
+            // KEDA would scale out the more, the more pods there are.
+            ...["a", "b"].map((p) => ({
+              series: `executions_stream_lag{${pod(`executions-${p}`)}}`,
+              values: "6000 6000 6000 6000 5000 4000 3000",
+            })),
+            ...["c", "d"].map((p) => ({
+              series: `executions_stream_lag{${pod(`executions-${p}`)}}`,
+              values: "_ _ _ 6000 5000 4000 3000",
+            })),
+            // Every process registers the gauge: the API, the placement actors and the gateways export 0.
+            { series: `executions_stream_lag{${pod("api-a", "api")}}`, values: "0x7" },
+            { series: `executions_stream_lag{${pod("actors-a", "actors")}}`, values: "0x7" },
+            { series: `executions_stream_lag{${pod("gateway-a", "gateway")}}`, values: "0x7" },
+            // Another exporter's series of the same name, without the service's process_kind.
+            { series: 'executions_stream_lag{namespace="orders",pod="other"}', values: "99999x7" },
+          ],
+          promql_expr_test: [
+            { expr: keda.expr, eval_time: "1m", exp_samples: [{ labels: ns("orders"), value: 6000 }] },
+            { expr: keda.expr, eval_time: "3m", exp_samples: [{ labels: ns("orders"), value: 6000 }] },
+            { expr: keda.expr, eval_time: "5m", exp_samples: [{ labels: ns("orders"), value: 4000 }] },
+          ],
+        },
+        {
+          // No execution actor reports (all gone, or their scrape fails): no sample at all, which KEDA
+          // (ignoreNullValues "false") takes as an error, then its fallback; never 0, which would scale in.
+          interval: "1m",
+          input_series: [{ series: `executions_stream_lag{${pod("api-a", "api")}}`, values: "0x3" }],
+          promql_expr_test: [{ expr: keda.expr, eval_time: "1m", exp_samples: [] }],
+        },
+        {
+          // The query names no namespace: one sample per namespace, which KEDA refuses when there are
+          // several (an error, then the fallback), never their mix.
+          interval: "1m",
+          input_series: ["orders", "staging"].map((namespace, i) => ({
+            series: `executions_stream_lag{${pod("executions-a", "executions", namespace)}}`,
+            values: `${100 * (i + 1)}x3`,
+          })),
+          promql_expr_test: [
+            {
+              expr: keda.expr,
+              eval_time: "1m",
+              exp_samples: [
+                { labels: ns("orders"), value: 100 },
+                { labels: ns("staging"), value: 200 },
+              ],
+            },
+          ],
+        },
+      ],
+    };
+    await promtoolExprTest(testFile, keda.where);
   });
 });

@@ -3,9 +3,10 @@
  * the repository's rules, scrapes a real process of the service (`bun src/main.ts exchange`) and
  * answers, over its HTTP API, the queries the dashboard and the ScaledObject use.
  *
- * The exchange process registers every metric family, like every process kind. A second scrape job
- * of the same process relabels process_kind to "actors", standing in for an actor pod, so that the
- * ScaledObject's `process_kind="actors"` selectors find series without MongoDB and Redis.
+ * The exchange process registers every metric family, like every process kind. More scrape jobs of
+ * the same process relabel process_kind to "actors", "executions" and "gateway", standing in for a pod
+ * of each kind, so that the ScaledObjects' and the rules' process_kind selectors find series without
+ * MongoDB and Redis.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
@@ -29,6 +30,9 @@ interface QueryResponse {
   error?: string;
   data: { resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] };
 }
+
+/** The process kinds the exchange process stands in for (its process_kind relabelled). */
+const STAND_INS = ["actors", "executions", "gateway"];
 
 if (!PROMETHEUS) {
   console.warn(
@@ -58,6 +62,18 @@ describe.skipIf(!PROMETHEUS)("a real Prometheus scraping a real process", () => 
       const port = await freePort();
       api = `http://127.0.0.1:${port}`;
       const target = `127.0.0.1:${exchange.opsPort}`;
+      const standIn = (kind: string) => ({
+        job_name: `orders-${kind}-stand-in`,
+        static_configs: [{ targets: [target], labels: { namespace: "orders", component: kind } }],
+        metric_relabel_configs: [
+          {
+            source_labels: ["process_kind"],
+            regex: "exchange",
+            target_label: "process_kind",
+            replacement: kind,
+          },
+        ],
+      });
       const config = {
         global: { scrape_interval: "1s", scrape_timeout: "900ms", evaluation_interval: "1s" },
         rule_files: ruleFiles(),
@@ -66,18 +82,7 @@ describe.skipIf(!PROMETHEUS)("a real Prometheus scraping a real process", () => 
             job_name: "orders",
             static_configs: [{ targets: [target], labels: { namespace: "orders", component: "exchange" } }],
           },
-          {
-            job_name: "orders-actor-stand-in",
-            static_configs: [{ targets: [target], labels: { namespace: "orders", component: "actors" } }],
-            metric_relabel_configs: [
-              {
-                source_labels: ["process_kind"],
-                regex: "exchange",
-                target_label: "process_kind",
-                replacement: "actors",
-              },
-            ],
-          },
+          ...STAND_INS.map(standIn),
         ],
       };
       await Bun.write(join(dir, "prometheus.yml"), JSON.stringify(config));
@@ -101,9 +106,9 @@ describe.skipIf(!PROMETHEUS)("a real Prometheus scraping a real process", () => 
       await waitFor(
         async () => {
           const result = await query('count_over_time(up{job=~"orders.*"}[1m]) >= 2');
-          return result.data.result.length === 2;
+          return result.data.result.length === 1 + STAND_INS.length;
         },
-        { timeoutMs: 30_000, intervalMs: 250, message: "two scrapes of both jobs" },
+        { timeoutMs: 30_000, intervalMs: 250, message: "two scrapes of every job" },
       );
     } catch (error) {
       throw new Error(`${(error as Error).message}\n${prometheus?.logs.slice(-3000) ?? ""}`);
@@ -117,14 +122,13 @@ describe.skipIf(!PROMETHEUS)("a real Prometheus scraping a real process", () => 
     removeDir(dir);
   }, 60_000);
 
-  test("both scrape targets are up", async () => {
+  test("every scrape target is up", async () => {
     const targets = (await (await fetch(`${api}/api/v1/targets`)).json()) as {
       data: { activeTargets: { health: string; lastError: string; scrapePool: string }[] };
     };
-    expect(targets.data.activeTargets.map((t) => [t.scrapePool, t.health, t.lastError])).toEqual([
-      ["orders", "up", ""],
-      ["orders-actor-stand-in", "up", ""],
-    ]);
+    expect(targets.data.activeTargets.map((t) => [t.scrapePool, t.health, t.lastError]).sort()).toEqual(
+      [["orders", "up", ""], ...STAND_INS.map((kind) => [`orders-${kind}-stand-in`, "up", ""])].sort(),
+    );
   });
 
   test("the dashboard's memory panel query returns the process's RSS", async () => {
@@ -138,12 +142,18 @@ describe.skipIf(!PROMETHEUS)("a real Prometheus scraping a real process", () => 
     expect(Number(exchangeSeries!.value[1])).toBeGreaterThan(1_000_000);
   });
 
-  test("the ScaledObject's query returns one sample: no backlog, breaker closed", async () => {
-    const [keda] = scaledObjectQueries();
-    const result = await query(keda!.expr);
-    expect(result.status).toBe("success");
-    // One sample per namespace (k8s/base/actors.yaml): this one's.
-    expect(result.data.result.map((r) => [r.metric, r.value[1]])).toEqual([[{ namespace: "orders" }, "0"]]);
+  test("each ScaledObject's query returns one sample: no backlog (and the breaker closed)", async () => {
+    const kedas = scaledObjectQueries();
+    expect(kedas.length).toBe(2);
+    for (const keda of kedas) {
+      const result = await query(keda.expr);
+      expect(result.status, keda.where).toBe("success");
+      // One sample per namespace (k8s/base/actors.yaml, executions.yaml): this one's.
+      expect(
+        result.data.result.map((r) => [r.metric, r.value[1]]),
+        keda.where,
+      ).toEqual([[{ namespace: "orders" }, "0"]]);
+    }
   });
 
   test("every dashboard and rule expression evaluates without error", async () => {
@@ -169,10 +179,17 @@ describe.skipIf(!PROMETHEUS)("a real Prometheus scraping a real process", () => 
     );
     expect(rules.filter((r) => r.health !== "ok").map((r) => `${r.name}: ${r.lastError}`)).toEqual([]);
     expect(rules.length).toBe(ruleExpressions().length);
-    // The backlog recording rule sees the actor stand-in's gauges.
-    const backlog = await query("namespace:placement_backlog:entries");
-    expect(backlog.data.result.map((r) => [r.metric, r.value[1]])).toEqual([
-      [{ __name__: "namespace:placement_backlog:entries", namespace: "orders" }, "0"],
-    ]);
+    // The backlog recording rules see the stand-ins' gauges; the gateway stand-in holds no lease.
+    for (const record of [
+      "namespace:placement_backlog:entries",
+      "namespace:executions_backlog:entries",
+      "namespace:executions_gateway_active:sum",
+    ]) {
+      const result = await query(record);
+      expect(
+        result.data.result.map((r) => [r.metric, r.value[1]]),
+        record,
+      ).toEqual([[{ __name__: record, namespace: "orders" }, "0"]]);
+    }
   });
 });

@@ -207,7 +207,7 @@ export interface ServiceProcess {
  * logs would cost benchmarks CPU.
  */
 export async function spawnService(
-  kind: "api" | "actors" | "all" | "exchange",
+  kind: "api" | "actors" | "executions" | "gateway" | "all" | "exchange",
   env: Record<string, string>,
   options: { binary?: string; port?: number; opsPort?: number; name?: string; timeoutMs?: number } = {},
 ): Promise<ServiceProcess> {

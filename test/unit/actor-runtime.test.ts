@@ -3,7 +3,7 @@
  * through an in-memory StreamPort (a consumer group reduced to what the runtime relies on).
  */
 import { describe, expect, test } from "bun:test";
-import { compareIds } from "../../actors/placement/stream-upkeep.ts";
+import { compareIds } from "../../actors/runtime/stream-upkeep.ts";
 import {
   createIoredisStreamPort,
   type PendingEntry,

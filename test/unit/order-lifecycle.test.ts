@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { compareIds } from "../../actors/placement/stream-upkeep.ts";
+import { compareIds } from "../../actors/runtime/stream-upkeep.ts";
 import { canTransition, isPlacementFinal, ORDER_STATUSES, partitionOf } from "../../src/domain/order.ts";
 import { backoffDelay } from "../../src/support/backoff.ts";
 

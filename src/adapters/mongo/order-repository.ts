@@ -5,6 +5,7 @@
  * a write here (docs/adr/0002-placement-lease-and-fencing.md).
  */
 import { type Collection, type Db, Long, MongoBulkWriteError, MongoServerError } from "mongodb";
+import { isExecutionStatus } from "../../domain/execution.ts";
 import type { OrderRecord, OrderStatus } from "../../domain/order.ts";
 import {
   type DispatchCandidate,
@@ -163,7 +164,10 @@ export class MongoOrderRepository implements OrderRepository {
     return this.finish(
       id,
       { status: "placed", placed_at: now, venue_order_id: venueOrderId, updated_at: now, attempts },
-      (current) => current.status === "placed" && current.venue_order_id === venueOrderId,
+      // Execution reports applied before the acknowledgement was written prove the same placement.
+      (current) =>
+        (current.status === "placed" && current.venue_order_id === venueOrderId) ||
+        isExecutionStatus(current.status),
     );
   }
 
@@ -227,6 +231,7 @@ export class MongoOrderRepository implements OrderRepository {
               instrument: 1,
               limit_price_cents: 1,
               quantity: 1,
+              account: 1,
             },
             ...this.deadline(),
           },

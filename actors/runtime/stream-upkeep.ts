@@ -1,5 +1,5 @@
 /**
- * Upkeep of the placement streams: trimming and the gauges the autoscaler reads.
+ * Upkeep of an actor group's streams (placement, executions): trimming and the gauges the autoscaler reads.
  * Trimming invariant: an entry is removed only when it is below both the oldest pending entry and the
  * group's last-delivered id, i.e. it was delivered and acknowledged. Nothing unacknowledged is ever cut.
  */
