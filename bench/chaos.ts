@@ -1,15 +1,17 @@
 /**
  * The chaos checker: the whole system from its real processes (harness redis-server and MongoDB-wire
- * server, the venue, one api, K actor processes), N orders over HTTP from seeded clients, a random
- * fault every few seconds, then a drain and a total-queue check against MongoDB and the venue.
+ * server, the venue, one api, K actor processes, the execution path: two gateways and one executions
+ * process), N orders over HTTP from seeded clients, a random fault every few seconds, then a drain, a
+ * wait for the execution reports, and a total-queue check against MongoDB and the venue.
  *
  *   bun bench/chaos.ts [--orders N] [--duration-s S] [--seed X] [--actors K] [--concurrency C]
- *                      [--report reports/chaos.json] [--drain-timeout-s 180] [--faults kind,kind|none]
- *                      [--env NAME=VALUE ...] [--smoke]
+ *                      [--report reports/chaos.json] [--drain-timeout-s 180] [--fills-timeout-s 120]
+ *                      [--faults kind,kind|none] [--env NAME=VALUE ...] [--smoke]
  *
  * --env overrides one of the service settings below (TIMINGS) for every process of the run.
  *
- * Exit code: 0 no violation, 1 a violation (lost, not placed, placed twice, wrong replay, ...),
+ * Exit code: 0 no violation, 1 a violation (lost, not placed, placed twice, wrong replay, applied
+ * fills not the venue's, ...),
  * 2 the run itself failed (a process did not start). Process logs go next to the report
  * (<report>-logs/). See bench/chaos/analysis.ts for the rules.
  */
@@ -18,7 +20,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT } from "../test/support/system.ts";
 import { formatCounts } from "./chaos/analysis.ts";
-import { check, createStatusProbe, drain } from "./chaos/checker.ts";
+import { awaitExecutions, check, createStatusProbe, drain } from "./chaos/checker.ts";
 import { createPlan, LoadClient } from "./chaos/client.ts";
 import { Cluster } from "./chaos/cluster.ts";
 import { FAULT_KINDS, type FaultContext, type FaultKind, runFaults } from "./chaos/faults.ts";
@@ -41,6 +43,7 @@ const { values: args } = parseArgs({
     concurrency: { type: "string" },
     report: { type: "string" },
     "drain-timeout-s": { type: "string" },
+    "fills-timeout-s": { type: "string" },
     faults: { type: "string" },
     env: { type: "string", multiple: true },
     smoke: { type: "boolean", default: false },
@@ -52,6 +55,7 @@ const durationS = Number(args["duration-s"] ?? (smoke ? 15 : 60));
 const actorCount = Number(args.actors ?? (smoke ? 2 : 3));
 const concurrency = Number(args.concurrency ?? 16);
 const drainTimeoutS = Number(args["drain-timeout-s"] ?? 180);
+const fillsTimeoutS = Number(args["fills-timeout-s"] ?? 120);
 const seed = args.seed ?? String(Date.now() % 1_000_000);
 const reportPath = resolve(ROOT, args.report ?? "reports/chaos.json");
 const kinds: FaultKind[] =
@@ -69,6 +73,7 @@ for (const [name, value, min] of [
   ["--actors", actorCount, 1],
   ["--concurrency", concurrency, 1],
   ["--drain-timeout-s", drainTimeoutS, 1],
+  ["--fills-timeout-s", fillsTimeoutS, 1],
 ] as const) {
   if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer >= ${min}`);
 }
@@ -94,6 +99,9 @@ const TIMINGS: Record<string, number> = {
   STREAM_METRICS_INTERVAL_MS: 1_000,
   TRIM_INTERVAL_MS: 5_000,
   ACTOR_CONCURRENCY: 16,
+  // A killed active gateway is replaced within seconds, and one that lost Redis is back within one.
+  GATEWAY_LEASE_MS: 2_000,
+  GATEWAY_RECONNECT_MAX_MS: 1_000,
 };
 for (const pair of args.env ?? []) {
   const match = pair.match(/^([A-Z_]+)=(\d+)$/);
@@ -122,6 +130,7 @@ async function main(): Promise<number> {
   try {
     cluster = await Cluster.start({
       actors: actorCount,
+      executionPath: true,
       venue: VENUE,
       env: Object.fromEntries(Object.entries(TIMINGS).map(([k, v]) => [k, String(v)])),
     });
@@ -216,8 +225,15 @@ async function main(): Promise<number> {
         ? `drained in ${(drained.ms / 1000).toFixed(1)} s`
         : `NOT drained after ${drainTimeoutS} s: ${formatCounts(drained.counts)}`,
     );
+    log("waiting for the execution actors to apply every report the venue sent");
+    const executions = await awaitExecutions(cluster.env, cluster.venue, fillsTimeoutS * 1000, log);
+    log(
+      executions.caughtUp
+        ? `executions caught up in ${(executions.ms / 1000).toFixed(1)} s: ${executions.reportsSent} reports`
+        : `executions NOT caught up after ${fillsTimeoutS} s`,
+    );
     log("checking MongoDB against the client log and the venue");
-    const { checks, violations, samples } = await check(results, cluster.env, cluster.venue, {
+    const { checks, violations, samples } = await check(results, cluster.env, cluster.venue, executions, {
       inFlightWindowMs: REQUEST_DEADLINE_MS * 2 + 2_000,
     });
     if (!drained.drained) violations.unshift(`the backlog did not drain within ${drainTimeoutS} s`);
@@ -235,6 +251,7 @@ async function main(): Promise<number> {
         concurrency,
         faultKinds,
         drainTimeoutS,
+        fillsTimeoutS,
         clientTimeoutMs: CLIENT_TIMEOUT_MS,
         maxAttemptsPerRequest: MAX_ATTEMPTS,
         venue: VENUE,

@@ -135,10 +135,13 @@ const ConfigSchema = T.Object({
   EXCHANGE_FEED_URL: T.Optional(T.String({ pattern: "^wss?://.+" })),
   /** Executions streams; a report goes to the stream of its order id, so one order's reports stay together. */
   EXECUTION_PARTITIONS: Int(1, 1024, 2),
-  /** Reports one execution actor process works on at once (each read's reports share one bulk write). */
-  EXECUTION_CONCURRENCY: Int(1, 10_000, 512),
-  /** The most reports one bulk write applies; more wait for the next. */
-  EXECUTION_BATCH_MAX: Int(1, 5_000, 500),
+  /**
+   * Reports one execution actor process holds at once (read, waiting for their batch, being written):
+   * the more, the larger the batches under load, and the more of an order's reports share one write.
+   */
+  EXECUTION_CONCURRENCY: Int(1, 100_000, 4_000),
+  /** The most reports one batch applies (one insertMany, one summary write per order); more wait. */
+  EXECUTION_BATCH_MAX: Int(1, 10_000, 2_000),
   /**
    * How long a gateway's lease on the venue session lasts without renewal: a standby takes over at most
    * this long after the active gateway died (it renews every third of it).

@@ -74,9 +74,11 @@ export function createExecutionBehaviour(deps: ExecutionDeps): ActorBehaviour {
 
   const batches = createGroupCommit<ExecutionReport>({
     // The entries of one read are dispatched together, so a window of 1 ms gathers a read's reports.
+    // One batch at a time: while it is written the next one grows (an order's reports coalesce into
+    // one summary write), and two batches would only wait for each other's order locks.
     windowMs: 1,
     maxBatch: deps.batchMax,
-    maxConcurrentFlushes: 2,
+    maxConcurrentFlushes: 1,
     flush: async (reports) => {
       const token = crypto.randomUUID();
       const settled: (Error | null)[] = reports.map(

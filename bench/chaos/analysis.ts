@@ -6,7 +6,8 @@
  * `analyze` compares every answer a client got with what MongoDB holds and what the venue recorded;
  * each rule reads as one block:
  * - lost: an id answered 201 that MongoDB does not have;
- * - not placed: an id answered 201 whose order is not `placed`;
+ * - not placed: an id answered 201 whose order is not placed: `placed`, or moved on by execution
+ *   reports (`PLACED_STATUSES`);
  * - unfinished: any order still `accepted` or `placing` once the drain ended;
  * - MongoDB vs venue: every placed order is known at the venue with the same venue order id, no other
  *   order is, and the venue's distinct orders equal the placed orders (placed once); resubmissions the
@@ -15,10 +16,14 @@
  *   client does not know (5xx, timeout, connection lost), otherwise it is a violation;
  * - idempotency: one order per key; a same-key retry of an answered request replays its id (with the
  *   Idempotent-Replayed header); a different body under a used key gets 422; a 409 only while an
- *   earlier request with that key may still be in flight.
+ *   earlier request with that key may still be in flight;
+ * - fills: the execution path caught up, and for every order the venue traded or ended, the applied
+ *   fills equal the venue's, none past the order's quantity, none flagged, the end status right
+ *   (`checkFills`, bench/chaos/fills.ts).
  */
 import type { OpResult } from "./client.ts";
 import type { VenueStats } from "./cluster.ts";
+import { type CollectedFills, checkFills, type FillChecks } from "./fills.ts";
 import { tally } from "./stats.ts";
 
 /** The fields of an order document the check reads. */
@@ -42,7 +47,21 @@ export interface Collected {
   venueRecords: Map<string, string | null>;
   deadLetters: number;
   streamPending: number | null;
+  fills: CollectedFills;
 }
+
+/**
+ * An order is placed once the venue acknowledged it; execution reports then move it on, and a fill may
+ * even arrive before the acknowledgement is written (accepted straight to partially_filled or filled).
+ */
+export const PLACED_STATUSES: readonly string[] = [
+  "placed",
+  "partially_filled",
+  "filled",
+  "cancelled",
+  "expired",
+];
+export const isPlaced = (status: string) => PLACED_STATUSES.includes(status);
 
 /** Statuses of an order the service has not finished yet. */
 const OPEN_STATUSES: readonly string[] = ["accepted", "placing"];
@@ -66,7 +85,7 @@ export function drainPoll(
 /** Order counts by status for progress lines; null when MongoDB did not answer. */
 export function formatCounts(counts: Record<string, number> | null): string {
   if (!counts) return "mongo unavailable";
-  const order = ["accepted", "placing", "placed", "rejected"];
+  const order = ["accepted", "placing", ...PLACED_STATUSES, "rejected"];
   const keys = [
     ...order.filter((k) => k in counts),
     ...Object.keys(counts).filter((k) => !order.includes(k)),
@@ -133,6 +152,7 @@ export interface Checks {
   unexpectedStatuses: number;
   deadLetters: number;
   streamPending: number | null;
+  fills: FillChecks;
 }
 
 export interface AnalyzeOptions {
@@ -194,7 +214,7 @@ export function analyze(
       sample("lost", id);
       continue;
     }
-    if (order.status !== "placed") {
+    if (!isPlaced(order.status)) {
       notPlaced += 1;
       tally(notPlacedByStatus, order.status);
       sample("notPlaced", describeOrder(order));
@@ -227,7 +247,7 @@ export function analyze(
   let notPlacedButAtVenue = 0;
   for (const order of orders) {
     const atVenue = venueRecords.get(order._id) ?? null;
-    if (order.status === "placed") {
+    if (isPlaced(order.status)) {
       placedOrders += 1;
       if (atVenue === null) {
         placedUnknownAtVenue += 1;
@@ -271,7 +291,7 @@ export function analyze(
     const explained = op !== undefined && op.outcome === "unknown";
     if (explained) {
       unknownOutcomeStored += 1;
-      if (order.status === "placed") unknownOutcomeStoredPlaced += 1;
+      if (isPlaced(order.status)) unknownOutcomeStoredPlaced += 1;
       else if (order.status === "withdrawn" && op.op.key === null) unknownOutcomeWithdrawn += 1;
       else sample("unknownOutcomeStoredNotPlaced", `${order._id} ${order.status}`);
     } else {
@@ -401,6 +421,15 @@ export function analyze(
   if (conflicts409Unexplained > 0)
     violations.push(`${conflicts409Unexplained} 409 answers with no request of that key in flight`);
 
+  const fills = checkFills(collected.fills);
+  violations.push(...fills.violations);
+  for (const m of fills.verdict.mismatched)
+    sample("fillsMismatched", `${m.order_id} venue=${m.venue} executed=${m.executed} summary=${m.summary}`);
+  for (const id of fills.verdict.overfilled) sample("fillsOverfilled", id);
+  for (const w of fills.verdict.wrongStatus)
+    sample("fillsWrongStatus", `${w.order_id} venue=${w.venue} status=${w.status}`);
+  for (const line of collected.fills.evidence ?? []) sample("fillsEvidence", line);
+
   const checks: Checks = {
     answeredIds: answered.size,
     lost,
@@ -445,6 +474,7 @@ export function analyze(
     unexpectedStatuses,
     deadLetters: collected.deadLetters,
     streamPending: collected.streamPending,
+    fills: fills.checks,
   };
   return { checks, violations, samples };
 }

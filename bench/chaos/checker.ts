@@ -1,14 +1,16 @@
 /**
- * The I/O side of the chaos check: waits for the backlog to drain, then reads MongoDB, the venue (its
- * counters and one lookup per order) and Redis, and hands what it read to the pure `analyze`
+ * The I/O side of the chaos check: waits for the backlog to drain and the execution path to catch up,
+ * then reads MongoDB, the venue (its counters, its fills and one lookup per order) and Redis, and hands
+ * what it read to the pure `analyze`
  * (bench/chaos/analysis.ts, where the rules are). Every read is bounded: a server the run just killed
  * must fail the check, not hang it.
  */
 import { Redis } from "ioredis";
 import { MongoClient } from "mongodb";
 import { createMongoClient } from "../../src/adapters/mongo/client.ts";
-import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
-import { databaseName } from "../../src/config.ts";
+import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.ts";
+import { databaseName, loadConfig } from "../../src/config.ts";
+import { venueFills } from "../../test/support/venue-admin.ts";
 import {
   type Analysis,
   type AnalyzeOptions,
@@ -20,6 +22,13 @@ import {
 } from "./analysis.ts";
 import type { OpResult } from "./client.ts";
 import { type Service, venueStats } from "./cluster.ts";
+import {
+  type CollectedFills,
+  checkFills,
+  type ExecutionsWait,
+  readAppliedFills,
+  readFillEvidence,
+} from "./fills.ts";
 
 export interface DrainResult {
   drained: boolean;
@@ -87,6 +96,85 @@ export async function drain(
   }
 }
 
+/** The deployment's Redis keys, with the partition counts its processes read from the same env. */
+function keysOf(env: Record<string, string>): RedisKeys {
+  const config = loadConfig(env);
+  return createRedisKeys(config.REDIS_KEY_PREFIX, config.PLACEMENT_PARTITIONS, config.EXECUTION_PARTITIONS);
+}
+
+/** Executions-stream entries not yet read or not yet acknowledged by the execution actors. */
+async function executionBacklog(redis: Redis, keys: RedisKeys): Promise<number> {
+  let backlog = 0;
+  for (const stream of keys.executionStreams) {
+    // No stream yet (no report appended, or Redis restarted empty): nothing waits in it.
+    const groups = (await redis.xinfo("GROUPS", stream).catch(() => [])) as unknown[][];
+    for (const group of groups) {
+      const field = (name: string) => group[group.indexOf(name) + 1];
+      if (field("name") !== keys.executionGroup) continue;
+      // Redis cannot always count the lag (nil); an unknown lag is not a caught-up one.
+      const lag = field("lag");
+      backlog += Number(field("pending") ?? 0) + (lag === null || lag === undefined ? 1 : Number(lag));
+    }
+  }
+  return backlog;
+}
+
+/**
+ * Waits, polling once a second, until the execution path caught up with the venue: no order the venue
+ * holds has open shares, the executions streams hold nothing unread or unacknowledged, and MongoDB holds
+ * as many executions as the venue sent reports. The venue is asked first, MongoDB (a count) last.
+ */
+export async function awaitExecutions(
+  env: Record<string, string>,
+  venue: Service,
+  timeoutMs: number,
+  log: (line: string) => void,
+  progressEveryMs = 5_000,
+): Promise<ExecutionsWait> {
+  const client = createMongoClient(env.MONGO_URL as string, { timeoutMs: 10_000, maxPoolSize: 2 });
+  const executions = client.db(databaseName(env.MONGO_URL as string)).collection("executions");
+  const redis = new Redis(env.REDIS_URL as string, { maxRetriesPerRequest: 1, commandTimeout: 5_000 });
+  redis.on("error", () => {});
+  const keys = keysOf(env);
+  const started = Date.now();
+  let lastLog = started;
+  const wait: ExecutionsWait = {
+    caughtUp: false,
+    ms: 0,
+    openLeaves: -1,
+    backlog: null,
+    reportsSent: 0,
+    reportsStored: null,
+  };
+  try {
+    for (;;) {
+      const fills = await venueFills(venue).catch(() => null);
+      if (fills) {
+        wait.reportsSent = fills.last_seq;
+        wait.openLeaves = Object.values(fills.orders).filter((o) => o.leaves_qty > 0).length;
+        wait.backlog = wait.openLeaves > 0 ? null : await executionBacklog(redis, keys).catch(() => null);
+        wait.reportsStored =
+          wait.backlog !== 0
+            ? null
+            : await executions.countDocuments({}, { signal: AbortSignal.timeout(10_000) }).catch(() => null);
+        wait.caughtUp = wait.reportsStored === wait.reportsSent;
+      }
+      wait.ms = Date.now() - started;
+      if (wait.caughtUp || wait.ms > timeoutMs) return wait;
+      if (Date.now() - lastLog >= progressEveryMs) {
+        lastLog = Date.now();
+        log(
+          `executions ${(wait.ms / 1000).toFixed(0)} s: ${wait.openLeaves} orders open at the venue, backlog ${wait.backlog ?? "?"}, ${wait.reportsStored ?? "?"} of ${wait.reportsSent} reports stored`,
+        );
+      }
+      await Bun.sleep(1_000);
+    }
+  } finally {
+    redis.disconnect();
+    await client.close();
+  }
+}
+
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
@@ -132,8 +220,12 @@ const STORED_ORDER_PROJECTION = {
   rejection_reason: 1,
 } as const satisfies Record<keyof StoredOrder, 1>;
 
-/** Reads MongoDB, the venue (stats and one lookup per order) and the dead-letter stream. */
-async function collect(env: Record<string, string>, venue: Service): Promise<Collected> {
+/** Reads MongoDB, the venue (stats, fills and one lookup per order) and the dead-letter stream. */
+async function collect(
+  env: Record<string, string>,
+  venue: Service,
+  executions: ExecutionsWait,
+): Promise<Collected> {
   const client = new MongoClient(env.MONGO_URL as string, {
     serverSelectionTimeoutMS: 10_000,
     maxPoolSize: 8,
@@ -149,7 +241,7 @@ async function collect(env: Record<string, string>, venue: Service): Promise<Col
     const stats = await venueStats(venue);
     const records = await mapLimit(orders, 32, (order) => venueLookup(venue, order._id));
     const venueRecords = new Map(orders.map((order, i) => [order._id, records[i] ?? null]));
-    const keys = createRedisKeys(env.REDIS_KEY_PREFIX as string, Number(env.PLACEMENT_PARTITIONS ?? 1));
+    const keys = keysOf(env);
     const deadLetters = await redis.xlen(keys.deadLetterStream).catch(() => -1);
     let streamPending: number | null = 0;
     for (const stream of keys.placementStreams) {
@@ -158,7 +250,16 @@ async function collect(env: Record<string, string>, venue: Service): Promise<Col
         | null;
       streamPending = summary && streamPending !== null ? streamPending + Number(summary[0]) : null;
     }
-    return { orders, venue: stats, venueRecords, deadLetters, streamPending };
+    const db = client.db(databaseName(env.MONGO_URL as string));
+    const fills: CollectedFills = {
+      venue: (await venueFills(venue)).orders,
+      applied: await readAppliedFills(db),
+      wait: executions,
+    };
+    // The run's data dies with it: what the report keeps of a disagreeing order is all there will be.
+    const suspects = new Set(Object.values(checkFills(fills).checks.firstIds).flat());
+    if (suspects.size > 0) fills.evidence = await readFillEvidence(db, [...suspects]);
+    return { orders, venue: stats, venueRecords, deadLetters, streamPending, fills };
   } finally {
     redis.disconnect();
     await client.close();
@@ -173,7 +274,8 @@ export async function check(
   results: readonly OpResult[],
   env: Record<string, string>,
   venue: Service,
+  executions: ExecutionsWait,
   options: AnalyzeOptions,
 ): Promise<Analysis> {
-  return analyze(results, await collect(env, venue), options);
+  return analyze(results, await collect(env, venue, executions), options);
 }

@@ -1,8 +1,9 @@
 /**
  * The whole system from its real processes, for the chaos checker and the benchmarks: the harness's
- * redis-server and MongoDB-wire server, one `exchange` (venue) process, one `api` process and K `actors`
- * processes, each `bun src/main.ts <kind>` on a port fixed for its slot, so that a restarted process
- * comes back where its clients expect it. Every process can be killed (-9), paused (SIGSTOP), resumed
+ * redis-server and MongoDB-wire server, one `exchange` (venue) process, one `api` process, K `actors`
+ * processes and, with `executionPath`, two `gateway` processes (one active, one standby) and one
+ * `executions` process; each `bun src/main.ts <kind>` on a port fixed for its slot, so that a restarted
+ * process comes back where its clients expect it. Every process can be killed (-9), paused (SIGSTOP), resumed
  * and started again; logs of every incarnation are kept for the report.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -11,7 +12,7 @@ import type { OwnedProcess } from "../../test/harness/child-process.ts";
 import { freePort } from "../../test/harness/wait-for.ts";
 import { isolatedEnv, type Servers, spawnService, startServers } from "../../test/support/system.ts";
 
-export type ServiceKind = "api" | "actors" | "exchange";
+export type ServiceKind = "api" | "actors" | "exchange" | "gateway" | "executions";
 
 /** One slot: a process kind on a fixed port, started again after each fault. */
 export class Service {
@@ -95,6 +96,11 @@ export interface ClusterOptions {
   venue: { failureRate: number; latencyMs: number };
   /** Start the api and actors processes (default true). */
   withApi?: boolean;
+  /**
+   * Also read the venue's execution reports: two gateways and one executions process (default false,
+   * so that benchmarks of the placement path keep their numbers).
+   */
+  executionPath?: boolean;
 }
 
 export class Cluster {
@@ -104,6 +110,8 @@ export class Cluster {
     readonly venue: Service,
     readonly api: Service,
     readonly actors: Service[],
+    readonly gateways: Service[],
+    readonly executions: Service | null,
   ) {}
 
   static async start(options: ClusterOptions): Promise<Cluster> {
@@ -122,12 +130,20 @@ export class Cluster {
       for (let i = 0; i < options.actors; i++) {
         actors.push(new Service(`actors-${i + 1}`, "actors", await freePort(), await freePort(), () => env));
       }
-      const cluster = new Cluster(servers, env, venue, api, actors);
+      const slot = async (name: string, kind: ServiceKind) =>
+        new Service(name, kind, await freePort(), await freePort(), () => env);
+      const gateways = options.executionPath
+        ? [await slot("gateway-1", "gateway"), await slot("gateway-2", "gateway")]
+        : [];
+      const executions = options.executionPath ? await slot("executions", "executions") : null;
+      const cluster = new Cluster(servers, env, venue, api, actors, gateways, executions);
       try {
         await venue.start();
-        // The api first: it creates the indexes; actor processes then start side by side.
+        // The api first: it creates the indexes; the other processes then start side by side.
         await api.start();
-        await Promise.all(actors.map((actor) => actor.start()));
+        await Promise.all(
+          [...actors, ...(executions ? [executions] : []), ...gateways].map((service) => service.start()),
+        );
       } catch (error) {
         await cluster.stop();
         throw error;
@@ -140,7 +156,13 @@ export class Cluster {
   }
 
   get services(): Service[] {
-    return [this.venue, this.api, ...this.actors];
+    return [
+      this.venue,
+      this.api,
+      ...this.actors,
+      ...(this.executions ? [this.executions] : []),
+      ...this.gateways,
+    ];
   }
 
   /** Kills every process and stops the servers (deleting their data). Never throws. */
@@ -157,25 +179,4 @@ export class Cluster {
 }
 
 export { configureVenue, type VenueStats, venueStats } from "../../test/support/venue-admin.ts";
-
-/** The sum of every sample of `name` in a process's /metrics whose labels include `labels`. */
-export async function metricSum(
-  service: Service,
-  name: string,
-  labels: Record<string, string> = {},
-): Promise<number | null> {
-  const response = await fetch(`${service.opsUrl}/metrics`, { signal: AbortSignal.timeout(5_000) });
-  const text = await response.text();
-  let sum: number | null = null;
-  for (const line of text.split("\n")) {
-    const match = line.match(/^([A-Za-z_:][\w:]*)(\{([^}]*)\})?\s+(\S+)/);
-    if (!match || match[1] !== name) continue;
-    const found = Object.fromEntries(
-      [...(match[3] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]),
-    );
-    if (Object.entries(labels).every(([key, value]) => found[key] === value)) {
-      sum = (sum ?? 0) + Number(match[4]);
-    }
-  }
-  return sum;
-}
+export { metricSum } from "./metrics.ts";

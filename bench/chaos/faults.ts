@@ -8,7 +8,8 @@
 // configureVenue straight from the venue's admin client, not through cluster.ts (which loads the whole
 // harness): the report and the pure checker tests import FAULT_KINDS from here.
 import { configureVenue } from "../../test/support/venue-admin.ts";
-import type { Cluster } from "./cluster.ts";
+import type { Cluster, Service } from "./cluster.ts";
+import { metricSum } from "./metrics.ts";
 import type { Rng } from "./prng.ts";
 
 export const FAULT_KINDS = [
@@ -18,6 +19,7 @@ export const FAULT_KINDS = [
   "mongo-restart",
   "venue-outage",
   "api-kill",
+  "gateway-kill",
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -111,7 +113,32 @@ const FAULTS: Record<FaultKind, (ctx: FaultContext, detail: Detail) => Promise<s
     await cluster.api.start();
     return "api";
   },
+  async "gateway-kill"({ cluster, rng }, detail) {
+    if (cluster.gateways.length === 0) throw new Error("the cluster runs no gateway");
+    // Drawn whatever happens, so that the seeded draws of later faults do not depend on timing.
+    const fallback = rng.pick(cluster.gateways);
+    // The standby's takeover is the point; with no gateway active, any one is still a fault.
+    const active = await activeGateway(cluster.gateways);
+    const gateway = active ?? fallback;
+    detail.was_active = active !== null;
+    detail.pid = gateway.pid ?? 0;
+    await gateway.kill();
+    await stayDown(rng, detail, 300, 1_500);
+    await gateway.start();
+    return gateway.name;
+  },
 };
+
+/** The gateway reading the venue feed now, waiting briefly: a takeover may be under way. */
+async function activeGateway(gateways: readonly Service[]): Promise<Service | null> {
+  const deadline = Date.now() + 5_000;
+  do {
+    for (const gateway of gateways)
+      if ((await metricSum(gateway, "executions_gateway_active").catch(() => null)) === 1) return gateway;
+    await Bun.sleep(100);
+  } while (Date.now() < deadline);
+  return null;
+}
 
 /** Brings every piece back after a failed fault (a restart that did not come up, say). */
 async function repair(cluster: Cluster, log: (line: string) => void): Promise<void> {

@@ -2,7 +2,8 @@
  * Applied fills against the venue's: for every order the venue traded, the shares of its applied trade
  * executions (in the `executions` collection) must equal the venue's cumulative quantity, the order's
  * summary must say the same, and no execution may be flagged (an overfill, a fill of an order that was
- * never placed). `compareFills` is pure (test/chaos/checker.test.ts); `readAppliedFills` gathers.
+ * never placed). `compareFills` and `checkFills` (the chaos rule) are pure (test/chaos/checker.test.ts);
+ * `readAppliedFills` gathers.
  */
 import type { Db } from "mongodb";
 
@@ -89,6 +90,99 @@ export function fillsAgree(verdict: FillVerdict): boolean {
   );
 }
 
+/** How the wait for the execution path ended: caught up, or what it was still waiting for. */
+export interface ExecutionsWait {
+  caughtUp: boolean;
+  ms: number;
+  /** Orders the venue still had open shares of. */
+  openLeaves: number;
+  /** Executions-stream entries unread or unacknowledged; null when Redis did not answer. */
+  backlog: number | null;
+  reportsSent: number;
+  /** Documents in `executions`; null when MongoDB did not answer. */
+  reportsStored: number | null;
+}
+
+/** What the chaos checker read of the execution path once the wait ended. */
+export interface CollectedFills {
+  venue: VenueFillsByOrder;
+  applied: ReadonlyMap<string, AppliedFill>;
+  wait: ExecutionsWait;
+  /** The stored order and executions of the first disagreeing orders, one line each (`readFillEvidence`). */
+  evidence?: string[];
+}
+
+export interface FillChecks {
+  caughtUp: boolean;
+  waitMs: number;
+  reportsSent: number;
+  reportsStored: number | null;
+  orders: number;
+  venueShares: number;
+  appliedShares: number;
+  mismatched: number;
+  overfilled: number;
+  flagged: number;
+  wrongStatus: number;
+  /** The first few order ids of each finding, for the printed table. */
+  firstIds: { mismatched: string[]; overfilled: string[]; flagged: string[]; wrongStatus: string[] };
+  agree: boolean;
+}
+
+const FIRST_IDS = 5;
+
+/** The chaos rule: the execution path caught up, and every order's applied fills are the venue's. */
+export function checkFills(collected: CollectedFills): {
+  checks: FillChecks;
+  violations: string[];
+  verdict: FillVerdict;
+} {
+  const { wait } = collected;
+  const verdict = compareFills(collected.venue, collected.applied);
+  const flaggedIds = [...collected.applied].filter(([, fill]) => fill.flagged > 0).map(([id]) => id);
+  const checks: FillChecks = {
+    caughtUp: wait.caughtUp,
+    waitMs: wait.ms,
+    reportsSent: wait.reportsSent,
+    reportsStored: wait.reportsStored,
+    orders: verdict.orders,
+    venueShares: verdict.venueShares,
+    appliedShares: verdict.appliedShares,
+    mismatched: verdict.mismatched.length,
+    overfilled: verdict.overfilled.length,
+    flagged: verdict.flagged,
+    wrongStatus: verdict.wrongStatus.length,
+    firstIds: {
+      mismatched: verdict.mismatched.slice(0, FIRST_IDS).map((m) => m.order_id),
+      overfilled: verdict.overfilled.slice(0, FIRST_IDS),
+      flagged: flaggedIds.slice(0, FIRST_IDS),
+      wrongStatus: verdict.wrongStatus.slice(0, FIRST_IDS).map((w) => w.order_id),
+    },
+    agree: wait.caughtUp && fillsAgree(verdict),
+  };
+  const violations: string[] = [];
+  const first = (ids: string[]) => ` (first: ${ids.join(", ")})`;
+  if (!wait.caughtUp)
+    violations.push(
+      `the execution reports did not catch up within ${Math.round(wait.ms / 1000)} s: ${wait.openLeaves} orders open at the venue, stream backlog ${wait.backlog ?? "?"}, ${wait.reportsStored ?? "?"} of ${wait.reportsSent} reports stored`,
+    );
+  if (checks.mismatched > 0)
+    violations.push(
+      `${checks.mismatched} orders' applied fills differ from the venue's${first(checks.firstIds.mismatched)}`,
+    );
+  if (checks.overfilled > 0)
+    violations.push(`${checks.overfilled} orders overfilled${first(checks.firstIds.overfilled)}`);
+  if (checks.flagged > 0)
+    violations.push(
+      `${checks.flagged} execution reports flagged, not applied${first(checks.firstIds.flagged)}`,
+    );
+  if (checks.wrongStatus > 0)
+    violations.push(
+      `${checks.wrongStatus} orders the venue finished carry another status${first(checks.firstIds.wrongStatus)}`,
+    );
+  return { checks, violations, verdict };
+}
+
 /** Reads what was applied to every order with executions (or to `orderIds`). */
 export async function readAppliedFills(
   db: Db,
@@ -128,4 +222,40 @@ export async function readAppliedFills(
     fill.status = order.status;
   }
   return applied;
+}
+
+/** One line per order: its stored summary, then its executions in the venue's sequence. */
+export async function readFillEvidence(db: Db, orderIds: readonly string[]): Promise<string[]> {
+  const ids = [...orderIds];
+  const orders = await db
+    .collection<{
+      _id: string;
+      status: string;
+      quantity: number;
+      filled_quantity?: number;
+      execution_count?: number;
+    }>("orders")
+    .find({ _id: { $in: ids } })
+    .toArray();
+  const executions = await db
+    .collection<{
+      order_id: string;
+      seq: number;
+      exec_type: string;
+      quantity: number;
+      flagged: string | null;
+      applied_at: Date;
+    }>("executions")
+    .find({ order_id: { $in: ids } })
+    .toArray();
+  return orders.map((order) => {
+    const own = executions
+      .filter((e) => e.order_id === order._id)
+      .sort((a, b) => a.seq - b.seq)
+      .map(
+        (e) =>
+          `#${e.seq} ${e.exec_type} ${e.quantity}${e.flagged ? ` ${e.flagged}` : ""} at ${e.applied_at.toISOString()}`,
+      );
+    return `${order._id} ${order.status} quantity=${order.quantity} filled=${order.filled_quantity ?? 0} count=${order.execution_count ?? 0}: ${own.join(", ")}`;
+  });
 }

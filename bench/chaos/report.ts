@@ -2,6 +2,7 @@ import type { Checks } from "./analysis.ts";
 import type { DrainResult } from "./checker.ts";
 import type { Attempt, OpResult } from "./client.ts";
 import { FAULT_KINDS, type FaultKind, type FaultRecord } from "./faults.ts";
+import type { FillChecks } from "./fills.ts";
 import { formatTable, type LatencySummary, ms, summarize, tally } from "./stats.ts";
 
 export type Phase = FaultKind | "no-fault" | "settling";
@@ -134,6 +135,32 @@ export function faultSummary(faults: readonly FaultRecord[]): ChaosReport["fault
 
 const verdict = (ok: boolean) => (ok ? "ok" : "VIOLATION");
 
+const withIds = (count: number, ids: readonly string[]) =>
+  ids.length > 0 ? `${count} (${ids.join(", ")}${count > ids.length ? ", ..." : ""})` : String(count);
+
+function fillRows(f: FillChecks): (string | number)[][] {
+  return [
+    [
+      "execution reports stored / sent (caught up)",
+      `${f.reportsStored ?? "?"} / ${f.reportsSent} (${f.caughtUp ? "yes" : "NO"} in ${(f.waitMs / 1000).toFixed(1)} s)`,
+      verdict(f.caughtUp),
+    ],
+    [
+      "fills: orders compared, shares venue == applied",
+      `${f.orders}, ${f.venueShares} == ${f.appliedShares}`,
+      verdict(f.venueShares === f.appliedShares),
+    ],
+    ["  orders mismatched", withIds(f.mismatched, f.firstIds.mismatched), verdict(f.mismatched === 0)],
+    ["  orders overfilled", withIds(f.overfilled, f.firstIds.overfilled), verdict(f.overfilled === 0)],
+    ["  executions flagged (their orders)", withIds(f.flagged, f.firstIds.flagged), verdict(f.flagged === 0)],
+    [
+      "  finished orders, wrong status",
+      withIds(f.wrongStatus, f.firstIds.wrongStatus),
+      verdict(f.wrongStatus === 0),
+    ],
+  ];
+}
+
 export function summaryText(report: ChaosReport): string {
   const c = report.checks;
   const r = report.requests;
@@ -162,7 +189,7 @@ export function summaryText(report: ChaosReport): string {
     ],
     ["ids answered 201", c.answeredIds, ""],
     ["lost (201 id not in MongoDB)", c.lost, verdict(c.lost === 0)],
-    ["201 id not placed", c.notPlaced, verdict(c.notPlaced === 0)],
+    ["201 id not placed (fill statuses count as placed)", c.notPlaced, verdict(c.notPlaced === 0)],
     ["orders in MongoDB / placed", `${c.storedOrders} / ${c.placedOrders}`, ""],
     [
       "venue orders == placed ids (placed once)",
@@ -177,6 +204,7 @@ export function summaryText(report: ChaosReport): string {
       ),
     ],
     ["venue duplicates absorbed / submissions", `${c.venue.duplicates} / ${c.venue.submissions}`, "reported"],
+    ...fillRows(c.fills),
     ["unexpected orders (stored, never 201)", c.unexpectedOrders.total, ""],
     [
       "  from unknown-outcome requests (placed / withdrawn)",

@@ -12,17 +12,32 @@ import type { ExecutionReport } from "../domain/execution.ts";
 import type { RedisConnection } from "./redis.ts";
 import type { RedisKeys } from "./redis-keys.ts";
 
+/**
+ * KEYS: lease, session record, then every executions stream. ARGV: token, session, then per report its
+ * sequence number, its stream (1-based among the streams) and its raw frame. Appends the reports that
+ * continue the sequence, skips the ones recorded already, stops at a hole.
+ */
 const APPEND = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'fenced', 0} end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'fenced', 0, 0} end
 local stored = redis.call('HMGET', KEYS[2], 'session', 'seq')
 local last = 0
 if stored[1] == ARGV[2] then last = tonumber(stored[2]) or 0 end
-local seq = tonumber(ARGV[3])
-if seq <= last then return {'duplicate', last} end
-if seq > last + 1 then return {'gap', last} end
-redis.call('XADD', KEYS[3], '*', 'report', ARGV[4])
-redis.call('HSET', KEYS[2], 'session', ARGV[2], 'seq', ARGV[3])
-return {'appended', seq}`;
+local appended = 0
+local result = 'appended'
+for i = 3, #ARGV, 3 do
+  local seq = tonumber(ARGV[i])
+  if seq > last + 1 then
+    result = 'gap'
+    break
+  end
+  if seq == last + 1 then
+    redis.call('XADD', KEYS[2 + tonumber(ARGV[i + 1])], '*', 'report', ARGV[i + 2])
+    last = seq
+    appended = appended + 1
+  end
+end
+if appended > 0 then redis.call('HSET', KEYS[2], 'session', ARGV[2], 'seq', last) end
+return {result, last, appended}`;
 
 const RENEW = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -35,21 +50,20 @@ const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+/**
+ * What one append call did: `appended` of the reports continued the sequence (the rest were recorded
+ * already), up to `last`; `gap`: the same, then a report past a hole stopped it; `fenced`: nothing,
+ * the lease is another gateway's.
+ */
 export type AppendResult =
-  | { result: "appended"; seq: number }
-  | { result: "duplicate" | "gap"; last: number }
+  | { result: "appended" | "gap"; last: number; appended: number }
   | { result: "fenced" };
 
 type Scripted = RedisConnection & {
   executionsAppend(
-    lease: string,
-    session: string,
-    stream: string,
-    token: string,
-    sessionId: string,
-    seq: number,
-    report: string,
-  ): Promise<[string, number]>;
+    numberOfKeys: number,
+    ...keysAndArgs: (string | number)[]
+  ): Promise<[string, number, number]>;
   executionsRenew(lease: string, token: string, ttlMs: number): Promise<number>;
   executionsRelease(lease: string, token: string): Promise<number>;
 };
@@ -57,7 +71,8 @@ type Scripted = RedisConnection & {
 function withScripts(redis: RedisConnection): Scripted {
   const scripted = redis as Scripted;
   if (typeof scripted.executionsAppend === "function") return scripted;
-  redis.defineCommand("executionsAppend", { numberOfKeys: 3, lua: APPEND });
+  // The number of keys varies with EXECUTION_PARTITIONS: given at each call.
+  redis.defineCommand("executionsAppend", { lua: APPEND });
   redis.defineCommand("executionsRenew", { numberOfKeys: 1, lua: RENEW });
   redis.defineCommand("executionsRelease", { numberOfKeys: 1, lua: RELEASE });
   return scripted;
@@ -94,22 +109,26 @@ export class RedisExecutionLog {
   }
 
   /**
-   * Appends `report` (its raw frame, as received) if `token` holds the lease and it is the next
-   * report of its session. Calls may be issued without waiting for the previous one: one connection
-   * keeps their order, and the script judges each against what the previous ones did.
+   * Appends the `reports` (each with its raw frame, as received; all of one session, in sequence order)
+   * that continue the recorded sequence, if `token` holds the lease: one script, one round trip.
    */
-  async append(token: string, report: ExecutionReport, raw: string): Promise<AppendResult> {
-    const [result, value] = await this.redis.executionsAppend(
+  async append(
+    token: string,
+    reports: readonly { report: ExecutionReport; raw: string }[],
+  ): Promise<AppendResult> {
+    const streams = this.keys.executionStreams;
+    const args: (string | number)[] = [token, reports[0]?.report.session ?? ""];
+    for (const { report, raw } of reports) {
+      args.push(report.seq, streams.indexOf(this.keys.executionStream(report.client_order_id)) + 1, raw);
+    }
+    const [result, last, appended] = await this.redis.executionsAppend(
+      2 + streams.length,
       this.keys.executionGatewayLease,
       this.keys.executionSession,
-      this.keys.executionStream(report.client_order_id),
-      token,
-      report.session,
-      report.seq,
-      raw,
+      ...streams,
+      ...args,
     );
-    if (result === "appended") return { result, seq: Number(value) };
-    if (result === "duplicate" || result === "gap") return { result, last: Number(value) };
-    return { result: "fenced" };
+    if (result === "fenced") return { result };
+    return { result: result === "gap" ? "gap" : "appended", last: Number(last), appended: Number(appended) };
   }
 }

@@ -84,7 +84,10 @@ export function createRedisKeys(prefix: string, partitions: number, executionPar
     executionGatewayLease: `${executionsTag}:lease`,
     executionApplyLock: (orderId) => {
       const partition = partitionOf(orderId, partitions);
-      return { lock: `${tag(partition)}:apply:${orderId}`, placementState: `${tag(partition)}:order:${orderId}` };
+      return {
+        lock: `${tag(partition)}:apply:${orderId}`,
+        placementState: `${tag(partition)}:order:${orderId}`,
+      };
     },
     orderEvents: (account) => `${prefix}:{events-${account}}`,
     orderEventsChannel: `${prefix}:order-events`,

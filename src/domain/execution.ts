@@ -111,16 +111,42 @@ export function foldReports(
   };
 }
 
-/** The summary an order's stored executions give (the applied ones; flagged ones never count). */
+/**
+ * The summary an order's stored executions give, and which of them are flagged, folded in the venue's
+ * order (execution time, then session and sequence number): the same set always gives the same
+ * summary and the same flags, however and whenever its members were stored.
+ */
 export function summarize(
   order: Pick<OrderRecord, "status" | "quantity">,
-  executions: readonly Pick<StoredExecution, "exec_type" | "quantity" | "price_cents" | "flagged">[],
-): FillSummary {
-  const applied = executions.filter((e) => e.flagged === null);
-  return foldReports(
+  executions: readonly Pick<
+    StoredExecution,
+    "exec_type" | "quantity" | "price_cents" | "executed_at" | "session" | "seq"
+  >[],
+): { summary: FillSummary; flags: StoredExecution["flagged"][]; ordered: number[] } {
+  const ordered = executions.map((_, i) => i).sort((a, b) => venueOrder(executions[a], executions[b]));
+  const { summary, outcomes } = foldReports(
     { status: order.status, quantity: order.quantity },
-    applied.map((e) => ({ exec_type: e.exec_type, last_qty: e.quantity, last_price_cents: e.price_cents })),
-  ).summary;
+    ordered.map((i) => {
+      const e = executions[i] as (typeof executions)[number];
+      return { exec_type: e.exec_type, last_qty: e.quantity, last_price_cents: e.price_cents };
+    }),
+  );
+  const flags: StoredExecution["flagged"][] = executions.map(() => null);
+  ordered.forEach((i, k) => {
+    const outcome = outcomes[k];
+    flags[i] = outcome === "overfill" || outcome === "not_placeable" ? outcome : null;
+  });
+  return { summary, flags, ordered };
+}
+
+type VenueOrdered = Pick<StoredExecution, "executed_at" | "session" | "seq"> | undefined;
+
+/** The venue's order of two executions: by execution time, then session and sequence number. */
+export function venueOrder(a: VenueOrdered, b: VenueOrdered): number {
+  if (!a || !b) return 0;
+  return (
+    a.executed_at.getTime() - b.executed_at.getTime() || a.session.localeCompare(b.session) || a.seq - b.seq
+  );
 }
 
 /**

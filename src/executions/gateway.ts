@@ -24,11 +24,11 @@ export interface ExecutionLogPort {
   renewLease(token: string, ttlMs: number): Promise<boolean>;
   releaseLease(token: string): Promise<void>;
   position(): Promise<{ session: string | null; seq: number }>;
-  append(token: string, report: ExecutionReport, raw: string): Promise<AppendResult>;
+  append(token: string, reports: readonly { report: ExecutionReport; raw: string }[]): Promise<AppendResult>;
 }
 
 export interface GatewayObserver {
-  received?(result: "appended" | "duplicate" | "gap"): void;
+  received?(result: "appended" | "duplicate" | "gap", count: number): void;
   gapFound?(): void;
   gapOpenSeconds?(seconds: number): void;
   connected?(reason: string): void;
@@ -49,6 +49,8 @@ export interface GatewayOptions {
 const STALE_MS = 5_000;
 /** A hole not filled this long after the last resend request is asked for again. */
 const RESEND_AGAIN_MS = 2_000;
+/** The most reports one append script takes. */
+const MAX_APPEND_BATCH = 1_000;
 /** A heartbeat ahead of the last report means a hole at the tail only once the feed was quiet this long. */
 const QUIET_MS = 1_500;
 
@@ -73,6 +75,8 @@ export function createExecutionGateway(options: GatewayOptions) {
   let failures = 0;
   let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   let renewedAt = 0;
+  let waiting: { report: ExecutionReport; raw: string }[] = [];
+  let appending = false;
 
   function setActive(value: boolean): void {
     if (active === value) return;
@@ -85,6 +89,8 @@ export function createExecutionGateway(options: GatewayOptions) {
     const current = socket;
     socket = null;
     session = null;
+    // What waits was read from the closed connection: the next logon replays it from Redis's record.
+    waiting = [];
     current?.close();
   }
 
@@ -174,42 +180,63 @@ export function createExecutionGateway(options: GatewayOptions) {
     lastReportAt = Date.now();
     if (report.session !== session) return;
     if (report.seq < expected) {
-      observer?.received?.("duplicate");
+      observer?.received?.("duplicate", 1);
       return;
     }
     if (report.seq > expected) {
       if (gapOpenSince === null) observer?.gapFound?.();
-      observer?.received?.("gap");
+      observer?.received?.("gap", 1);
       askResend(expected);
       return;
     }
     expected = report.seq + 1;
     gapOpenSince = null;
     resendAskedAt = 0;
-    log.append(token, report, raw).then(
-      (appended) => {
-        if (appended.result === "appended") {
-          observer?.received?.("appended");
-          observer?.lastSequence?.(appended.seq);
-        } else if (appended.result === "duplicate") {
-          observer?.received?.("duplicate");
-        } else if (appended.result === "gap") {
-          // Redis recorded less than this gateway appended (it restarted empty, or lost writes):
-          // the venue replays from what Redis has.
-          observer?.gapFound?.();
-          restart("redis-gap");
-        } else {
+    waiting.push({ report, raw });
+    if (!appending) void appendWaiting();
+  }
+
+  /**
+   * One append in flight at a time, carrying every report that arrived meanwhile: a burst fills the
+   * next call (one script, one round trip for hundreds of reports), a quiet feed sends each at once.
+   */
+  async function appendWaiting(): Promise<void> {
+    appending = true;
+    try {
+      while (waiting.length > 0 && active) {
+        const batch = waiting.splice(0, MAX_APPEND_BATCH);
+        let appended: AppendResult;
+        try {
+          appended = await log.append(token, batch);
+        } catch (error) {
+          // Whether the append landed is unknown: start again from what Redis recorded.
+          logger.warn("appending to the executions stream failed; reconnecting", { error });
+          waiting = [];
+          restart("redis-error");
+          return;
+        }
+        if (appended.result === "fenced") {
           logger.error("gateway lease lost (fenced append); going to standby");
+          waiting = [];
           setActive(false);
           disconnect();
+          return;
         }
-      },
-      (error) => {
-        // Whether the append landed is unknown: start again from what Redis recorded.
-        logger.warn("appending to the executions stream failed; reconnecting", { error });
-        restart("redis-error");
-      },
-    );
+        observer?.received?.("appended", appended.appended);
+        observer?.lastSequence?.(appended.last);
+        if (appended.result === "gap") {
+          // Redis recorded less than this gateway appended (it restarted empty, or lost writes): the
+          // venue replays from what Redis has.
+          observer?.gapFound?.();
+          waiting = [];
+          restart("redis-gap");
+          return;
+        }
+        observer?.received?.("duplicate", batch.length - appended.appended);
+      }
+    } finally {
+      appending = false;
+    }
   }
 
   async function tick(): Promise<void> {

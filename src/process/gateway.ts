@@ -43,7 +43,9 @@ export function runGateway(
     reconnect: { baseMs: config.GATEWAY_RECONNECT_BASE_MS, maxMs: config.GATEWAY_RECONNECT_MAX_MS },
     logger: logger.child({ component: "gateway" }),
     observer: {
-      received: (result) => metrics.executionReportsReceived.inc({ result }),
+      received: (result, count) => {
+        if (count > 0) metrics.executionReportsReceived.inc({ result }, count);
+      },
       gapFound: () => metrics.executionSequenceGaps.inc(),
       gapOpenSeconds: (seconds) => metrics.executionGapOpenSeconds.set(seconds),
       connected: (reason) => metrics.executionFeedReconnects.inc({ reason }),

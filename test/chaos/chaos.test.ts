@@ -1,9 +1,10 @@
 /**
  * The chaos checker in a small configuration, as a real child process: `bun bench/chaos.ts` starts the
- * whole system (harness servers, venue, api, two actor processes), sends 300 orders while injecting a
- * random fault every few seconds for 45 s, drains, and checks every answer against MongoDB and the
- * venue. The test asserts the exit code and reads the JSON report. Two actor processes keep it within
- * a 2-core machine; the large run is documented in solution.md.
+ * whole system (harness servers, venue, api, two actor processes, two gateways and an executions
+ * process), sends 300 orders while injecting a random fault every few seconds for 45 s, drains, waits
+ * for the execution reports, and checks every answer and every fill against MongoDB and the venue. The
+ * test asserts the exit code and reads the JSON report. Two actor processes keep it within a 2-core
+ * machine; the large run is documented in solution.md.
  */
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -20,7 +21,7 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test("300 orders under random faults: nothing lost, every 201 placed once, replays and 422s as specified", async () => {
+test("300 orders under random faults: nothing lost, every 201 placed once, fills applied as the venue's, replays and 422s as specified", async () => {
   const reportPath = join(dir, "chaos.json");
   child = Bun.spawn(
     [
@@ -35,6 +36,8 @@ test("300 orders under random faults: nothing lost, every 201 placed once, repla
       "--actors",
       "2",
       "--drain-timeout-s",
+      "60",
+      "--fills-timeout-s",
       "60",
       "--report",
       reportPath,
@@ -69,6 +72,16 @@ test("300 orders under random faults: nothing lost, every 201 placed once, repla
   expect(checks.venue.orders + duplicates + failures).toBeLessThanOrEqual(submissions);
   expect(duplicates).toBeLessThanOrEqual(Math.ceil(submissions / 10));
   expect(summaryText(report)).toContain(`${duplicates} / ${submissions}`);
+  // Fills: every order the venue holds was traded or ended, and this system applied exactly that.
+  const { fills } = checks;
+  expect(fills.caughtUp).toBe(true);
+  expect(fills.reportsSent).toBeGreaterThanOrEqual(checks.venue.orders);
+  expect(fills.reportsStored).toBe(fills.reportsSent);
+  expect(fills.orders).toBe(checks.venue.orders);
+  expect(fills.venueShares).toBeGreaterThan(0);
+  expect(fills.appliedShares).toBe(fills.venueShares);
+  expect(fills).toMatchObject({ mismatched: 0, overfilled: 0, flagged: 0, wrongStatus: 0, agree: true });
+  expect(summaryText(report)).toContain(`${fills.orders}, ${fills.venueShares} == ${fills.appliedShares}`);
   expect(checks.unexpectedOrders.unexplained).toBe(0);
   expect(checks.unexpectedOrders.unknownOutcomeStored).toBe(
     checks.unexpectedOrders.unknownOutcomeStoredPlaced + checks.unexpectedOrders.unknownOutcomeWithdrawn,
@@ -83,6 +96,6 @@ test("300 orders under random faults: nothing lost, every 201 placed once, repla
   expect(Object.keys(report.faults.byKind).length).toBeGreaterThanOrEqual(4);
   expect(report.latency.byPhase["no-fault"]?.count ?? 0).toBeGreaterThan(0);
   console.log(
-    `[chaos] ${checks.answeredIds} ids answered 201, ${checks.placedOrders} placed, venue duplicates absorbed ${checks.venue.duplicates}, unknown outcomes ${checks.unknownOutcome.requests} (${checks.unknownOutcome.stored} stored and placed), faults ${JSON.stringify(report.faults.byKind)}`,
+    `[chaos] ${checks.answeredIds} ids answered 201, ${checks.placedOrders} placed, ${fills.appliedShares} of ${fills.venueShares} venue shares applied over ${fills.orders} orders, venue duplicates absorbed ${checks.venue.duplicates}, unknown outcomes ${checks.unknownOutcome.requests} (${checks.unknownOutcome.stored} stored and placed), faults ${JSON.stringify(report.faults.byKind)}`,
   );
 }, 175_000);

@@ -10,9 +10,11 @@ import {
   type Collected,
   drainPoll,
   formatCounts,
+  isPlaced,
   type StoredOrder,
 } from "../../bench/chaos/analysis.ts";
 import type { Attempt, OpKind, OpResult } from "../../bench/chaos/client.ts";
+import type { AppliedFill, CollectedFills, VenueFillsByOrder } from "../../bench/chaos/fills.ts";
 import {
   type ChaosReport,
   faultSummary,
@@ -77,8 +79,13 @@ function stored(id: string, quantity: number, extra: Partial<StoredOrder> = {}):
   };
 }
 
-function collected(orders: StoredOrder[], venue: Partial<Collected["venue"]> = {}): Collected {
-  const placed = orders.filter((o) => o.status === "placed");
+/** Read-outs of a run; by default the venue sent no execution report and the wait caught up. */
+function collected(
+  orders: StoredOrder[],
+  venue: Partial<Collected["venue"]> = {},
+  fills: Partial<CollectedFills> = {},
+): Collected {
+  const placed = orders.filter((o) => isPlaced(o.status));
   return {
     orders,
     venue: {
@@ -91,10 +98,42 @@ function collected(orders: StoredOrder[], venue: Partial<Collected["venue"]> = {
       outage: false,
       ...venue,
     },
-    venueRecords: new Map(orders.map((o) => [o._id, o.status === "placed" ? o.venue_order_id : null])),
+    venueRecords: new Map(orders.map((o) => [o._id, isPlaced(o.status) ? o.venue_order_id : null])),
     deadLetters: 0,
     streamPending: 0,
+    fills: {
+      venue: {},
+      applied: new Map(),
+      wait: { caughtUp: true, ms: 1, openLeaves: 0, backlog: 0, reportsSent: 0, reportsStored: 0 },
+      ...fills,
+    },
   };
+}
+
+type Fill = { venue: VenueFillsByOrder[string]; applied: Partial<AppliedFill> };
+
+/**
+ * Fills of stored orders that agree unless a case says otherwise: the venue traded `cum` shares (all
+ * by default) and ended the order; this system applied the same, with the order's stored status.
+ */
+function fillsOf(orders: StoredOrder[], overrides: Record<string, Partial<Fill>> = {}) {
+  const venue: VenueFillsByOrder = {};
+  const applied = new Map<string, AppliedFill>();
+  for (const order of orders) {
+    const cum =
+      order.status === "cancelled" || order.status === "expired" ? order.quantity >> 1 : order.quantity;
+    const end = order.status === "cancelled" || order.status === "expired" ? order.status : "trade";
+    venue[order._id] = { cum_qty: cum, leaves_qty: 0, exec_type_last: end, ...overrides[order._id]?.venue };
+    applied.set(order._id, {
+      executed: cum,
+      summary: cum,
+      flagged: 0,
+      quantity: order.quantity,
+      status: order.status,
+      ...overrides[order._id]?.applied,
+    });
+  }
+  return { venue, applied };
 }
 
 const options = { inFlightWindowMs: 8_000 };
@@ -312,5 +351,121 @@ describe("chaos checker", () => {
     expect(report.byPhase["no-fault"]?.errors).toBe(1);
     expect(report.byPhase["venue-outage"]?.count).toBe(1);
     expect(report.timeline[1]?.fault).toBe("venue-outage");
+  });
+});
+
+describe("chaos checker: fills", () => {
+  const results = [
+    op(0, "new-keyed", [ok("a")]),
+    op(1, "new-keyed", [ok("b")]),
+    op(2, "new-keyed", [ok("c")]),
+  ];
+  // a filled (its fill may even have come before the placement's acknowledgement was written),
+  // b a limit order that traded half and was cancelled, c expired the same way.
+  const orders = [
+    stored("a", 10, { status: "filled" }),
+    stored("b", 20, { status: "cancelled" }),
+    stored("c", 31, { status: "expired" }),
+  ];
+  const agreeing = () => ({
+    ...fillsOf(orders),
+    wait: { ...collected([]).fills.wait, reportsSent: 7, reportsStored: 7 },
+  });
+
+  test("an order moved on by fills counts as placed, and agreeing fills pass", () => {
+    const analysis = analyze(results, collected(orders, {}, agreeing()), options);
+    expect(analysis.violations).toEqual([]);
+    expect(analysis.checks).toMatchObject({ notPlaced: 0, placedOrders: 3, venue: { placedOnce: true } });
+    expect(analysis.checks.fills).toMatchObject({
+      orders: 3,
+      venueShares: 10 + 10 + 15,
+      appliedShares: 35,
+      mismatched: 0,
+      overfilled: 0,
+      flagged: 0,
+      wrongStatus: 0,
+      agree: true,
+    });
+    const text = summaryText(reportOf(results, analysis));
+    expect(text).toMatch(/execution reports stored \/ sent \(caught up\)\s+7 \/ 7 \(yes in 0\.0 s\)\s+ok/);
+    expect(text).toMatch(/fills: orders compared, shares venue == applied\s+3, 35 == 35\s+ok/);
+    expect(text).toContain("RESULT: ok");
+  });
+
+  test("a filled order must still carry the venue's order id", () => {
+    const data = collected(orders, {}, agreeing());
+    data.venueRecords.set("a", "another");
+    expect(analyze(results, data, options).violations).toEqual([
+      "1 placed orders carry another venue order id than the venue's",
+    ]);
+  });
+
+  test("applied shares short of the venue's, or a summary that lags them, are a mismatch", () => {
+    const fills = fillsOf(orders, {
+      a: { applied: { executed: 8, summary: 8 } },
+      b: { applied: { summary: 9 } },
+    });
+    const analysis = analyze(results, collected(orders, {}, fills), options);
+    expect(analysis.checks.fills).toMatchObject({ mismatched: 2, agree: false, appliedShares: 33 });
+    expect(analysis.violations).toEqual(["2 orders' applied fills differ from the venue's (first: a, b)"]);
+    expect(analysis.samples.fillsMismatched).toEqual([
+      "a venue=10 executed=8 summary=8",
+      "b venue=10 executed=10 summary=9",
+    ]);
+    expect(summaryText(reportOf(results, analysis))).toMatch(/orders mismatched\s+2 \(a, b\)\s+VIOLATION/);
+  });
+
+  test("an overfill is a violation", () => {
+    const fills = fillsOf(orders, { a: { applied: { executed: 12, summary: 12 } } });
+    const evidence = ["a filled quantity=10 filled=12 count=2: #1 trade 6 at ..., #5 trade 6 at ..."];
+    const { checks, violations, samples } = analyze(
+      results,
+      collected(orders, {}, { ...fills, evidence }),
+      options,
+    );
+    expect(checks.fills.overfilled).toBe(1);
+    expect(violations).toContain("1 orders overfilled (first: a)");
+    // The run's stores are deleted with it: the report keeps what the checker read of the order.
+    expect(samples.fillsEvidence).toEqual(evidence);
+  });
+
+  test("a flagged execution is a violation, even with the shares right", () => {
+    const fills = fillsOf(orders, { c: { applied: { flagged: 1 } } });
+    const { checks, violations } = analyze(results, collected(orders, {}, fills), options);
+    expect(checks.fills).toMatchObject({ flagged: 1, mismatched: 0, agree: false });
+    expect(violations).toEqual(["1 execution reports flagged, not applied (first: c)"]);
+  });
+
+  test("an order the venue finished with the wrong end status is a violation", () => {
+    const wrong = [
+      stored("a", 10, { status: "partially_filled" }),
+      orders[1] as StoredOrder,
+      stored("c", 31, { status: "cancelled" }),
+    ];
+    const fills = fillsOf(wrong, { c: { venue: { cum_qty: 15, leaves_qty: 0, exec_type_last: "expired" } } });
+    const { checks, violations } = analyze(results, collected(wrong, {}, fills), options);
+    expect(checks.notPlaced).toBe(0);
+    expect(checks.fills).toMatchObject({ wrongStatus: 2, firstIds: { wrongStatus: ["a", "c"] } });
+    expect(violations).toEqual(["2 orders the venue finished carry another status (first: a, c)"]);
+  });
+
+  test("execution reports that did not catch up in time are a violation", () => {
+    const wait = {
+      caughtUp: false,
+      ms: 120_000,
+      openLeaves: 2,
+      backlog: null,
+      reportsSent: 9,
+      reportsStored: null,
+    };
+    const { checks, violations } = analyze(
+      results,
+      collected(orders, {}, { ...fillsOf(orders), wait }),
+      options,
+    );
+    expect(checks.fills.agree).toBe(false);
+    expect(violations).toEqual([
+      "the execution reports did not catch up within 120 s: 2 orders open at the venue, stream backlog ?, ? of 9 reports stored",
+    ]);
   });
 });

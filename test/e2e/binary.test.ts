@@ -35,28 +35,47 @@ async function ready(opsUrl: string): Promise<boolean> {
 }
 
 describe("dist/orders", () => {
-  test("`all` becomes ready, places an order, and exits 0 on SIGTERM within a few seconds", async () => {
+  test("`all` becomes ready, places an order that the venue's reports fill, and exits 0 on SIGTERM within a few seconds", async () => {
     expect(existsSync(BINARY)).toBe(true);
-    const env = isolatedEnv(servers);
+    // The venue from the binary too, filling every order in two trades: `all` runs the gateway and
+    // the execution actors against its feed.
+    const venue = await spawnService(
+      "exchange",
+      isolatedEnv(servers, { EXCHANGE_FILLS_PER_ORDER: "2", EXCHANGE_LIMIT_UNFILLED_RATE: "0" }),
+      { binary: BINARY },
+    );
+    const env = isolatedEnv(servers, { EXCHANGE_URL: venue.baseUrl });
     const service = await spawnService("all", env, { binary: BINARY });
     try {
       await waitFor(() => ready(service.opsUrl), { timeoutMs: 20_000, message: "/health/ready 200" });
-      const response = await postOrder(service.baseUrl, orderBody({ type: "limit", limit_price: "12.34" }));
+      const response = await postOrder(
+        service.baseUrl,
+        orderBody({ type: "limit", limit_price: "12.34", quantity: 7 }),
+      );
       expect(response.status).toBe(201);
       const { id } = (await response.json()) as { id: string };
-      const placed = await waitFor(
+      const filled = await waitFor(
         async () => {
           const order = (await (await getOrder(service.baseUrl, id)).json()) as {
             status: string;
             limit_price: number;
+            filled_quantity: number;
+            average_price: number;
+            executions: { quantity: number; price: number; exec_type: string }[];
           };
-          return order.status === "placed" ? order : null;
+          return order.status === "filled" ? order : null;
         },
-        { timeoutMs: 20_000, message: "order placed" },
+        { timeoutMs: 20_000, message: "order filled" },
       );
-      expect(placed.limit_price).toBe(12.34);
+      expect(filled.limit_price).toBe(12.34);
+      expect(filled).toMatchObject({ filled_quantity: 7, average_price: 12.34 });
+      expect(filled.executions.map((e) => [e.exec_type, e.quantity, e.price])).toEqual([
+        ["trade", 4, 12.34],
+        ["trade", 3, 12.34],
+      ]);
       const metrics = await (await fetch(`${service.opsUrl}/metrics`)).text();
       expect(metrics).toMatch(/placement_outcomes_total\{outcome="placed"[^}]*\} 1/);
+      expect(metrics).toMatch(/executions_reports_applied_total\{outcome="applied"[^}]*\} 2/);
       expect((await fetch(`${service.baseUrl}/swagger/json`)).status).toBe(200);
 
       const stopping = performance.now();
@@ -65,12 +84,14 @@ describe("dist/orders", () => {
       expect(performance.now() - stopping).toBeLessThan(5_000);
     } finally {
       await service.process.kill();
+      await venue.process.kill();
     }
   });
 
   test("each process kind serves health and metrics on OPS_PORT, never on its public port", async () => {
-    const env = isolatedEnv(servers);
-    for (const kind of ["api", "actors", "exchange"] as const) {
+    const venue = await spawnService("exchange", isolatedEnv(servers), { binary: BINARY });
+    const env = isolatedEnv(servers, { EXCHANGE_URL: venue.baseUrl });
+    for (const kind of ["api", "actors", "executions", "gateway", "exchange"] as const) {
       const service = await spawnService(kind, env, { binary: BINARY });
       try {
         expect((await fetch(`${service.opsUrl}/health/live`)).status).toBe(200);
@@ -81,13 +102,15 @@ describe("dist/orders", () => {
           (response) => response.status,
           () => "closed",
         );
-        expect({ kind, publicMetrics }).toEqual({ kind, publicMetrics: kind === "actors" ? "closed" : 404 });
+        const opensNoPublicPort = kind === "actors" || kind === "executions" || kind === "gateway";
+        expect({ kind, publicMetrics }).toEqual({ kind, publicMetrics: opensNoPublicPort ? "closed" : 404 });
         service.process.signal("SIGTERM");
         expect(await service.process.exited).toBe(0);
       } finally {
         await service.process.kill();
       }
     }
+    await venue.process.kill();
   });
 
   test("bad configuration stops the process with one message naming every bad variable", async () => {
@@ -110,7 +133,7 @@ describe("dist/orders", () => {
   test("an unknown subcommand prints the usage and exits 2", async () => {
     const proc = spawnOwned("usage", [BINARY, "serve"]);
     expect(await proc.exited).toBe(2);
-    expect(proc.logs).toContain("usage: orders <api|actors|all|exchange|dlq|health>");
+    expect(proc.logs).toContain("usage: orders <api|actors|executions|gateway|all|exchange|dlq|health>");
   });
 });
 

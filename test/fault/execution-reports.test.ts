@@ -6,7 +6,9 @@
  * active gateway killed -9 mid-burst, and a 100,000-report burst.
  */
 import { describe, expect, test } from "bun:test";
+import Redis from "ioredis";
 import { compareFills, fillsAgree, readAppliedFills } from "../../bench/chaos/fills.ts";
+import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import { mongoFor, orderBody, postOrder, type ServiceProcess, useServers } from "../support/system.ts";
 import { burstFeed, configureFeed, disconnectFeed, venueFills, venueStats } from "../support/venue-admin.ts";
@@ -73,24 +75,42 @@ async function submit(api: ServiceProcess, bodies: Record<string, unknown>[]): P
  */
 async function untilFillsAgree(system: System, ids: readonly string[], timeoutMs: number) {
   const { client, db } = mongoFor(system.env);
+  const redis = new Redis(system.env.REDIS_URL as string);
+  const keys = createRedisKeys(system.env.REDIS_KEY_PREFIX as string, 1, 2);
   try {
     let verdict: ReturnType<typeof compareFills> | undefined;
     await waitFor(
       async () => {
         const [venue, stats] = await Promise.all([venueFills(system.venue), venueStats(system.venue)]);
         if (!ids.every((id) => venue.orders[id]?.leaves_qty === 0)) return false;
+        // Cheap first: the execution actors have nothing left to read or acknowledge.
+        if ((await executionBacklog(redis, keys)) > 0) return false;
         verdict = compareFills(venue.orders, await readAppliedFills(db));
         const stored = await db.collection("executions").countDocuments();
         return fillsAgree(verdict) && stored === stats.execution_reports;
       },
-      { timeoutMs, intervalMs: 500, message: "applied fills to agree with the venue's" },
+      { timeoutMs, intervalMs: 250, message: "applied fills to agree with the venue's" },
     ).catch((error) => {
       throw new Error(`${(error as Error).message}: ${JSON.stringify(verdict).slice(0, 2000)}`);
     });
     return verdict as ReturnType<typeof compareFills>;
   } finally {
+    redis.disconnect();
     await client.close();
   }
+}
+
+/** Reports appended and not yet acknowledged by an execution actor (lag + pending over the streams). */
+async function executionBacklog(redis: Redis, keys: RedisKeys): Promise<number> {
+  let backlog = 0;
+  for (const stream of keys.executionStreams) {
+    const groups = (await redis.xinfo("GROUPS", stream).catch(() => [])) as unknown[][];
+    for (const group of groups) {
+      const field = (name: string) => Number(group[group.indexOf(name) + 1] ?? 0);
+      backlog += field("lag") + field("pending");
+    }
+  }
+  return backlog;
 }
 
 async function activeGateway(system: System): Promise<ServiceProcess> {

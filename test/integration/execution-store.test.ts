@@ -87,6 +87,7 @@ describe("applying execution reports", () => {
       filled_quantity: 1,
       venue_order_id: `V-${c}`,
     });
+    expect(await executions.countDocuments({ order_id: { $in: ids } })).toBe(4);
   });
 
   test("execution actors applying one order at once lose no report and apply none twice", async () => {

@@ -1,7 +1,7 @@
 /** Consumer names of gone processes are pruned; a consumer that still holds entries never is. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { createStreamUpkeep } from "../../actors/runtime/stream-upkeep.ts";
 import { createIoredisStreamPort } from "../../actors/runtime/redis-streams.ts";
+import { createStreamUpkeep } from "../../actors/runtime/stream-upkeep.ts";
 import { createRedisClient } from "../../src/adapters/redis.ts";
 import { startRedis, type TestServer } from "../harness/servers.ts";
 import { uniqueName } from "../harness/wait-for.ts";

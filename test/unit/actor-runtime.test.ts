@@ -3,7 +3,6 @@
  * through an in-memory StreamPort (a consumer group reduced to what the runtime relies on).
  */
 import { describe, expect, test } from "bun:test";
-import { compareIds } from "../../actors/runtime/stream-upkeep.ts";
 import {
   createIoredisStreamPort,
   type PendingEntry,
@@ -11,6 +10,7 @@ import {
   type StreamPort,
 } from "../../actors/runtime/redis-streams.ts";
 import { type ActorBehaviour, StreamActor } from "../../actors/runtime/stream-actor.ts";
+import { compareIds } from "../../actors/runtime/stream-upkeep.ts";
 import { supervise } from "../../actors/runtime/supervisor.ts";
 import { closeRedis, type RedisConnection } from "../../src/adapters/redis.ts";
 import { backoffDelay } from "../../src/support/backoff.ts";

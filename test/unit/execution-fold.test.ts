@@ -11,6 +11,18 @@ import { canTransition } from "../../src/domain/order.ts";
 
 const NOW = new Date("2026-12-03T10:00:00Z");
 
+/** A report as the executions collection stores it. */
+function stored(r: ExecutionReport) {
+  return {
+    exec_type: r.exec_type,
+    quantity: r.last_qty,
+    price_cents: r.last_price_cents,
+    executed_at: new Date(r.transact_time),
+    session: r.session,
+    seq: r.seq,
+  };
+}
+
 function report(seq: number, overrides: Partial<ExecutionReport> = {}): ExecutionReport {
   return {
     exec_id: `S-${seq}`,
@@ -89,15 +101,7 @@ describe("the fill summary is a fold over the set of executions", () => {
       report(3, { last_qty: 1 }),
       report(4, { exec_type: "cancelled", last_qty: 0, last_price_cents: null }),
     ];
-    const whole = summarize(
-      { status: "placed", quantity: 10 },
-      reports.map((r) => ({
-        exec_type: r.exec_type,
-        quantity: r.last_qty,
-        price_cents: r.last_price_cents,
-        flagged: null,
-      })),
-    );
+    const whole = summarize({ status: "placed", quantity: 10 }, reports.map(stored)).summary;
     expect(whole).toMatchObject({ status: "cancelled", filled_quantity: 6 });
     void fc.assert(
       fc.property(
@@ -113,6 +117,24 @@ describe("the fill summary is a fold over the set of executions", () => {
           expect({ ...stored, quantity: undefined }).toEqual({ ...whole, quantity: undefined });
         },
       ),
+    );
+  });
+});
+
+describe("the flags of an order's stored executions", () => {
+  test("the same set gives the same flags in any order of storing: the trades past the quantity, in the venue's order", () => {
+    const reports = [report(1, { last_qty: 3 }), report(2, { last_qty: 2 }), report(3, { last_qty: 1 })];
+    void fc.assert(
+      fc.property(fc.shuffledSubarray(reports, { minLength: 3, maxLength: 3 }), (order) => {
+        const { summary, flags } = summarize({ status: "placed", quantity: 4 }, order.map(stored));
+        expect(summary).toMatchObject({ status: "filled", filled_quantity: 3 + 1 });
+        // The second trade (seq 2) would pass the quantity after seq 1; seq 3 still fits.
+        expect(order.map((r, i) => [r.seq, flags[i]]).sort()).toEqual([
+          [1, null],
+          [2, "overfill"],
+          [3, null],
+        ]);
+      }),
     );
   });
 });

@@ -6,8 +6,8 @@
 import { describe, expect, test } from "bun:test";
 import { ExchangeBreaker } from "../../actors/placement/exchange-breaker.ts";
 import { createPlacementBehaviour, type PlacementOutcome } from "../../actors/placement/placement-actor.ts";
-import { compareIds, createStreamUpkeep } from "../../actors/runtime/stream-upkeep.ts";
 import type { GroupState, StreamPort } from "../../actors/runtime/redis-streams.ts";
+import { compareIds, createStreamUpkeep } from "../../actors/runtime/stream-upkeep.ts";
 import { entryFields } from "../../src/adapters/placement-state.ts";
 import { OrderPlacementError, OrderRejectedByVenueError } from "../../src/domain/errors.ts";
 import { newOrderRecord, type OrderRecord } from "../../src/domain/order.ts";

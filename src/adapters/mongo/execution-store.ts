@@ -23,9 +23,16 @@ import {
   foldReports,
   type StoredExecution,
   summarize,
+  venueOrder,
 } from "../../domain/execution.ts";
 import type { OrderRecord } from "../../domain/order.ts";
-import { DUPLICATE_KEY, durableWrite, ensureIndexes, type InFlightGate, operationDeadline } from "./client.ts";
+import {
+  DUPLICATE_KEY,
+  durableWrite,
+  ensureIndexes,
+  type InFlightGate,
+  operationDeadline,
+} from "./client.ts";
 
 export type ReportResult = ApplyOutcome | "unknown_order";
 
@@ -67,6 +74,9 @@ const ORDER_PROJECTION = {
   placed_at: 1,
 };
 
+/** Orders whose last written summary a process keeps (about 200 bytes each). */
+const CACHED_ORDERS = 50_000;
+
 /** The reports of one order in a batch, and what became of them. */
 interface OrderWork {
   order: Stored;
@@ -81,6 +91,8 @@ interface OrderWork {
 export class MongoExecutionStore {
   readonly executions: Collection<StoredExecution>;
   private readonly orders: Collection<Document>;
+  /** The orders this process last wrote fills of, with the summary it wrote (least recently used go). */
+  private readonly cache = new Map<string, Stored>();
 
   constructor(
     db: Db,
@@ -97,7 +109,7 @@ export class MongoExecutionStore {
 
   async apply(reports: readonly ExecutionReport[], now: Date): Promise<ExecutionBatchResult> {
     const results: (ReportResult | Error)[] = reports.map(() => new Error("not settled"));
-    const orders = await this.readOrders([...new Set(reports.map((r) => r.client_order_id))]);
+    const orders = await this.ordersOf([...new Set(reports.map((r) => r.client_order_id))]);
     const work = new Map<string, OrderWork>();
     const seen = new Set<string>();
     reports.forEach((report, i) => {
@@ -140,9 +152,16 @@ export class MongoExecutionStore {
         entry.indices.forEach((i, k) => {
           results[i] = entry.outcomes[k] as ApplyOutcome;
         });
-        const applied = entry.documents.filter((d, k) => entry.outcomes[k] === "applied" && d.flagged === null);
+        const applied = entry.documents.filter(
+          (d, k) => entry.outcomes[k] === "applied" && d.flagged === null,
+        );
         if (applied.length > 0)
-          updates.push({ orderId: entry.order._id, account: entry.order.account, summary: entry.summary, applied });
+          updates.push({
+            orderId: entry.order._id,
+            account: entry.order.account,
+            summary: entry.summary,
+            applied,
+          });
       }),
     );
     return { results, updates };
@@ -157,7 +176,7 @@ export class MongoExecutionStore {
         .find({ order_id: { $in: [...orderIds] } }, operationDeadline(this.settings.timeoutMs))
         .toArray(),
     );
-    for (const document of documents.sort(byVenueOrder)) {
+    for (const document of documents.sort(venueOrder)) {
       const list = found.get(document.order_id) ?? [];
       list.push(document);
       found.set(document.order_id, list);
@@ -165,16 +184,48 @@ export class MongoExecutionStore {
     return found;
   }
 
+  /**
+   * The orders of a batch: from the cache of what this process last wrote, else read. A cached order
+   * may be stale only if another writer changed its summary (the version check catches it).
+   */
+  private async ordersOf(ids: string[]): Promise<Map<string, Stored>> {
+    const found = new Map<string, Stored>();
+    const missing: string[] = [];
+    for (const id of ids) {
+      const cached = this.cache.get(id);
+      if (cached) found.set(id, cached);
+      else missing.push(id);
+    }
+    for (const [id, order] of await this.readOrders(missing)) found.set(id, order);
+    return found;
+  }
+
+  /**
+   * One findOne per order, concurrently: FerretDB serves a look-up by _id from an index but an `$in`
+   * over ids from a scan of the whole collection (50 ids among 20,000 orders: 646 ms, against 181 ms
+   * for 50 concurrent look-ups, measured).
+   */
   private async readOrders(ids: string[]): Promise<Map<string, Stored>> {
-    const documents = await this.settings.gate.run(() =>
-      this.orders
-        .find({ _id: { $in: ids } } as Document, {
-          projection: ORDER_PROJECTION,
-          ...operationDeadline(this.settings.timeoutMs),
-        })
-        .toArray(),
+    const documents = await Promise.all(
+      ids.map((id) =>
+        this.settings.gate.run(() =>
+          this.orders.findOne({ _id: id } as Document, {
+            projection: ORDER_PROJECTION,
+            ...operationDeadline(this.settings.timeoutMs),
+          }),
+        ),
+      ),
     );
-    return new Map(documents.map((document) => [String(document._id), document as unknown as Stored]));
+    const found = new Map<string, Stored>();
+    for (const document of documents)
+      if (document) found.set(String(document._id), document as unknown as Stored);
+    return found;
+  }
+
+  private remember(order: Stored): void {
+    this.cache.delete(order._id);
+    this.cache.set(order._id, order);
+    if (this.cache.size > CACHED_ORDERS) this.cache.delete(this.cache.keys().next().value as string);
   }
 
   /** One unordered insertMany; a copy already stored marks its report a duplicate and its order for recompute. */
@@ -210,11 +261,34 @@ export class MongoExecutionStore {
       const written = await this.setSummary(order, entry.summary, previous, previous + inserted, entry, now);
       if (written) return;
     }
-    // Recompute from the store: every stored execution of the order, in the venue's order.
-    const stored = (await this.executionsOf([order._id])).get(order._id) ?? [];
-    entry.summary = summarize(order, stored);
+    // Recompute from the store: every stored execution of the order, folded in the venue's order; a
+    // flag decided on a summary that did not know of every stored copy is corrected.
     const current = (await this.readOrders([order._id])).get(order._id);
     if (!current) throw new Error(`order ${order._id} disappeared while its executions were applied`);
+    const stored = (await this.executionsOf([order._id])).get(order._id) ?? [];
+    const { summary, flags } = summarize(current, stored);
+    entry.summary = summary;
+    await Promise.all(
+      stored.map(async (execution, i) => {
+        const flagged = flags[i] ?? null;
+        if (execution.flagged === flagged) return;
+        await this.settings.gate.run(() =>
+          this.executions.updateOne(
+            { _id: execution._id },
+            { $set: { flagged } },
+            durableWrite(this.settings.timeoutMs),
+          ),
+        );
+        execution.flagged = flagged;
+      }),
+    );
+    const finalFlags = new Map(stored.map((execution, i) => [execution._id, flags[i] ?? null]));
+    entry.documents.forEach((document, k) => {
+      if (entry.outcomes[k] === "duplicate") return;
+      const flagged = finalFlags.get(document._id) ?? null;
+      document.flagged = flagged;
+      entry.outcomes[k] = flagged ?? "applied";
+    });
     const written = await this.setSummary(
       current,
       entry.summary,
@@ -223,7 +297,8 @@ export class MongoExecutionStore {
       entry,
       now,
     );
-    if (!written) throw new Error(`the fill summary of order ${order._id} changed meanwhile; delivered again later`);
+    if (!written)
+      throw new Error(`the fill summary of order ${order._id} changed meanwhile; delivered again later`);
   }
 
   private async setSummary(
@@ -248,7 +323,18 @@ export class MongoExecutionStore {
       ),
     );
     this.settings.onDurableWrite?.("fill_summary", result.matchedCount);
-    return result.matchedCount === 1;
+    if (result.matchedCount === 1) {
+      this.remember({
+        ...order,
+        ...summary,
+        execution_count: count,
+        venue_order_id: (set.venue_order_id as string | undefined) ?? order.venue_order_id,
+        placed_at: (set.placed_at as Date | undefined) ?? order.placed_at,
+      });
+      return true;
+    }
+    this.cache.delete(order._id);
+    return false;
   }
 }
 
@@ -260,7 +346,12 @@ function summaryOf(order: Stored): FillSummary {
   };
 }
 
-function toDocument(report: ExecutionReport, account: string, now: Date, outcome: ApplyOutcome): StoredExecution {
+function toDocument(
+  report: ExecutionReport,
+  account: string,
+  now: Date,
+  outcome: ApplyOutcome,
+): StoredExecution {
   return {
     _id: report.exec_id,
     order_id: report.client_order_id,
@@ -277,11 +368,4 @@ function toDocument(report: ExecutionReport, account: string, now: Date, outcome
     applied_at: now,
     flagged: outcome === "overfill" || outcome === "not_placeable" ? outcome : null,
   };
-}
-
-/** The venue's order: by execution time, then session and sequence number. */
-function byVenueOrder(a: StoredExecution, b: StoredExecution): number {
-  return (
-    a.executed_at.getTime() - b.executed_at.getTime() || a.session.localeCompare(b.session) || a.seq - b.seq
-  );
 }
