@@ -11,10 +11,9 @@
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { uuidV7 } from "../src/domain/ids.ts";
-import type { Cents } from "../src/domain/money.ts";
-import { newOrderRecord } from "../src/domain/order.ts";
 import { metricValue, spawnService, spawnVenue } from "../test/fault/placement-fixture.ts";
 import { waitFor } from "../test/harness/wait-for.ts";
+import { preloadPlacedOrders } from "../test/support/executions.ts";
 import { Cleanup, isolatedEnv, mongoFor, type ServiceProcess, startServers } from "../test/support/system.ts";
 import { burstFeed, configureFeed, configureVenue } from "../test/support/venue-admin.ts";
 import { runBenchmark, writeJsonReport } from "./output.ts";
@@ -79,43 +78,9 @@ async function main(): Promise<number> {
     await configureVenue(venue, { latency_ms: 0, failure_rate: 0 });
     await configureFeed(venue, { fills_per_order: 0 });
 
-    // Orders as placed: in MongoDB, and known to the venue with their whole quantity open.
-    const ids = Array.from({ length: ORDERS }, () => uuidV7());
-    const { client, db, orders } = mongoFor(env);
+    await preloadPlacedOrders(env, venue, ORDERS, QUANTITY);
+    const { client, db } = mongoFor(env);
     cleanup.add(() => client.close());
-    const now = new Date();
-    await orders.insertMany(
-      ids.map((id) => ({
-        ...newOrderRecord(
-          id,
-          {
-            type: "limit",
-            side: "buy",
-            instrument: "US0378331005",
-            limitPriceCents: 10_000 as Cents,
-            quantity: QUANTITY,
-          },
-          now,
-          { partitions: 1, dispatchGraceMs: 3_600_000, idempotencyKey: null, account: "bench" },
-        ),
-        status: "placed",
-      })) as never[],
-    );
-    for (const id of ids) {
-      const response = await fetch(`${venue.baseUrl}/orders`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          client_order_id: id,
-          type: "limit",
-          side: "buy",
-          instrument: "US0378331005",
-          limit_price_cents: 10_000,
-          quantity: QUANTITY,
-        }),
-      });
-      if (response.status !== 201) throw new Error(`venue refused an order: ${response.status}`);
-    }
 
     const redis = new Redis(env.REDIS_URL as string);
     cleanup.add(() => redis.disconnect());

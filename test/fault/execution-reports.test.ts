@@ -6,19 +6,24 @@
  * active gateway killed -9 mid-burst, and a 100,000-report burst.
  */
 import { describe, expect, test } from "bun:test";
-import Redis from "ioredis";
 import { compareFills, fillsAgree, readAppliedFills } from "../../bench/chaos/fills.ts";
-import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.ts";
+import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
 import { waitFor } from "../harness/wait-for.ts";
+import { executionBacklog, preloadPlacedOrders } from "../support/executions.ts";
 import { mongoFor, orderBody, postOrder, type ServiceProcess, useServers } from "../support/system.ts";
 import { burstFeed, configureFeed, disconnectFeed, venueFills, venueStats } from "../support/venue-admin.ts";
 import {
+  Cleanup,
   type Env,
   metricValue,
+  type PlacementRedis,
   placementEnv,
+  REDIS_MODES,
+  redisFor,
   spawnActors,
   spawnService,
   spawnVenue,
+  useRedisMode,
 } from "./placement-fixture.ts";
 
 const servers = useServers();
@@ -32,14 +37,18 @@ interface System {
   executions: ServiceProcess;
 }
 
-async function startSystem(overrides: Env, venueLatencyMs: number): Promise<System> {
-  const base = placementEnv(servers, {
-    EXCHANGE_FILL_DELAY_MS: "20",
-    GATEWAY_LEASE_MS: "2000",
-    GATEWAY_RECONNECT_BASE_MS: "50",
-    GATEWAY_RECONNECT_MAX_MS: "500",
-    ...overrides,
-  });
+async function startSystem(overrides: Env, venueLatencyMs: number, redis?: PlacementRedis): Promise<System> {
+  const base = placementEnv(
+    servers,
+    {
+      EXCHANGE_FILL_DELAY_MS: "20",
+      GATEWAY_LEASE_MS: "2000",
+      GATEWAY_RECONNECT_BASE_MS: "50",
+      GATEWAY_RECONNECT_MAX_MS: "500",
+      ...overrides,
+    },
+    redis ? { redis } : {},
+  );
   const venue = await spawnVenue(base, { failureRate: 0, latencyMs: venueLatencyMs }, cleanup);
   const env = { ...base, EXCHANGE_URL: venue.baseUrl };
   const spawn = async (kind: "api" | "executions" | "gateway", name: string) => {
@@ -75,7 +84,8 @@ async function submit(api: ServiceProcess, bodies: Record<string, unknown>[]): P
  */
 async function untilFillsAgree(system: System, ids: readonly string[], timeoutMs: number) {
   const { client, db } = mongoFor(system.env);
-  const redis = new Redis(system.env.REDIS_URL as string);
+  const probe = new Cleanup();
+  const { redis } = redisFor(system.env, probe);
   const keys = createRedisKeys(system.env.REDIS_KEY_PREFIX as string, 1, 2);
   try {
     let verdict: ReturnType<typeof compareFills> | undefined;
@@ -95,22 +105,9 @@ async function untilFillsAgree(system: System, ids: readonly string[], timeoutMs
     });
     return verdict as ReturnType<typeof compareFills>;
   } finally {
-    redis.disconnect();
+    await probe.run();
     await client.close();
   }
-}
-
-/** Reports appended and not yet acknowledged by an execution actor (lag + pending over the streams). */
-async function executionBacklog(redis: Redis, keys: RedisKeys): Promise<number> {
-  let backlog = 0;
-  for (const stream of keys.executionStreams) {
-    const groups = (await redis.xinfo("GROUPS", stream).catch(() => [])) as unknown[][];
-    for (const group of groups) {
-      const field = (name: string) => Number(group[group.indexOf(name) + 1] ?? 0);
-      backlog += field("lag") + field("pending");
-    }
-  }
-  return backlog;
 }
 
 async function activeGateway(system: System): Promise<ServiceProcess> {
@@ -124,13 +121,16 @@ async function activeGateway(system: System): Promise<ServiceProcess> {
   );
 }
 
-describe("execution reports, real processes", () => {
+describe.each(REDIS_MODES)("execution reports, real processes, Redis %s", (mode) => {
+  const redisMode = useRedisMode(mode, cleanup);
+
   test("each report is applied once: fills before the acknowledgement, a gap healed by a resend, a dropped feed", async () => {
     // The venue records an order halfway through its 400 ms latency and sends the first fill 20 ms
     // later: fills arrive well before the placement actor writes `placed`.
     const system = await startSystem(
       { EXCHANGE_FILLS_PER_ORDER: "3", EXCHANGE_LIMIT_UNFILLED_RATE: "0.5" },
       400,
+      redisMode,
     );
     const active = await activeGateway(system);
     const bodies = Array.from({ length: 120 }, (_, i) =>
@@ -174,7 +174,7 @@ describe("execution reports, real processes", () => {
   }, 120_000);
 
   test("the active gateway killed -9 mid-burst: the standby takes over, no report lost or applied twice", async () => {
-    const system = await startSystem({ EXCHANGE_FILLS_PER_ORDER: "0" }, 5);
+    const system = await startSystem({ EXCHANGE_FILLS_PER_ORDER: "0" }, 5, redisMode);
     const ids = await submit(
       system.api,
       Array.from({ length: 100 }, () => orderBody({ quantity: 100 })),
@@ -198,29 +198,29 @@ describe("execution reports, real processes", () => {
     const takeoverMs = Date.now() - killedAt;
     const verdict = await untilFillsAgree(system, ids, 90_000);
     console.log(
-      `gateway takeover: standby active ${takeoverMs} ms after kill -9 (lease 2,000 ms); ${verdict.appliedShares} of ${verdict.venueShares} shares applied once`,
+      `${redisMode.tag("gateway takeover")} standby active ${takeoverMs} ms after kill -9 (lease 2,000 ms); ${verdict.appliedShares} of ${verdict.venueShares} shares applied once`,
     );
     expect(verdict.appliedShares).toBe(10_000);
   }, 150_000);
+});
 
+describe("execution reports, a burst", () => {
   test("a 100,000-report burst is ingested and applied once each", async () => {
-    const system = await startSystem({ EXCHANGE_FILLS_PER_ORDER: "0" }, 5);
-    const ids = await submit(
-      system.api,
-      Array.from({ length: 200 }, () => orderBody({ quantity: 500 })),
-    );
-    const { client, orders } = mongoFor(system.env);
-    await waitFor(
-      async () => (await orders.countDocuments({ _id: { $in: ids }, status: "placed" })) === ids.length,
-      {
-        timeoutMs: 30_000,
-        message: "orders placed",
-      },
-    );
-    await client.close();
+    // Only what a burst needs: the venue, a gateway and the execution actors, over orders placed already.
+    const env = placementEnv(servers, { EXCHANGE_FILLS_PER_ORDER: "0" });
+    const venue = await spawnVenue(env, { failureRate: 0, latencyMs: 0 }, cleanup);
+    const withVenue = { ...env, EXCHANGE_URL: venue.baseUrl };
+    const ids = await preloadPlacedOrders(withVenue, venue, 200, 500);
+    const [gateway, executions] = await Promise.all([
+      spawnService("gateway", withVenue, { name: "gateway" }),
+      spawnService("executions", withVenue, { name: "executions" }),
+    ]);
+    cleanup.add(() => gateway.process.kill());
+    cleanup.add(() => executions.process.kill());
+    const system = { env: withVenue, venue, api: venue, executions, gateways: [gateway] };
     await activeGateway(system);
     const started = Date.now();
-    expect(await burstFeed(system.venue, { reports: 100_000, per_second: 20_000 })).toBe(100_000);
+    expect(await burstFeed(venue, { reports: 100_000, per_second: 20_000 })).toBe(100_000);
     const verdict = await untilFillsAgree(system, ids, 240_000);
     const seconds = (Date.now() - started) / 1000;
     console.log(
