@@ -3,8 +3,8 @@
  * redis-server and MongoDB-wire server, one `exchange` (venue) process, one `api` process, K `actors`
  * processes and, with `executionPath`, two `gateway` processes (one active, one standby) and one
  * `executions` process; each `bun src/main.ts <kind>` on a port fixed for its slot, so that a restarted
- * process comes back where its clients expect it. Every process can be killed (-9), paused (SIGSTOP), resumed
- * and started again; logs of every incarnation are kept for the report.
+ * process comes back where its clients expect it. Every process can be killed (-9), paused (SIGSTOP),
+ * resumed and started again; logs of every incarnation are kept for the report.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
