@@ -14,14 +14,10 @@ import type { Logger } from "../../src/logger.ts";
 import type { Closer } from "../../src/process/lifecycle.ts";
 import { withStartupRetry } from "../../src/process/lifecycle.ts";
 import type { Shared } from "../../src/process/shared.ts";
-import { every } from "../../src/support/periodic.ts";
 import { createIoredisStreamPort } from "../runtime/redis-streams.ts";
 import { DEFAULT_READ_BLOCK_MS, StreamActor } from "../runtime/stream-actor.ts";
-import { createStreamUpkeep } from "../runtime/stream-upkeep.ts";
+import { createStreamUpkeep, runStreamUpkeep } from "../runtime/stream-upkeep.ts";
 import { createExecutionBehaviour } from "./execution-actor.ts";
-
-/** Consumer names idle this long with nothing pending are removed from the group. */
-const CONSUMER_MAX_IDLE_MS = 24 * 3_600_000;
 
 export async function startExecutionActors(
   config: Config,
@@ -111,25 +107,14 @@ export async function startExecutionActors(
     group: keys.executionGroup,
     deadLetterStream: keys.executionDeadLetterStream,
   });
-  const warn = (task: string) => (error: unknown) => log.warn(`${task} failed`, { error });
-  const timers = [
-    every(
-      config.TRIM_INTERVAL_MS,
-      async () => {
-        await upkeep.trimOnce();
-        await upkeep.pruneConsumers(CONSUMER_MAX_IDLE_MS);
-      },
-      warn("executions trim"),
-    ),
-    every(
-      config.STREAM_METRICS_INTERVAL_MS,
-      async () => {
-        const m = await upkeep.measure();
-        metrics.executionStreamLag.set(m.lag);
-        metrics.executionStreamPending.set(m.pending);
-      },
-      warn("executions stream metrics"),
-    ),
-  ];
+  const timers = runStreamUpkeep(upkeep, {
+    trimIntervalMs: config.TRIM_INTERVAL_MS,
+    metricsIntervalMs: config.STREAM_METRICS_INTERVAL_MS,
+    onMeasure: (m) => {
+      metrics.executionStreamLag.set(m.lag);
+      metrics.executionStreamPending.set(m.pending);
+    },
+    onError: (task, error) => log.warn(`executions ${task} failed`, { error }),
+  });
   closers.push({ name: "execution-upkeep-timers", close: () => Promise.all(timers.map((t) => t.stop())) });
 }

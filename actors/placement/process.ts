@@ -17,7 +17,7 @@ import type { Shared } from "../../src/process/shared.ts";
 import { every } from "../../src/support/periodic.ts";
 import { createIoredisStreamPort } from "../runtime/redis-streams.ts";
 import { DEFAULT_READ_BLOCK_MS, StreamActor } from "../runtime/stream-actor.ts";
-import { createStreamUpkeep } from "../runtime/stream-upkeep.ts";
+import { createStreamUpkeep, runStreamUpkeep } from "../runtime/stream-upkeep.ts";
 import { ExchangeBreaker } from "./exchange-breaker.ts";
 import { createPlacementBehaviour } from "./placement-actor.ts";
 import { createSweeper } from "./sweeper.ts";
@@ -32,9 +32,6 @@ const SCAN_DUTY_CYCLE = 0.05;
 
 /** A read loop without progress this long, with entries waiting, fails /health/live. */
 const STALL_LIMIT_MS = 30_000;
-
-/** Consumer names idle this long with nothing pending are removed from the group. */
-const CONSUMER_MAX_IDLE_MS = 24 * 3_600_000;
 
 function createExchange(config: Config): Exchange {
   return config.EXCHANGE_URL
@@ -205,26 +202,18 @@ export async function startPlacementActors(
       warn("retry release"),
     ),
     every(config.SWEEP_INTERVAL_MS, sweeper.sweepOnce, warn("sweep"), { maxDutyCycle: SCAN_DUTY_CYCLE }),
-    every(
-      config.TRIM_INTERVAL_MS,
-      async () => {
-        await upkeep.trimOnce();
-        await upkeep.pruneConsumers(CONSUMER_MAX_IDLE_MS);
-      },
-      warn("trim"),
-    ),
-    every(
-      config.STREAM_METRICS_INTERVAL_MS,
-      async () => {
-        const m = await upkeep.measure();
+    ...runStreamUpkeep(upkeep, {
+      trimIntervalMs: config.TRIM_INTERVAL_MS,
+      metricsIntervalMs: config.STREAM_METRICS_INTERVAL_MS,
+      onMeasure: (m) => {
         waiting = { lag: m.lag, measuredAt: Date.now() };
         metrics.streamLength.set(m.length);
         metrics.streamLag.set(m.lag);
         metrics.streamPending.set(m.pending);
         metrics.deadLetterEntries.set(m.deadLetters);
       },
-      warn("stream metrics"),
-    ),
+      onError: (task, error) => warn(task)(error),
+    }),
     // The end-to-end monitor: from MongoDB, whatever the streams say (an order lost between them
     // shows). One process computes it (the one sweeping partition 0); the others drop their series.
     every(

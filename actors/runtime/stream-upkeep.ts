@@ -1,9 +1,47 @@
 /**
- * Upkeep of an actor group's streams (placement, executions): trimming and the gauges the autoscaler reads.
+ * Upkeep of an actor group's streams (placement, executions): trimming and the gauges the autoscaler
+ * reads.
  * Trimming invariant: an entry is removed only when it is below both the oldest pending entry and the
  * group's last-delivered id, i.e. it was delivered and acknowledged. Nothing unacknowledged is ever cut.
  */
-import type { StreamPort } from "../runtime/redis-streams.ts";
+import { every } from "../../src/support/periodic.ts";
+import type { StreamPort } from "./redis-streams.ts";
+
+/** Consumer names idle this long with nothing pending belong to processes that are gone. */
+const CONSUMER_MAX_IDLE_MS = 24 * 3_600_000;
+
+export type StreamUpkeep = ReturnType<typeof createStreamUpkeep>;
+export type StreamMeasure = Awaited<ReturnType<StreamUpkeep["measure"]>>;
+
+/**
+ * What every actor process runs on its group's streams: trimming and pruning of idle consumers every
+ * `trimIntervalMs`, the gauges every `metricsIntervalMs` (handed to `onMeasure`). Returns the timers.
+ */
+export function runStreamUpkeep(
+  upkeep: StreamUpkeep,
+  options: {
+    trimIntervalMs: number;
+    metricsIntervalMs: number;
+    onMeasure(measure: StreamMeasure): void;
+    onError(task: string, error: unknown): void;
+  },
+): { stop(): Promise<void> }[] {
+  return [
+    every(
+      options.trimIntervalMs,
+      async () => {
+        await upkeep.trimOnce();
+        await upkeep.pruneConsumers(CONSUMER_MAX_IDLE_MS);
+      },
+      (error) => options.onError("trim", error),
+    ),
+    every(
+      options.metricsIntervalMs,
+      async () => options.onMeasure(await upkeep.measure()),
+      (error) => options.onError("stream metrics", error),
+    ),
+  ];
+}
 
 export function createStreamUpkeep(deps: {
   port: StreamPort;

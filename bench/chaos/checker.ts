@@ -145,6 +145,7 @@ export async function awaitExecutions(
     backlog: null,
     reportsSent: 0,
     reportsStored: null,
+    deadLettered: null,
   };
   try {
     for (;;) {
@@ -158,13 +159,15 @@ export async function awaitExecutions(
             ? null
             : await executions.countDocuments({}, { signal: AbortSignal.timeout(10_000) }).catch(() => null);
         wait.caughtUp = wait.reportsStored === wait.reportsSent;
+        // A dead-lettered report is acknowledged and never applied: the count says where a shortfall went.
+        wait.deadLettered = await redis.xlen(keys.executionDeadLetterStream).catch(() => null);
       }
       wait.ms = Date.now() - started;
       if (wait.caughtUp || wait.ms > timeoutMs) return wait;
       if (Date.now() - lastLog >= progressEveryMs) {
         lastLog = Date.now();
         log(
-          `executions ${(wait.ms / 1000).toFixed(0)} s: ${wait.openLeaves} orders open at the venue, backlog ${wait.backlog ?? "?"}, ${wait.reportsStored ?? "?"} of ${wait.reportsSent} reports stored`,
+          `executions ${(wait.ms / 1000).toFixed(0)} s: ${wait.openLeaves} orders open at the venue, backlog ${wait.backlog ?? "?"}, ${wait.reportsStored ?? "?"} of ${wait.reportsSent} reports stored, ${wait.deadLettered ?? "?"} dead-lettered`,
         );
       }
       await Bun.sleep(1_000);

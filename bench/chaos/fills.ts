@@ -101,6 +101,8 @@ export interface ExecutionsWait {
   reportsSent: number;
   /** Documents in `executions`; null when MongoDB did not answer. */
   reportsStored: number | null;
+  /** Entries the execution actors gave up on (the executions dead-letter stream); null: Redis did not answer. */
+  deadLettered: number | null;
 }
 
 /** What the chaos checker read of the execution path once the wait ended. */
@@ -117,6 +119,7 @@ export interface FillChecks {
   waitMs: number;
   reportsSent: number;
   reportsStored: number | null;
+  deadLettered: number | null;
   orders: number;
   venueShares: number;
   appliedShares: number;
@@ -145,6 +148,7 @@ export function checkFills(collected: CollectedFills): {
     waitMs: wait.ms,
     reportsSent: wait.reportsSent,
     reportsStored: wait.reportsStored,
+    deadLettered: wait.deadLettered,
     orders: verdict.orders,
     venueShares: verdict.venueShares,
     appliedShares: verdict.appliedShares,
@@ -164,7 +168,7 @@ export function checkFills(collected: CollectedFills): {
   const first = (ids: string[]) => ` (first: ${ids.join(", ")})`;
   if (!wait.caughtUp)
     violations.push(
-      `the execution reports did not catch up within ${Math.round(wait.ms / 1000)} s: ${wait.openLeaves} orders open at the venue, stream backlog ${wait.backlog ?? "?"}, ${wait.reportsStored ?? "?"} of ${wait.reportsSent} reports stored`,
+      `the execution reports did not catch up within ${Math.round(wait.ms / 1000)} s: ${wait.openLeaves} orders open at the venue, stream backlog ${wait.backlog ?? "?"}, ${wait.reportsStored ?? "?"} of ${wait.reportsSent} reports stored, ${wait.deadLettered ?? "?"} dead-lettered`,
     );
   if (checks.mismatched > 0)
     violations.push(

@@ -141,8 +141,8 @@ const withIds = (count: number, ids: readonly string[]) =>
 function fillRows(f: FillChecks): (string | number)[][] {
   return [
     [
-      "execution reports stored / sent (caught up)",
-      `${f.reportsStored ?? "?"} / ${f.reportsSent} (${f.caughtUp ? "yes" : "NO"} in ${(f.waitMs / 1000).toFixed(1)} s)`,
+      "execution reports stored / sent (caught up, dead-lettered)",
+      `${f.reportsStored ?? "?"} / ${f.reportsSent} (${f.caughtUp ? "yes" : "NO"} in ${(f.waitMs / 1000).toFixed(1)} s, ${f.deadLettered ?? "?"})`,
       verdict(f.caughtUp),
     ],
     [

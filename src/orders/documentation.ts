@@ -4,6 +4,8 @@
  * request body comes from the route's `body` model (its examples are the schema's `examples`).
  */
 
+import { ORDER_STATUSES } from "../domain/order.ts";
+
 const ref = (model: string) => ({ $ref: `#/components/schemas/${model}` });
 const header = (description: string, type: "string" | "integer" = "string") => ({
   description,
@@ -124,19 +126,8 @@ const ORDER_EVENT_FRAME = {
       description: "The event id, increasing per account: send the last one received as `last_event_id`",
     },
     order_id: { type: "string", format: "uuid" },
-    status: {
-      type: "string",
-      enum: [
-        "accepted",
-        "placed",
-        "rejected",
-        "partially_filled",
-        "filled",
-        "cancelled",
-        "expired",
-        "withdrawn",
-      ],
-    },
+    // Every status but `placing`, which is never stored (the lease lives in Redis) and so never sent.
+    status: { type: "string", enum: ORDER_STATUSES.filter((status) => status !== "placing") },
     at: {
       type: "string",
       format: "date-time",

@@ -104,7 +104,15 @@ function collected(
     fills: {
       venue: {},
       applied: new Map(),
-      wait: { caughtUp: true, ms: 1, openLeaves: 0, backlog: 0, reportsSent: 0, reportsStored: 0 },
+      wait: {
+        caughtUp: true,
+        ms: 1,
+        openLeaves: 0,
+        backlog: 0,
+        reportsSent: 0,
+        reportsStored: 0,
+        deadLettered: 0,
+      },
       ...fills,
     },
   };
@@ -387,7 +395,9 @@ describe("chaos checker: fills", () => {
       agree: true,
     });
     const text = summaryText(reportOf(results, analysis));
-    expect(text).toMatch(/execution reports stored \/ sent \(caught up\)\s+7 \/ 7 \(yes in 0\.0 s\)\s+ok/);
+    expect(text).toMatch(
+      /execution reports stored \/ sent \(caught up, dead-lettered\)\s+7 \/ 7 \(yes in 0\.0 s, 0\)\s+ok/,
+    );
     expect(text).toMatch(/fills: orders compared, shares venue == applied\s+3, 35 == 35\s+ok/);
     expect(text).toContain("RESULT: ok");
   });
@@ -457,6 +467,7 @@ describe("chaos checker: fills", () => {
       backlog: null,
       reportsSent: 9,
       reportsStored: null,
+      deadLettered: 3,
     };
     const { checks, violations } = analyze(
       results,
@@ -465,7 +476,7 @@ describe("chaos checker: fills", () => {
     );
     expect(checks.fills.agree).toBe(false);
     expect(violations).toEqual([
-      "the execution reports did not catch up within 120 s: 2 orders open at the venue, stream backlog ?, ? of 9 reports stored",
+      "the execution reports did not catch up within 120 s: 2 orders open at the venue, stream backlog ?, ? of 9 reports stored, 3 dead-lettered",
     ]);
   });
 });
