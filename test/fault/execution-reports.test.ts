@@ -10,7 +10,14 @@ import { compareFills, fillsAgree, readAppliedFills } from "../../bench/chaos/fi
 import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
 import { waitFor } from "../harness/wait-for.ts";
 import { executionBacklog, preloadPlacedOrders } from "../support/executions.ts";
-import { mongoFor, orderBody, postOrder, type ServiceProcess, useServers } from "../support/system.ts";
+import {
+  authorizationFor,
+  mongoFor,
+  orderBody,
+  postOrder,
+  type ServiceProcess,
+  useServers,
+} from "../support/system.ts";
 import { burstFeed, configureFeed, disconnectFeed, venueFills, venueStats } from "../support/venue-admin.ts";
 import {
   Cleanup,
@@ -133,6 +140,16 @@ describe.each(REDIS_MODES)("execution reports, real processes, Redis %s", (mode)
       redisMode,
     );
     const active = await activeGateway(system);
+    // The client's view: every update of its orders over the WebSocket, from the start.
+    const frames: { order_id: string; status: string; filled_quantity: number }[] = [];
+    const socket = new WebSocket(`${system.api.baseUrl.replace("http", "ws")}/orders/events`, {
+      headers: authorizationFor(system.api.baseUrl),
+    } as unknown as string[]);
+    await new Promise((resolve, reject) => {
+      socket.onopen = resolve;
+      socket.onerror = reject;
+    });
+    socket.onmessage = (message) => frames.push(JSON.parse(String(message.data)));
     const bodies = Array.from({ length: 120 }, (_, i) =>
       i % 2 === 0
         ? orderBody({ quantity: 3 + (i % 7) })
@@ -171,6 +188,20 @@ describe.each(REDIS_MODES)("execution reports, real processes, Redis %s", (mode)
       (await metricValue(system.executions, "executions_reports_applied_total", { outcome: "overfill" })) ??
         0,
     ).toBe(0);
+    // Every order's client heard of its acceptance and of its final fill state as it happened.
+    const { orders: atVenue } = await venueFills(system.venue);
+    await waitFor(
+      () =>
+        ids.every((id) => {
+          const heard = frames.filter((f) => f.order_id === id);
+          return (
+            heard.some((f) => f.status === "accepted") &&
+            heard.some((f) => f.filled_quantity === atVenue[id]?.cum_qty && f.status !== "accepted")
+          );
+        }),
+      { timeoutMs: 10_000, message: "every order's events on the client's WebSocket" },
+    );
+    socket.close();
   }, 120_000);
 });
 
