@@ -14,6 +14,7 @@ import { createGroupCommit } from "../../src/adapters/mongo/group-commit.ts";
 import { averagePriceCents, EXEC_TYPES, type ExecutionReport } from "../../src/domain/execution.ts";
 import type { Clock, OrderEvent } from "../../src/domain/ports.ts";
 import type { Logger } from "../../src/logger.ts";
+import { type BackoffPolicy, backoffDelay } from "../../src/support/backoff.ts";
 import { PoisonMessageError } from "../placement/placement-actor.ts";
 import type { ActorBehaviour, ActorMessage } from "../runtime/stream-actor.ts";
 
@@ -39,11 +40,20 @@ export interface ExecutionDeps {
   publish(event: OrderEvent): void;
   observe?(outcome: ReportResult, lagSeconds: number): void;
   observeBatch?(size: number): void;
+  /** A batch failed on MongoDB or Redis and is tried again after `retryInMs`. */
+  onTransientFailure?(error: unknown, retryInMs: number): void;
 }
 
 /** How often and how long a batch waits for orders another execution actor is writing. */
 const LOCK_RETRY_MS = 20;
 const LOCK_ROUNDS = 100;
+/**
+ * A batch that fails on MongoDB or Redis is tried again, with this backoff, for as long as it takes:
+ * left to redelivery instead, a long outage would dead-letter valid reports after MAX_DELIVERIES (a
+ * chaos run showed it), and a report given up on is a fill the client never sees. The entries stay
+ * in flight meanwhile, so the actor reads nothing new (backpressure).
+ */
+const TRANSIENT_RETRY: BackoffPolicy = { baseMs: 100, maxMs: 5_000 };
 
 export function createExecutionBehaviour(deps: ExecutionDeps): ActorBehaviour {
   /** Applies reports whose orders this flush holds; one result per report (null: durable, acknowledge). */
@@ -72,6 +82,7 @@ export function createExecutionBehaviour(deps: ExecutionDeps): ActorBehaviour {
     });
   }
 
+  let shutdown: AbortSignal | undefined;
   const batches = createGroupCommit<ExecutionReport>({
     // The entries of one read are dispatched together, so a window of 1 ms gathers a read's reports.
     // One batch at a time: while it is written the next one grows (an order's reports coalesce into
@@ -79,34 +90,71 @@ export function createExecutionBehaviour(deps: ExecutionDeps): ActorBehaviour {
     windowMs: 1,
     maxBatch: deps.batchMax,
     maxConcurrentFlushes: 1,
-    flush: async (reports) => {
-      const token = crypto.randomUUID();
-      const settled: (Error | null)[] = reports.map(
-        () => new Error("the order was being written by another execution actor; delivered again later"),
-      );
-      let waiting = reports.map((_, i) => i);
-      const orderOf = (i: number) => (reports[i] as ExecutionReport).client_order_id;
-      for (let round = 0; waiting.length > 0 && round < LOCK_ROUNDS; round++) {
-        if (round > 0) await Bun.sleep(LOCK_RETRY_MS);
-        const held = await deps.locks.acquire([...new Set(waiting.map(orderOf))], token);
-        const now = waiting.filter((i) => held.has(orderOf(i)));
-        waiting = waiting.filter((i) => !held.has(orderOf(i)));
-        if (now.length === 0) continue;
-        try {
-          const results = await applyHeld(now.map((i) => reports[i] as ExecutionReport));
-          now.forEach((i, k) => {
-            settled[i] = results[k] ?? null;
-          });
-        } finally {
-          await deps.locks.release(held, token).catch(() => {});
-        }
-      }
-      return settled;
-    },
+    flush: (reports) => flushUntilDone(reports),
   });
 
+  /** Applies a batch, each order under its lock; one result per report. */
+  async function flushHeld(reports: ExecutionReport[]): Promise<(Error | null)[]> {
+    const token = crypto.randomUUID();
+    const settled: (Error | null)[] = reports.map(
+      () => new Error("the order was being written by another execution actor; delivered again later"),
+    );
+    let waiting = reports.map((_, i) => i);
+    const orderOf = (i: number) => (reports[i] as ExecutionReport).client_order_id;
+    for (let round = 0; waiting.length > 0 && round < LOCK_ROUNDS; round++) {
+      if (round > 0) await Bun.sleep(LOCK_RETRY_MS);
+      const held = await deps.locks.acquire([...new Set(waiting.map(orderOf))], token);
+      const now = waiting.filter((i) => held.has(orderOf(i)));
+      waiting = waiting.filter((i) => !held.has(orderOf(i)));
+      if (now.length === 0) continue;
+      try {
+        const results = await applyHeld(now.map((i) => reports[i] as ExecutionReport));
+        now.forEach((i, k) => {
+          settled[i] = results[k] ?? null;
+        });
+      } finally {
+        await deps.locks.release(held, token).catch(() => {});
+      }
+    }
+    return settled;
+  }
+
+  /**
+   * Applies the batch; what fails on MongoDB or Redis (or waited too long for an order's lock) is
+   * tried again after a backoff, until it is done. Only a report of an unknown order is given back
+   * (left pending, delivered again later), and on shutdown what is left.
+   */
+  async function flushUntilDone(reports: ExecutionReport[]): Promise<(Error | null)[]> {
+    const settled: (Error | null)[] = reports.map(() => null);
+    let open = reports.map((_, i) => i);
+    for (let attempt = 1; ; attempt++) {
+      let results: (Error | null)[] | null = null;
+      let failure: unknown = null;
+      try {
+        results = await flushHeld(open.map((i) => reports[i] as ExecutionReport));
+      } catch (error) {
+        failure = error;
+      }
+      const again: number[] = [];
+      open.forEach((i, k) => {
+        const result = results ? (results[k] ?? null) : (failure as Error);
+        if (result === null || result instanceof UnknownOrderError) settled[i] = result;
+        else {
+          settled[i] = result;
+          again.push(i);
+        }
+      });
+      if (again.length === 0 || shutdown?.aborted) return settled;
+      const delayMs = backoffDelay(attempt, TRANSIENT_RETRY);
+      deps.onTransientFailure?.(settled[again[0] as number], delayMs);
+      await Bun.sleep(delayMs);
+      open = again;
+    }
+  }
+
   return {
-    async handle(message: ActorMessage) {
+    async handle(message: ActorMessage, signal: AbortSignal) {
+      shutdown = signal;
       const report = parseReport(message.fields.report);
       if (report === null)
         throw new PoisonMessageError(`entry ${message.id} holds no valid execution report`);

@@ -58,6 +58,8 @@ export async function startExecutionActors(
       if (outcome === "applied") metrics.executionApplyLag.observe(lagSeconds);
     },
     observeBatch: (size) => metrics.executionBatchSize.observe(size),
+    onTransientFailure: (error, retryInMs) =>
+      log.warn("applying execution reports failed; retrying", { error, retry_in_ms: retryInMs }),
   });
   const consumer = `${config.HOSTNAME}-${process.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const actor = new StreamActor({

@@ -238,6 +238,52 @@ describe("execution reports, gateway failover and a burst", () => {
     expect(verdict.appliedShares).toBe(10_000);
   }, 150_000);
 
+  test("MongoDB paused while reports arrive: nothing is dead-lettered, every report is applied once after", async () => {
+    // Entries are reclaimed after 2 s idle and dead-lettered after 2 deliveries: without the actors'
+    // own retries, a pause of 8 s would give up valid reports.
+    const system = await startSystem(
+      {
+        EXCHANGE_FILLS_PER_ORDER: "0",
+        MONGO_TIMEOUT_MS: "1000",
+        REQUEST_DEADLINE_MS: "5000",
+        BREAKER_TIMEOUT_MS: "1000",
+        CLAIM_TIMEOUT_MS: "2000",
+        RECLAIM_INTERVAL_MS: "250",
+        MAX_DELIVERIES: "2",
+      },
+      5,
+    );
+    const ids = await submit(
+      system.api,
+      Array.from({ length: 40 }, () => orderBody({ quantity: 50 })),
+    );
+    const { client, orders } = mongoFor(system.env);
+    await waitFor(
+      async () => (await orders.countDocuments({ _id: { $in: ids }, status: "placed" })) === ids.length,
+      {
+        timeoutMs: 30_000,
+        message: "orders placed",
+      },
+    );
+    await client.close();
+    await activeGateway(system);
+    expect(await burstFeed(system.venue, { reports: 2_000, per_second: 500 })).toBe(2_000);
+    await Bun.sleep(1_000);
+    servers.mongo.pause();
+    await Bun.sleep(8_000);
+    servers.mongo.resume();
+    const verdict = await untilFillsAgree(system, ids, 90_000);
+    expect(verdict.appliedShares).toBe(2_000);
+    const probe = new Cleanup();
+    try {
+      const { redis } = redisFor(system.env, probe);
+      const keys = createRedisKeys(system.env.REDIS_KEY_PREFIX as string, 1, 2);
+      expect(await redis.xlen(keys.executionDeadLetterStream)).toBe(0);
+    } finally {
+      await probe.run();
+    }
+  }, 150_000);
+
   test("a 100,000-report burst is ingested and applied once each", async () => {
     // Only what a burst needs: the venue, a gateway and the execution actors, over orders placed already.
     const env = placementEnv(servers, { EXCHANGE_FILLS_PER_ORDER: "0" });

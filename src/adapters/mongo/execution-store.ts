@@ -242,6 +242,16 @@ export class MongoExecutionStore {
       if (!(error instanceof MongoBulkWriteError)) throw error;
       const writeErrors = [error.writeErrors].flat();
       if (writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw error;
+      // The driver also reports a connection lost mid-batch as a bulk write error without write errors:
+      // the rest were stored only if the server's count says so. Otherwise the batch is ambiguous, and
+      // its redelivery finds the copies and recomputes (a chaos run showed summaries counting reports
+      // that were never stored).
+      const inserted = error.result?.insertedCount ?? -1;
+      if (
+        error.result?.getWriteConcernError?.() !== undefined ||
+        inserted !== documents.length - writeErrors.length
+      )
+        throw error;
       for (const writeError of writeErrors) {
         const { entry, k } = owner[writeError.index] as { entry: OrderWork; k: number };
         entry.outcomes[k] = "duplicate";
