@@ -11,11 +11,11 @@
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { uuidV7 } from "../src/domain/ids.ts";
-import { metricValue, spawnService, spawnVenue } from "../test/fault/placement-fixture.ts";
-import { waitFor } from "../test/harness/wait-for.ts";
 import { preloadPlacedOrders } from "../test/support/executions.ts";
+import { metricValue, spawnService, spawnVenue } from "../test/support/placement.ts";
 import { Cleanup, isolatedEnv, mongoFor, type ServiceProcess, startServers } from "../test/support/system.ts";
 import { burstFeed, configureFeed, configureVenue } from "../test/support/venue-admin.ts";
+import { waitFor } from "../test/support/wait-for.ts";
 import { runBenchmark, writeJsonReport } from "./output.ts";
 
 const { values: args } = parseArgs({

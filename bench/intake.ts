@@ -22,8 +22,7 @@ import { MongoClient } from "mongodb";
 import { MongoOrderRepository } from "../src/adapters/mongo/order-repository.ts";
 import { createRedisKeys } from "../src/adapters/redis-keys.ts";
 import { databaseName } from "../src/config.ts";
-import { type OwnedProcess, spawnOwned } from "../test/harness/child-process.ts";
-import { freePort, waitFor } from "../test/harness/wait-for.ts";
+import { type OwnedProcess, spawnOwned } from "../test/support/servers/child-process.ts";
 import {
   bearer,
   createApiKeys,
@@ -32,6 +31,7 @@ import {
   type Servers,
   startServers,
 } from "../test/support/system.ts";
+import { freePort, waitFor } from "../test/support/wait-for.ts";
 import { runBenchmark, writeJsonReport } from "./output.ts";
 
 const THROUGHPUT_TARGET = 0.8;

@@ -26,7 +26,7 @@ import { type FinalWriteResult, type OrderRepository, systemClock } from "../src
 import { createHttpExchange } from "../src/exchange/http-exchange.ts";
 import { silentLogger } from "../src/logger.ts";
 import { every } from "../src/support/periodic.ts";
-import { type OwnedProcess, spawnOwned } from "../test/harness/child-process.ts";
+import { type OwnedProcess, spawnOwned } from "../test/support/servers/child-process.ts";
 import { type Cleanup, ROOT } from "../test/support/system.ts";
 
 /** Starts one in-memory placement actor process with `env`; stopped (SIGTERM, then SIGKILL) at cleanup. */

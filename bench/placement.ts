@@ -13,11 +13,11 @@ import {
   spawnActors,
   spawnVenue,
   venueStats,
-} from "../test/fault/placement-fixture.ts";
-import type { OwnedProcess } from "../test/harness/child-process.ts";
-import { waitFor } from "../test/harness/wait-for.ts";
+} from "../test/support/placement.ts";
+import type { OwnedProcess } from "../test/support/servers/child-process.ts";
 import { isolatedEnv, mongoFor, ROOT, type Servers, startServers } from "../test/support/system.ts";
 import { resetVenue } from "../test/support/venue-admin.ts";
+import { waitFor } from "../test/support/wait-for.ts";
 import { spawnMemoryActors } from "./memory-actors.ts";
 import { writeJsonReport } from "./output.ts";
 

@@ -51,16 +51,10 @@ import { createRedisKeys } from "../src/adapters/redis-keys.ts";
 import { uuidV7 } from "../src/domain/ids.ts";
 import { partitionOf } from "../src/domain/order.ts";
 import type { DispatchedOrder } from "../src/domain/ports.ts";
-import {
-  type Env,
-  preloadOrders,
-  spawnActors,
-  spawnVenue,
-  venueStats,
-} from "../test/fault/placement-fixture.ts";
-import type { OwnedProcess } from "../test/harness/child-process.ts";
-import { redisCommand } from "../test/harness/redis.ts";
-import { type RedisCluster, startRedisCluster } from "../test/harness/redis-cluster.ts";
+import { type Env, preloadOrders, spawnActors, spawnVenue, venueStats } from "../test/support/placement.ts";
+import type { OwnedProcess } from "../test/support/servers/child-process.ts";
+import { redisCommand } from "../test/support/servers/redis.ts";
+import { type RedisCluster, startRedisCluster } from "../test/support/servers/redis-cluster.ts";
 import {
   Cleanup,
   isolatedEnv,

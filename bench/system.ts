@@ -39,9 +39,8 @@ import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
 import { MongoOrderRepository } from "../src/adapters/mongo/order-repository.ts";
 import { databaseName } from "../src/config.ts";
-import { spawnVenue, venueStats } from "../test/fault/placement-fixture.ts";
-import { type OwnedProcess, spawnOwned } from "../test/harness/child-process.ts";
-import { freePort, uniqueName, waitFor } from "../test/harness/wait-for.ts";
+import { spawnVenue, venueStats } from "../test/support/placement.ts";
+import { type OwnedProcess, spawnOwned } from "../test/support/servers/child-process.ts";
 import {
   bearer,
   Cleanup,
@@ -53,6 +52,7 @@ import {
   spawnService,
   startServers,
 } from "../test/support/system.ts";
+import { freePort, uniqueName, waitFor } from "../test/support/wait-for.ts";
 import { runBenchmark, writeJsonReport } from "./output.ts";
 import {
   cpuMeter,

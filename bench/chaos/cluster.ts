@@ -8,9 +8,9 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { OwnedProcess } from "../../test/harness/child-process.ts";
-import { freePort } from "../../test/harness/wait-for.ts";
+import type { OwnedProcess } from "../../test/support/servers/child-process.ts";
 import { isolatedEnv, type Servers, spawnService, startServers } from "../../test/support/system.ts";
+import { freePort } from "../../test/support/wait-for.ts";
 
 export type ServiceKind = "api" | "actors" | "exchange" | "gateway" | "executions";
 

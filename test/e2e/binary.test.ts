@@ -3,8 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawnOwned } from "../harness/child-process.ts";
-import { freePort, waitFor } from "../harness/wait-for.ts";
+import { spawnOwned } from "../support/servers/child-process.ts";
 import {
   bearer,
   getOrder,
@@ -16,6 +15,7 @@ import {
   spawnService,
   startServers,
 } from "../support/system.ts";
+import { freePort, waitFor } from "../support/wait-for.ts";
 
 const BINARY = join(ROOT, "dist/orders");
 let servers: Servers;

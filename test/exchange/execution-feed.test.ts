@@ -10,7 +10,6 @@ import type { ExchangeOrder } from "../../src/exchange/port.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { startExchange } from "../../src/process/exchange.ts";
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
-import { waitFor } from "../harness/wait-for.ts";
 import {
   burstFeed,
   configureFeed,
@@ -20,6 +19,7 @@ import {
   venueFills,
   venueStats,
 } from "../support/venue-admin.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 const order = (id: string, overrides: Partial<ExchangeOrder> = {}): ExchangeOrder => ({
   client_order_id: id,

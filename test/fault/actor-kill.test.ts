@@ -4,13 +4,12 @@
  * order up at the venue before resubmitting, so every order is placed and the venue records each once
  * (docs/ARCHITECTURE.md guarantees 1 and 2).
  *
- * Both Redis modes (placement-fixture.ts's `useRedisMode`): standalone, a second process started after
+ * Both Redis modes (test/support/placement.ts's `useRedisMode`): standalone, a second process started after
  * the kill reclaims; on a Redis Cluster (6 partitions over 3 masters), the second process already runs
  * beside the victim, reading every partition, and reclaims on every partition the victim held.
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { partitionOf } from "../../src/domain/order.ts";
-import { useServers } from "../support/system.ts";
 import {
   firstActorHoldingOrders,
   metricValue,
@@ -20,7 +19,8 @@ import {
   useRedisMode,
   venueStats,
   waitUntilPlaced,
-} from "./placement-fixture.ts";
+} from "../support/placement.ts";
+import { useServers } from "../support/system.ts";
 
 setDefaultTimeout(110_000);
 

@@ -4,12 +4,11 @@
  * shorter than the venue's answer), and exits 0. A second actor process places everything else; no
  * order is lost and the venue records each one once.
  *
- * Both Redis modes (placement-fixture.ts's `useRedisMode`): standalone, the second process starts after
+ * Both Redis modes (test/support/placement.ts's `useRedisMode`): standalone, the second process starts after
  * the first exited; on a Redis Cluster (6 partitions over 3 masters), it already runs beside the first,
  * reading every partition, while the first drains.
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { useServers } from "../support/system.ts";
 import {
   firstActorHoldingOrders,
   type PlacementRedis,
@@ -19,7 +18,8 @@ import {
   useRedisMode,
   venueStats,
   waitUntilPlaced,
-} from "./placement-fixture.ts";
+} from "../support/placement.ts";
+import { useServers } from "../support/system.ts";
 
 setDefaultTimeout(110_000);
 

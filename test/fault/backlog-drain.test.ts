@@ -2,7 +2,7 @@
  * The deadlock proof (issue #9): a 2,000-order backlog drains with DEFAULT settings (ACTOR_CONCURRENCY
  * 256, MONGO_MAX_POOL_SIZE 32, MONGO_MAX_IN_FLIGHT 16, ...) on the default embedded store, with two actor
  * processes at once. FerretDB deadlocks for good when its clients hold more operations than its pool has
- * connections (test/harness/ferretdb.ts); 2 x 256 placements at once is where that would show. Every
+ * connections (test/support/servers/ferretdb.ts); 2 x 256 placements at once is where that would show. Every
  * order must be placed, each exactly once at the venue, and an `api` process on the same store must keep
  * answering POST /orders (201) and GET /health/ready (200) while the actors drain.
  *
@@ -10,7 +10,6 @@
  * actor processes over 6 partitions on a Redis Cluster is test/integration/redis-cluster-placement.test.ts.
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
-import { authorizationFor, isolatedEnv, mongoFor, orderBody, useServers } from "../support/system.ts";
 import {
   preloadOrders,
   spawnActors,
@@ -19,7 +18,8 @@ import {
   statusCounts,
   venueStats,
   waitUntilPlaced,
-} from "./placement-fixture.ts";
+} from "../support/placement.ts";
+import { authorizationFor, isolatedEnv, mongoFor, orderBody, useServers } from "../support/system.ts";
 
 setDefaultTimeout(180_000);
 

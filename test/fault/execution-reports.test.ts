@@ -8,17 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import { compareFills, fillsAgree, readAppliedFills } from "../../bench/chaos/fills.ts";
 import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
-import { waitFor } from "../harness/wait-for.ts";
 import { executionBacklog, preloadPlacedOrders } from "../support/executions.ts";
-import {
-  authorizationFor,
-  mongoFor,
-  orderBody,
-  postOrder,
-  type ServiceProcess,
-  useServers,
-} from "../support/system.ts";
-import { burstFeed, configureFeed, disconnectFeed, venueFills, venueStats } from "../support/venue-admin.ts";
 import {
   Cleanup,
   type Env,
@@ -31,7 +21,17 @@ import {
   spawnService,
   spawnVenue,
   useRedisMode,
-} from "./placement-fixture.ts";
+} from "../support/placement.ts";
+import {
+  authorizationFor,
+  mongoFor,
+  orderBody,
+  postOrder,
+  type ServiceProcess,
+  useServers,
+} from "../support/system.ts";
+import { burstFeed, configureFeed, disconnectFeed, venueFills, venueStats } from "../support/venue-admin.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 const servers = useServers();
 const { cleanup } = servers;

@@ -19,9 +19,6 @@
  * The window is the default one (30 s), so this file takes about 35-40 s.
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
-import { redisCommand } from "../harness/redis.ts";
-import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, useServers } from "../support/system.ts";
 import {
   countPlaced,
   metricValue,
@@ -29,7 +26,10 @@ import {
   preloadOrders,
   spawnActors,
   waitUntilPlaced,
-} from "./placement-fixture.ts";
+} from "../support/placement.ts";
+import { redisCommand } from "../support/servers/redis.ts";
+import { mongoFor, useServers } from "../support/system.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(100_000);
 

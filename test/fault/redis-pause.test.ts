@@ -10,9 +10,6 @@
  * not repeat it in cluster mode.
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
-import { redisCommand } from "../harness/redis.ts";
-import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, useServers } from "../support/system.ts";
 import {
   countPlaced,
   metricValue,
@@ -22,7 +19,10 @@ import {
   spawnVenue,
   venueStats,
   waitUntilPlaced,
-} from "./placement-fixture.ts";
+} from "../support/placement.ts";
+import { redisCommand } from "../support/servers/redis.ts";
+import { mongoFor, useServers } from "../support/system.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(110_000);
 

@@ -9,8 +9,6 @@
  * test/integration/redis-cluster-placement.test.ts; the fault tests do not repeat it in cluster mode.
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
-import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, orderBody, postOrder, useServers } from "../support/system.ts";
 import {
   countPlaced,
   metricValue,
@@ -21,7 +19,9 @@ import {
   spawnVenue,
   venueStats,
   waitUntilPlaced,
-} from "./placement-fixture.ts";
+} from "../support/placement.ts";
+import { mongoFor, orderBody, postOrder, useServers } from "../support/system.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(110_000);
 

@@ -4,13 +4,11 @@
  * trials reach the venue), POST /orders keeps answering 201, and once the venue is back everything
  * drains.
  *
- * Both Redis modes (placement-fixture.ts's `useRedisMode`): standalone with one actor process; on a
+ * Both Redis modes (test/support/placement.ts's `useRedisMode`): standalone with one actor process; on a
  * Redis Cluster (6 partitions over 3 masters) with two, each with its own breaker: both open, and the
  * venue sees at most the half-open trials of both.
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { waitFor } from "../harness/wait-for.ts";
-import { mongoFor, orderBody, postOrder, type ServiceProcess, useServers } from "../support/system.ts";
 import {
   configureVenue,
   metricValue,
@@ -23,7 +21,9 @@ import {
   useRedisMode,
   venueStats,
   waitUntilPlaced,
-} from "./placement-fixture.ts";
+} from "../support/placement.ts";
+import { mongoFor, orderBody, postOrder, type ServiceProcess, useServers } from "../support/system.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(110_000);
 

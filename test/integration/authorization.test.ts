@@ -9,7 +9,6 @@ import { MongoClient } from "mongodb";
 import { MongoApiKeyStore } from "../../src/adapters/mongo/api-key-store.ts";
 import { databaseName } from "../../src/config.ts";
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
-import { waitFor } from "../harness/wait-for.ts";
 import {
   bearer,
   createApiKey,
@@ -23,6 +22,7 @@ import {
   TEST_ACCOUNT,
   useServers,
 } from "../support/system.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(60_000);
 

@@ -15,8 +15,8 @@ import type { Cents } from "../../src/domain/money.ts";
 import { newOrderRecord } from "../../src/domain/order.ts";
 import { systemClock } from "../../src/domain/ports.ts";
 import { silentLogger } from "../../src/logger.ts";
-import { uniqueName } from "../harness/wait-for.ts";
 import { isolatedEnv, mongoFor, useServers } from "../support/system.ts";
+import { uniqueName } from "../support/wait-for.ts";
 
 const servers = useServers();
 const clients: { close(): Promise<void> }[] = [];

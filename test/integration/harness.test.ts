@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { Cluster } from "ioredis";
 import { createMongoClient, durableWrite } from "../../src/adapters/mongo/client.ts";
 import { createRedisClient } from "../../src/adapters/redis.ts";
-import { redisCommand, redisCommands } from "../harness/redis.ts";
+import { redisCommand, redisCommands } from "../support/servers/redis.ts";
 import {
   defaultFerretBackend,
   type FerretOnPostgres,
@@ -15,8 +15,8 @@ import {
   startRedis,
   startRedisCluster,
   type TestServer,
-} from "../harness/servers.ts";
-import { uniqueName, waitFor } from "../harness/wait-for.ts";
+} from "../support/servers/servers.ts";
+import { uniqueName, waitFor } from "../support/wait-for.ts";
 
 const TIMEOUT_MS = 1_000;
 
@@ -177,7 +177,7 @@ describe("redis-server", () => {
   });
 
   test("a test process killed while its server is down still leaves no directory behind", async () => {
-    const servers = new URL("../harness/servers.ts", import.meta.url).pathname;
+    const servers = new URL("../support/servers/servers.ts", import.meta.url).pathname;
     const script = `
       const { startRedis } = await import(${JSON.stringify(servers)});
       const redis = await startRedis();
@@ -282,7 +282,7 @@ describe.skipIf(!ferretOnPostgresDefault)("the default store: FerretDB on Postgr
   });
 
   test("a test process killed while FerretDB on PostgreSQL starts, or once it runs, leaves nothing behind", async () => {
-    const servers = new URL("../harness/servers.ts", import.meta.url).pathname;
+    const servers = new URL("../support/servers/servers.ts", import.meta.url).pathname;
     const script = `
       const { startMongo } = await import(${JSON.stringify(servers)});
       await startMongo();

@@ -7,7 +7,6 @@ import type { OrderRequest } from "../../src/orders/model.ts";
 import { hashDraft, scopedIdempotencyKey } from "../../src/orders/service.ts";
 import { toDraft } from "../../src/orders/validation.ts";
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
-import { waitFor } from "../harness/wait-for.ts";
 import {
   isolatedEnv,
   mongoFor,
@@ -17,6 +16,7 @@ import {
   TEST_ACCOUNT,
   useServers,
 } from "../support/system.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 // Real servers and fault injection take longer than bun's 5 s default (bunfig's timeout is not applied).
 setDefaultTimeout(60_000);

@@ -9,7 +9,6 @@
  */
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
-import { waitFor } from "../harness/wait-for.ts";
 import {
   getOrder,
   isolatedEnv,
@@ -19,6 +18,7 @@ import {
   startInProcess,
   useServers,
 } from "../support/system.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 const MONGO_TIMEOUT_MS = 1_000;
 const REQUEST_DEADLINE_MS = 2_500;

@@ -6,7 +6,6 @@
  */
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
-import { waitFor } from "../harness/wait-for.ts";
 import {
   getOrder,
   isolatedEnv,
@@ -16,6 +15,7 @@ import {
   startInProcess,
   useServers,
 } from "../support/system.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 // Real servers and fault injection take longer than bun's 5 s default (bunfig's timeout is not applied).
 setDefaultTimeout(90_000);

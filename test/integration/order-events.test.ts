@@ -23,8 +23,7 @@ import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
 import type { OrderEvent } from "../../src/domain/ports.ts";
 import { silentLogger } from "../../src/logger.ts";
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
-import { type RedisCluster, startRedisCluster } from "../harness/servers.ts";
-import { freePort, waitFor } from "../harness/wait-for.ts";
+import { type RedisCluster, startRedisCluster } from "../support/servers/servers.ts";
 import {
   authorizationFor,
   bearer,
@@ -36,6 +35,7 @@ import {
   TEST_ACCOUNT,
   useServers,
 } from "../support/system.ts";
+import { freePort, waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(60_000);
 

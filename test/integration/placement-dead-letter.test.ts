@@ -17,9 +17,9 @@ import {
   spawnActors,
   spawnVenue,
   venueStats,
-} from "../fault/placement-fixture.ts";
-import { waitFor } from "../harness/wait-for.ts";
+} from "../support/placement.ts";
 import { mongoFor, useServers } from "../support/system.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(110_000);
 

@@ -9,8 +9,8 @@ import { orderFromEntry, RedisPlacementState } from "../../src/adapters/placemen
 import { createRedisClient } from "../../src/adapters/redis.ts";
 import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
 import type { DispatchedOrder } from "../../src/domain/ports.ts";
-import { startRedis, type TestServer } from "../harness/servers.ts";
-import { uniqueName, waitFor } from "../harness/wait-for.ts";
+import { startRedis, type TestServer } from "../support/servers/servers.ts";
+import { uniqueName, waitFor } from "../support/wait-for.ts";
 
 let redis: TestServer;
 beforeAll(async () => {

@@ -13,7 +13,7 @@ import {
   submitOrders,
   venueStats,
   waitUntilPlaced,
-} from "../fault/placement-fixture.ts";
+} from "../support/placement.ts";
 import { mongoFor, useServers } from "../support/system.ts";
 
 setDefaultTimeout(110_000);

@@ -17,8 +17,13 @@ import {
   type RedisTarget,
 } from "../../src/adapters/redis.ts";
 import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.ts";
-import { type RedisCluster, startRedis, startRedisCluster, type TestServer } from "../harness/servers.ts";
-import { freePort, uniqueName, waitFor } from "../harness/wait-for.ts";
+import {
+  type RedisCluster,
+  startRedis,
+  startRedisCluster,
+  type TestServer,
+} from "../support/servers/servers.ts";
+import { freePort, uniqueName, waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(30_000);
 

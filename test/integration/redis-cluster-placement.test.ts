@@ -21,11 +21,11 @@ import {
   submitOrders,
   venueStats,
   waitUntilPlaced,
-} from "../fault/placement-fixture.ts";
-import { redisCommand } from "../harness/redis.ts";
-import { type RedisCluster, startRedisCluster } from "../harness/servers.ts";
-import { waitFor } from "../harness/wait-for.ts";
+} from "../support/placement.ts";
+import { redisCommand } from "../support/servers/redis.ts";
+import { type RedisCluster, startRedisCluster } from "../support/servers/servers.ts";
 import { mongoFor, type ServiceProcess, useServers } from "../support/system.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(120_000);
 

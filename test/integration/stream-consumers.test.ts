@@ -3,8 +3,8 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createIoredisStreamPort } from "../../actors/runtime/redis-streams.ts";
 import { createStreamUpkeep } from "../../actors/runtime/stream-upkeep.ts";
 import { createRedisClient } from "../../src/adapters/redis.ts";
-import { startRedis, type TestServer } from "../harness/servers.ts";
-import { uniqueName } from "../harness/wait-for.ts";
+import { startRedis, type TestServer } from "../support/servers/servers.ts";
+import { uniqueName } from "../support/wait-for.ts";
 
 let redis: TestServer;
 beforeAll(async () => {

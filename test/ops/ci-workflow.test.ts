@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { listFiles, parseYaml, readText, repoPath, run } from "./ops-helpers.ts";
+import { listFiles, parseYaml, readText, repoPath, run } from "../support/ops.ts";
 
 const ACTIONLINT = [
   process.env.ACTIONLINT,

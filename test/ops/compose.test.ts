@@ -9,7 +9,6 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { exchangeFeedUrl, loadConfig } from "../../src/config.ts";
-import { freePort } from "../harness/wait-for.ts";
 import {
   createAjv,
   imagePinProblem,
@@ -21,7 +20,8 @@ import {
   type ServiceProcess,
   schemaErrors,
   startExchangeFromSource,
-} from "./ops-helpers.ts";
+} from "../support/ops.ts";
+import { freePort } from "../support/wait-for.ts";
 
 interface Healthcheck {
   test: string[] | string;

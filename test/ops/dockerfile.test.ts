@@ -23,7 +23,7 @@ import {
   type ServiceProcess,
   startService,
   tempDir,
-} from "./ops-helpers.ts";
+} from "../support/ops.ts";
 
 const DOCKERFILE = readText(repoPath("Dockerfile"));
 

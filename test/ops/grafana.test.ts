@@ -19,7 +19,7 @@ import {
   rel,
   schemaErrors,
   schemaFromTypes,
-} from "./ops-helpers.ts";
+} from "../support/ops.ts";
 
 const SCHEMA_TYPES = "node_modules/@grafana/schema/dist/types";
 const ajv = createAjv();

@@ -39,7 +39,7 @@ import {
   rel,
   schemaErrors,
   schemaFromTypes,
-} from "./ops-helpers.ts";
+} from "../support/ops.ts";
 
 interface ModelClass {
   new (data?: never): { validate(): void };

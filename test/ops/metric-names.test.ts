@@ -19,7 +19,7 @@ import {
   startExchangeFromSource,
   substituteGrafanaVariables,
   TARGET_LABELS,
-} from "./ops-helpers.ts";
+} from "../support/ops.ts";
 
 const KINDS: ProcessKind[] = ["api", "actors", "all", "exchange", "gateway", "executions"];
 const uses = allPromqlUses();

@@ -19,7 +19,7 @@ import {
   scaledObjectQueries,
   tempDir,
   UPSTREAM_PROMTOOL,
-} from "./ops-helpers.ts";
+} from "../support/ops.ts";
 
 const PROMETHEUS_DIR = join(K8S, "prometheus");
 

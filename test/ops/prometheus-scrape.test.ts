@@ -10,8 +10,6 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { spawnOwned } from "../harness/child-process.ts";
-import { freePort, waitFor } from "../harness/wait-for.ts";
 import {
   dashboardExpressions,
   PROMETHEUS,
@@ -23,7 +21,9 @@ import {
   startExchangeFromSource,
   substituteGrafanaVariables,
   tempDir,
-} from "./ops-helpers.ts";
+} from "../support/ops.ts";
+import { spawnOwned } from "../support/servers/child-process.ts";
+import { freePort, waitFor } from "../support/wait-for.ts";
 
 interface QueryResponse {
   status: string;

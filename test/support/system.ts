@@ -13,16 +13,16 @@ import { silentLogger } from "../../src/logger.ts";
 import { startExchange } from "../../src/process/exchange.ts";
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
 import { startService } from "../../src/process/service.ts";
-import { type OwnedProcess, spawnOwned } from "../harness/child-process.ts";
+import { type OwnedProcess, spawnOwned } from "./servers/child-process.ts";
 import {
   type FerretBackend,
   mongoUrlFor,
   startMongo,
   startRedis,
   type TestServer,
-} from "../harness/servers.ts";
-import { freePort, uniqueName, waitFor } from "../harness/wait-for.ts";
+} from "./servers/servers.ts";
 import { VENUE_ADMIN_TOKEN } from "./venue-admin.ts";
+import { freePort, uniqueName, waitFor } from "./wait-for.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 

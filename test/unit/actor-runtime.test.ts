@@ -14,7 +14,7 @@ import { compareIds } from "../../actors/runtime/stream-upkeep.ts";
 import { supervise } from "../../actors/runtime/supervisor.ts";
 import { closeRedis, type RedisConnection } from "../../src/adapters/redis.ts";
 import { backoffDelay } from "../../src/support/backoff.ts";
-import { waitFor } from "../harness/wait-for.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 describe("backoffDelay", () => {
   const policy = { baseMs: 100, maxMs: 1_000 };

@@ -1,6 +1,9 @@
-/** Dependencies point inward: the domain imports no driver, no adapter, no framework. */
+/**
+ * Dependencies point inward: the domain imports no driver, no adapter, no framework; src/ does not
+ * import actors/; the tests take their helpers from test/support/ only.
+ */
 import { describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 const ROOT = join(import.meta.dir, "../..");
@@ -50,6 +53,21 @@ describe("dependency direction", () => {
           spec,
           intoActors: false,
         });
+    }
+  });
+
+  test("test helpers have one home: nothing in test/ imports from test/ outside test/support/", () => {
+    const files = filesUnder("test");
+    expect(files.length).toBeGreaterThan(50);
+    for (const file of files) {
+      const folder = file.slice(join(ROOT, "test").length + 1).split("/")[0];
+      for (const spec of importsOf(file)) {
+        // Relative imports of real files (a test may hold generated code that imports its own files).
+        if (!spec.startsWith(".") || !existsSync(join(file, "..", spec))) continue;
+        const target = join(file, "..", spec).slice(ROOT.length + 1);
+        const ok = !target.startsWith("test/") || target.startsWith("test/support/") || folder === "support";
+        expect({ file, spec, ok }).toEqual({ file, spec, ok: true });
+      }
     }
   });
 });

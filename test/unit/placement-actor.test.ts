@@ -14,7 +14,7 @@ import { newOrderRecord, type OrderRecord } from "../../src/domain/order.ts";
 import type { FinalWriteResult, OrderRepository, PlacementLeases } from "../../src/domain/ports.ts";
 import type { Exchange, ExchangeOrder, VenueAck } from "../../src/exchange/port.ts";
 import { silentLogger } from "../../src/logger.ts";
-import { waitFor } from "../harness/wait-for.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 function strict<T extends object>(name: string, implemented: Partial<T>): T {
   return new Proxy(implemented, {

@@ -9,7 +9,7 @@ import type { StreamEntry, StreamPort } from "../../actors/runtime/redis-streams
 import { type ActorBehaviour, type ActorObserver, StreamActor } from "../../actors/runtime/stream-actor.ts";
 import { parseClusterNodes } from "../../src/adapters/redis.ts";
 import { ConfigError, loadConfig } from "../../src/config.ts";
-import { waitFor } from "../harness/wait-for.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 interface ReadCall {
   streams: string[];

@@ -4,12 +4,13 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { waitFor } from "../wait-for.ts";
 import { spawnOwned } from "./child-process.ts";
 import { OwnedServer } from "./owned-server.ts";
-import { waitFor } from "./wait-for.ts";
 
 /** The event trigger that gives FerretDB's collections GIN indexes on _id and status. */
-export const FERRETDB_POSTGRES_SQL = new URL("../../scripts/ferretdb-postgres.sql", import.meta.url).pathname;
+export const FERRETDB_POSTGRES_SQL = new URL("../../../scripts/ferretdb-postgres.sql", import.meta.url)
+  .pathname;
 
 /**
  * Settings of the private cluster (scripts/run-local.sh uses the same): custom plans for every

@@ -1,5 +1,5 @@
 /** An external MongoDB (TEST_MONGO_URL): used as is, never killed, paused or restarted. */
-import { parseMongoUrl } from "../../src/config.ts";
+import { parseMongoUrl } from "../../../src/config.ts";
 import type { TestServer } from "./owned-server.ts";
 
 export class ExternalServer implements TestServer {

@@ -6,9 +6,9 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../wait-for.ts";
 import { OwnedServer, type TestServer, tempDir } from "./owned-server.ts";
 import { PostgresServer, postgresBinaries } from "./postgres.ts";
-import { freePort } from "./wait-for.ts";
 
 /**
  * FerretDB's pgx pool size (its default is 50). FerretDB deadlocks for good when its clients run more

@@ -1,6 +1,7 @@
 /** A real `mongod` (when one is on PATH) as a single-member replica set, so majority writes work. */
+
+import { freePort, waitFor } from "../wait-for.ts";
 import { OwnedServer, respondsTo, type TestServer, tempDir } from "./owned-server.ts";
-import { freePort, waitFor } from "./wait-for.ts";
 
 export class MongodServer extends OwnedServer {
   readonly kind = "mongod";

@@ -12,8 +12,8 @@ import Ajv, { type ErrorObject, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
 import { createGenerator } from "ts-json-schema-generator";
 import { parseAllDocuments } from "yaml";
-import { type OwnedProcess, spawnOwned } from "../harness/child-process.ts";
-import { freePort, waitFor } from "../harness/wait-for.ts";
+import { type OwnedProcess, spawnOwned } from "./servers/child-process.ts";
+import { freePort, waitFor } from "./wait-for.ts";
 
 export const ROOT = join(import.meta.dir, "..", "..");
 export const K8S = join(ROOT, "k8s");

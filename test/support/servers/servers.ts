@@ -7,7 +7,7 @@
  * ports with fresh temporary directories, can be killed (-9), restarted on the same port and data,
  * paused (SIGSTOP) and resumed, and are stopped with their directories deleted (owned-server.ts).
  */
-import { parseMongoUrl } from "../../src/config.ts";
+import { parseMongoUrl } from "../../../src/config.ts";
 import { externalMongo } from "./external.ts";
 import { startFerretOnPostgres, startFerretOnSqlite } from "./ferretdb.ts";
 import { startMongod } from "./mongod.ts";

@@ -9,8 +9,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { waitFor } from "../wait-for.ts";
 import { guardDirectory, type OwnedProcess, spawnOwned } from "./child-process.ts";
-import { waitFor } from "./wait-for.ts";
 
 export interface TestServer {
   readonly kind: string;

@@ -13,8 +13,7 @@ import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.t
 import { uuidV7 } from "../../src/domain/ids.ts";
 import { newOrderRecord, type OrderRecord, partitionOf } from "../../src/domain/order.ts";
 import type { DispatchedOrder } from "../../src/domain/ports.ts";
-import { type RedisCluster, startRedisCluster } from "../harness/servers.ts";
-import { waitFor } from "../harness/wait-for.ts";
+import { type RedisCluster, startRedisCluster } from "./servers/servers.ts";
 import {
   type Cleanup,
   isolatedEnv,
@@ -25,7 +24,8 @@ import {
   type Servers,
   type ServiceProcess,
   spawnService,
-} from "../support/system.ts";
+} from "./system.ts";
+import { waitFor } from "./wait-for.ts";
 
 export type Env = Record<string, string>;
 
@@ -203,8 +203,8 @@ export async function ordersHeldBy(
   return orderIds.filter((_, i) => states[i]?.startsWith("lease:"));
 }
 
-export { Cleanup, spawnService } from "../support/system.ts";
-export { configureVenue, type VenueStats, venueStats } from "../support/venue-admin.ts";
+export { Cleanup, spawnService } from "./system.ts";
+export { configureVenue, type VenueStats, venueStats } from "./venue-admin.ts";
 
 /**
  * The value of one sample in a process's /metrics; labels must all match (extra labels such as

@@ -5,9 +5,9 @@
  * for; any node can be paused and resumed; stop() kills every node and deletes the directories.
  */
 
+import { freePort, waitFor } from "../wait-for.ts";
 import { tempDir } from "./owned-server.ts";
 import { RedisServer, redisCommand, redisCommands } from "./redis.ts";
-import { freePort, waitFor } from "./wait-for.ts";
 
 const HOST = "127.0.0.1";
 /** How long a node may not answer before the others mark it failed (and a replica takes over). */

@@ -1,7 +1,7 @@
 /** A redis-server of the harness (no persistence: a restarted server comes back empty). */
 import { connect } from "node:net";
+import { freePort } from "../wait-for.ts";
 import { OwnedServer, respondsTo, type TestServer, tempDir } from "./owned-server.ts";
-import { freePort } from "./wait-for.ts";
 
 export class RedisServer extends OwnedServer {
   readonly kind: string = "redis-server";
