@@ -1,9 +1,9 @@
 /**
  * POST /orders refuses every body that breaks a rule of docs/CONTRACT.md with a 4xx that names the bad
- * field(s), and stores nothing: checked against real Redis and MongoDB-wire servers, a fresh database
- * and key prefix per test.
+ * field(s), and stores nothing: checked against real Redis and MongoDB-wire servers (the controller
+ * alone, without servers, is test/unit/validation.test.ts).
  */
-import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
 import {
   authorizationFor,
@@ -20,16 +20,29 @@ setDefaultTimeout(60_000);
 
 const servers = useServers();
 
+// One API for the file (a refused request changes nothing, so they need no fresh deployment each);
+// "nothing stored" compares with the counts taken before each test.
 let app: RunningProcess;
 let mongo: ReturnType<typeof mongoFor>;
-beforeEach(async () => {
+let before = { orders: 0, keys: 0 };
+beforeAll(async () => {
   const env = isolatedEnv(servers);
   mongo = mongoFor(env);
   app = await startInProcess(env, "api");
 });
-afterEach(async () => {
+afterAll(async () => {
   await Promise.allSettled([app?.close(), mongo?.client.close()]);
 });
+beforeEach(async () => {
+  before = await storedCounts();
+});
+
+async function storedCounts() {
+  return {
+    orders: await mongo.orders.countDocuments(),
+    keys: await mongo.db.collection("idempotency_keys").countDocuments(),
+  };
+}
 
 interface ErrorBody {
   message: string;
@@ -54,8 +67,7 @@ async function expectRejected(response: Response, status: number, fields: string
 }
 
 async function expectNothingStored() {
-  expect(await mongo.orders.countDocuments()).toBe(0);
-  expect(await mongo.db.collection("idempotency_keys").countDocuments()).toBe(0);
+  expect(await storedCounts()).toEqual(before);
 }
 
 const limit = (overrides: Record<string, unknown> = {}) =>
@@ -273,18 +285,21 @@ describe("a bad Idempotency-Key is refused with 422 and nothing stored", () => {
     expect(key.length).toBe(255);
     const response = await postOrder(app, orderBody(), { "idempotency-key": key });
     expect(response.status).toBe(201);
-    expect(await mongo.orders.countDocuments()).toBe(1);
+    expect((await storedCounts()).orders).toBe(before.orders + 1);
   });
 });
 
 describe("the market/limit price rule, both ways", () => {
   test("a market order without limit_price, and with limit_price null, is accepted with limit_price null", async () => {
+    const ids: string[] = [];
     for (const body of [orderBody(), orderBody({ limit_price: null })]) {
       const response = await postOrder(app, body);
       expect(response.status).toBe(201);
-      expect(((await response.json()) as { limit_price: unknown }).limit_price).toBeNull();
+      const answer = (await response.json()) as { id: string; limit_price: unknown };
+      expect(answer.limit_price).toBeNull();
+      ids.push(answer.id);
     }
-    const stored = await mongo.orders.find().toArray();
+    const stored = await mongo.orders.find({ _id: { $in: ids } }).toArray();
     expect(stored.map((o) => o.limit_price_cents)).toEqual([null, null]);
   });
 
