@@ -3,6 +3,7 @@ import { OrderPlacementError, PlaceOrderArgumentError } from "../../src/domain/e
 import { createInProcessExchange, placeOrder } from "../../src/exchange/place-order.ts";
 import type { ExchangeOrder } from "../../src/exchange/port.ts";
 import { abortableSleep, createVenue } from "../../src/exchange/venue.ts";
+import { seeded, sequence } from "../support/random.ts";
 
 const order = (id = "0190d0a2-0000-7000-8000-000000000001"): ExchangeOrder => ({
   client_order_id: id,
@@ -12,27 +13,6 @@ const order = (id = "0190d0a2-0000-7000-8000-000000000001"): ExchangeOrder => ({
   limit_price_cents: 1050,
   quantity: 10,
 });
-
-/** Returns the given numbers in turn and fails loudly when the test did not plan for another draw. */
-function sequence(...values: number[]): () => number {
-  return () => {
-    const next = values.shift();
-    if (next === undefined) throw new Error("random() drawn more often than the test planned");
-    return next;
-  };
-}
-
-/** mulberry32: a small seeded generator, so a statistical test gives the same answer on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A sleep that records the requested durations and returns at once. */
 function instantSleep() {

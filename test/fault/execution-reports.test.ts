@@ -117,6 +117,18 @@ async function untilFillsAgree(system: System, ids: readonly string[], timeoutMs
   }
 }
 
+async function untilPlaced(system: System, ids: readonly string[]): Promise<void> {
+  const { client, orders } = mongoFor(system.env);
+  try {
+    await waitFor(
+      async () => (await orders.countDocuments({ _id: { $in: [...ids] }, status: "placed" })) === ids.length,
+      { timeoutMs: 30_000, message: "orders placed" },
+    );
+  } finally {
+    await client.close();
+  }
+}
+
 async function activeGateway(system: System): Promise<ServiceProcess> {
   return waitFor(
     async () => {
@@ -214,15 +226,7 @@ describe("execution reports, gateway failover and a burst", () => {
       system.api,
       Array.from({ length: 100 }, () => orderBody({ quantity: 100 })),
     );
-    const { client, orders } = mongoFor(system.env);
-    await waitFor(
-      async () => (await orders.countDocuments({ _id: { $in: ids }, status: "placed" })) === ids.length,
-      {
-        timeoutMs: 30_000,
-        message: "orders placed",
-      },
-    );
-    await client.close();
+    await untilPlaced(system, ids);
     const first = await activeGateway(system);
     expect(await burstFeed(system.venue, { reports: 10_000, per_second: 2_500 })).toBe(10_000);
     await Bun.sleep(1_500);
@@ -257,15 +261,7 @@ describe("execution reports, gateway failover and a burst", () => {
       system.api,
       Array.from({ length: 40 }, () => orderBody({ quantity: 50 })),
     );
-    const { client, orders } = mongoFor(system.env);
-    await waitFor(
-      async () => (await orders.countDocuments({ _id: { $in: ids }, status: "placed" })) === ids.length,
-      {
-        timeoutMs: 30_000,
-        message: "orders placed",
-      },
-    );
-    await client.close();
+    await untilPlaced(system, ids);
     await activeGateway(system);
     expect(await burstFeed(system.venue, { reports: 2_000, per_second: 500 })).toBe(2_000);
     await Bun.sleep(1_000);
