@@ -13,6 +13,8 @@
  *   are dropped until it is filled, so the streams never hold a hole either. A quiet feed whose
  *   heartbeat names a later number than the last report seen is a hole at the tail.
  * - A dropped or stale connection (no frame for STALE_MS) is opened again with backoff.
+ * - Redis's record is checked against what this gateway appended at every lease renewal: a Redis that
+ *   lost data (restarted empty) is replayed into from the venue even when no new report arrives.
  */
 import type { AppendResult } from "../adapters/execution-log.ts";
 import type { ExecutionReport } from "../domain/execution.ts";
@@ -76,6 +78,8 @@ export function createExecutionGateway(options: GatewayOptions) {
   let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   let renewedAt = 0;
   let waiting: { report: ExecutionReport; raw: string }[] = [];
+  /** The last sequence number Redis confirmed for this connection's session (0 before the first). */
+  let confirmedSeq = 0;
   let appending = false;
 
   function setActive(value: boolean): void {
@@ -162,6 +166,7 @@ export function createExecutionGateway(options: GatewayOptions) {
     }
     if (frame.type === "logon") {
       session = frame.session ?? null;
+      confirmedSeq = 0;
       expected = frame.next_seq ?? 1;
       failures = 0;
       logger.info("logged on to the venue feed", { session, next_seq: expected, last_seq: frame.last_seq });
@@ -224,6 +229,7 @@ export function createExecutionGateway(options: GatewayOptions) {
         }
         observer?.received?.("appended", appended.appended);
         observer?.lastSequence?.(appended.last);
+        confirmedSeq = appended.last;
         if (appended.result === "gap") {
           // Redis recorded less than this gateway appended (it restarted empty, or lost writes): the
           // venue replays from what Redis has.
@@ -265,6 +271,19 @@ export function createExecutionGateway(options: GatewayOptions) {
       }
     }
     if (active && socket && now - lastFrameAt > STALE_MS) restart("stale");
+    else if (active && socket && session !== null && !appending && waiting.length === 0) {
+      // Redis may have lost what this gateway appended (restarted empty, a failover to a replica that
+      // lagged): with nothing more arriving, no append would notice. Its record is the truth.
+      const recorded = await log.position().catch(() => null);
+      if (confirmedSeq > 0 && recorded && (recorded.session !== session || recorded.seq < confirmedSeq)) {
+        logger.warn("Redis holds less than this gateway appended; replaying from its record", {
+          recorded_seq: recorded.seq,
+          appended_seq: confirmedSeq,
+        });
+        observer?.gapFound?.();
+        restart("redis-lost");
+      }
+    }
     if (active && gapOpenSince !== null && socket) askResend(expected);
     observer?.gapOpenSeconds?.(gapOpenSince === null ? 0 : (now - gapOpenSince) / 1000);
   }

@@ -101,7 +101,7 @@ async function untilFillsAgree(system: System, ids: readonly string[], timeoutMs
         const [venue, stats] = await Promise.all([venueFills(system.venue), venueStats(system.venue)]);
         if (!ids.every((id) => venue.orders[id]?.leaves_qty === 0)) return false;
         // Cheap first: the execution actors have nothing left to read or acknowledge.
-        if ((await executionBacklog(redis, keys)) > 0) return false;
+        if (((await executionBacklog(redis, keys)) ?? 1) > 0) return false;
         verdict = compareFills(venue.orders, await readAppliedFills(db));
         const stored = await db.collection("executions").countDocuments();
         return fillsAgree(verdict) && stored === stats.execution_reports;
@@ -278,6 +278,30 @@ describe("execution reports, gateway failover and a burst", () => {
     } finally {
       await probe.run();
     }
+  }, 150_000);
+
+  test("Redis restarted empty with reports appended but not applied: the gateway replays them", async () => {
+    const system = await startSystem({ EXCHANGE_FILLS_PER_ORDER: "0" }, 5);
+    const ids = await submit(
+      system.api,
+      Array.from({ length: 20 }, () => orderBody({ quantity: 50 })),
+    );
+    await untilPlaced(system, ids);
+    await activeGateway(system);
+    // The execution actors stopped: every report waits on the streams when Redis loses them.
+    system.executions.process.signal("SIGSTOP");
+    expect(await burstFeed(system.venue, { reports: 1_000, per_second: 2_000 })).toBe(1_000);
+    await waitFor(
+      async () =>
+        (await Promise.all(system.gateways.map((g) => metricValue(g, "executions_last_sequence")))).some(
+          (seq) => seq === 1_000,
+        ),
+      { timeoutMs: 20_000, message: "every report appended" },
+    );
+    await servers.redis.restart({ empty: true });
+    system.executions.process.signal("SIGCONT");
+    const verdict = await untilFillsAgree(system, ids, 90_000);
+    expect(verdict.appliedShares).toBe(1_000);
   }, 150_000);
 
   test("a 100,000-report burst is ingested and applied once each", async () => {

@@ -64,14 +64,19 @@ export async function preloadPlacedOrders(
   return ids;
 }
 
-/** Reports appended and not yet acknowledged by an execution actor (lag + pending over the streams). */
-export async function executionBacklog(redis: Redis | Cluster, keys: RedisKeys): Promise<number> {
+/**
+ * Reports appended and not yet acknowledged by an execution actor (lag + pending over the streams), or
+ * null when Redis cannot tell (its lag is null once entries were trimmed or deleted).
+ */
+export async function executionBacklog(redis: Redis | Cluster, keys: RedisKeys): Promise<number | null> {
   let backlog = 0;
   for (const stream of keys.executionStreams) {
     const groups = (await redis.xinfo("GROUPS", stream).catch(() => [])) as unknown[][];
     for (const group of groups) {
-      const field = (name: string) => Number(group[group.indexOf(name) + 1] ?? 0);
-      backlog += field("lag") + field("pending");
+      const field = (name: string) => group[group.indexOf(name) + 1];
+      const lag = field("lag");
+      if (lag === null || lag === undefined) return null;
+      backlog += Number(lag) + Number(field("pending") ?? 0);
     }
   }
   return backlog;

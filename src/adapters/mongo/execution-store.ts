@@ -167,20 +167,21 @@ export class MongoExecutionStore {
     return { results, updates };
   }
 
-  /** The executions of `orderIds`, oldest first, for GET /orders. */
+  /**
+   * The executions of `orderIds`, in the venue's order. One query per order, by equality: FerretDB
+   * serves `order_id = x` from an index but scans the whole collection for an `$in` (a chaos run's
+   * recomputes after a replay timed out on exactly that).
+   */
   async executionsOf(orderIds: readonly string[]): Promise<Map<string, StoredExecution[]>> {
     const found = new Map<string, StoredExecution[]>();
-    if (orderIds.length === 0) return found;
-    const documents = await this.settings.gate.run(() =>
-      this.executions
-        .find({ order_id: { $in: [...orderIds] } }, operationDeadline(this.settings.timeoutMs))
-        .toArray(),
+    await Promise.all(
+      [...new Set(orderIds)].map(async (orderId) => {
+        const documents = await this.settings.gate.run(() =>
+          this.executions.find({ order_id: orderId }, operationDeadline(this.settings.timeoutMs)).toArray(),
+        );
+        if (documents.length > 0) found.set(orderId, documents.sort(venueOrder));
+      }),
     );
-    for (const document of documents.sort(venueOrder)) {
-      const list = found.get(document.order_id) ?? [];
-      list.push(document);
-      found.set(document.order_id, list);
-    }
     return found;
   }
 
@@ -278,6 +279,17 @@ export class MongoExecutionStore {
     const stored = (await this.executionsOf([order._id])).get(order._id) ?? [];
     const { summary, flags } = summarize(current, stored);
     entry.summary = summary;
+    // A replay (Redis lost its streams, the venue resent) usually finds the summary right already.
+    const unchanged =
+      current.execution_count === stored.length &&
+      (current.filled_quantity ?? 0) === summary.filled_quantity &&
+      (current.filled_notional_cents ?? 0) === summary.filled_notional_cents &&
+      current.status === summary.status &&
+      stored.every((execution, i) => execution.flagged === (flags[i] ?? null));
+    if (unchanged) {
+      this.remember(current);
+      return;
+    }
     await Promise.all(
       stored.map(async (execution, i) => {
         const flagged = flags[i] ?? null;
