@@ -148,7 +148,10 @@ export function createExecutionGateway(options: GatewayOptions) {
 
   function askResend(from: number): void {
     const now = Date.now();
-    gapOpenSince ??= now;
+    if (gapOpenSince === null) {
+      gapOpenSince = now;
+      observer?.gapFound?.();
+    }
     if (now - resendAskedAt < RESEND_AGAIN_MS) return;
     resendAskedAt = now;
     socket?.send(JSON.stringify({ type: "resend", from_seq: from }));
@@ -189,7 +192,6 @@ export function createExecutionGateway(options: GatewayOptions) {
       return;
     }
     if (report.seq > expected) {
-      if (gapOpenSince === null) observer?.gapFound?.();
       observer?.received?.("gap", 1);
       askResend(expected);
       return;

@@ -5,7 +5,7 @@
  * replays), a gap (healed by a resend), fills that arrive before the placement's acknowledgement, the
  * active gateway killed -9 mid-burst, and a 100,000-report burst.
  */
-import { describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import { compareFills, fillsAgree, readAppliedFills } from "../../bench/chaos/fills.ts";
 import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
 import { executionBacklog, preloadPlacedOrders } from "../support/executions.ts";
@@ -35,6 +35,10 @@ import { waitFor } from "../support/wait-for.ts";
 
 const servers = useServers();
 const { cleanup } = servers;
+// Each test's processes stop when it ends: left running (sweeps, heartbeats, gauges) they would slow
+// the tests after them on this 2-core machine.
+const processes = new Cleanup();
+afterEach(() => processes.run(), 60_000);
 
 interface System {
   env: Env;
@@ -56,16 +60,16 @@ async function startSystem(overrides: Env, venueLatencyMs: number, redis?: Place
     },
     redis ? { redis } : {},
   );
-  const venue = await spawnVenue(base, { failureRate: 0, latencyMs: venueLatencyMs }, cleanup);
+  const venue = await spawnVenue(base, { failureRate: 0, latencyMs: venueLatencyMs }, processes);
   const env = { ...base, EXCHANGE_URL: venue.baseUrl };
   const spawn = async (kind: "api" | "executions" | "gateway", name: string) => {
     const service = await spawnService(kind, env, { name });
-    cleanup.add(() => service.process.kill());
+    processes.add(() => service.process.kill());
     return service;
   };
   const [api, , executions, gatewayA, gatewayB] = await Promise.all([
     spawn("api", "api"),
-    spawnActors(env, cleanup),
+    spawnActors(env, processes),
     spawn("executions", "executions"),
     spawn("gateway", "gateway-a"),
     spawn("gateway", "gateway-b"),
@@ -171,6 +175,10 @@ describe.each(REDIS_MODES)("execution reports, real processes, Redis %s", (mode)
     // A hole of 5 reports in the live feed: the gateway finds it and asks for a resend.
     await configureFeed(system.venue, { drop_next: 5 });
     const second = await submit(system.api, bodies.slice(60, 100));
+    await waitFor(async () => ((await metricValue(active, "executions_sequence_gaps_total")) ?? 0) >= 1, {
+      timeoutMs: 15_000,
+      message: "the gateway to find the hole",
+    });
     // Every connection dropped: the gateway logs on again from the last appended number; what the
     // venue sends twice is recognised as a duplicate.
     expect(await disconnectFeed(system.venue)).toBeGreaterThanOrEqual(1);
@@ -307,7 +315,7 @@ describe("execution reports, gateway failover and a burst", () => {
   test("a 100,000-report burst is ingested and applied once each", async () => {
     // Only what a burst needs: the venue, a gateway and the execution actors, over orders placed already.
     const env = placementEnv(servers, { EXCHANGE_FILLS_PER_ORDER: "0" });
-    const venue = await spawnVenue(env, { failureRate: 0, latencyMs: 0 }, cleanup);
+    const venue = await spawnVenue(env, { failureRate: 0, latencyMs: 0 }, processes);
     const withVenue = { ...env, EXCHANGE_URL: venue.baseUrl };
     // 50 orders of 2,000 shares: a batch of 2,000 reports touches at most 50 orders (50 summary writes).
     const ids = await preloadPlacedOrders(withVenue, venue, 50, 2_000);
@@ -315,8 +323,8 @@ describe("execution reports, gateway failover and a burst", () => {
       spawnService("gateway", withVenue, { name: "gateway" }),
       spawnService("executions", withVenue, { name: "executions" }),
     ]);
-    cleanup.add(() => gateway.process.kill());
-    cleanup.add(() => executions.process.kill());
+    processes.add(() => gateway.process.kill());
+    processes.add(() => executions.process.kill());
     const system = { env: withVenue, venue, api: venue, executions, gateways: [gateway] };
     await activeGateway(system);
     const started = Date.now();
