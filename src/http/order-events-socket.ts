@@ -16,7 +16,8 @@
  * an upgrade). Elysia's Bun adapter calls the handlers found on `ws.data` (open, message, close).
  */
 import { Elysia } from "elysia";
-import { CLOSE_GOING_AWAY, parseEventId, type RedisOrderEventFeed } from "../adapters/order-events.ts";
+import { CLOSE_GOING_AWAY, type RedisOrderEventFeed } from "../adapters/order-event-feed.ts";
+import { parseEventId } from "../adapters/order-events.ts";
 import { RateLimitedError, UnauthenticatedError } from "../domain/errors.ts";
 import type { Logger } from "../logger.ts";
 import { orderEventsDocumentation } from "../orders/documentation.ts";
