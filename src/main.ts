@@ -26,7 +26,8 @@ const COMMANDS = ["api", "actors", "executions", "gateway", "all", "exchange", "
 const startEverything: ActorsStarter = async (config, logger, shared, closers) => {
   await startPlacementActors(config, logger, shared, closers);
   await startExecutionActors(config, logger, shared, closers);
-  if (exchangeFeedUrl(config) !== null) runGateway(config, logger, shared.commands, shared.metrics, closers);
+  if (exchangeFeedUrl(config) !== null)
+    runGateway(config, logger, shared.commands, shared.keys, shared.metrics, closers);
 };
 
 const ACTORS: Record<"api" | "actors" | "executions" | "all", ActorsStarter | undefined> = {

@@ -14,7 +14,7 @@ import {
   type RedisConnection,
   redisTarget,
 } from "../adapters/redis.ts";
-import { createRedisKeys } from "../adapters/redis-keys.ts";
+import { createRedisKeys, type RedisKeys } from "../adapters/redis-keys.ts";
 import { type Config, exchangeFeedUrl } from "../config.ts";
 import { createExecutionGateway } from "../executions/gateway.ts";
 import { opsRoutes } from "../http/ops-routes.ts";
@@ -26,16 +26,12 @@ export function runGateway(
   config: Config,
   logger: Logger,
   redis: RedisConnection,
+  keys: RedisKeys,
   metrics: Metrics,
   closers: Closer[],
 ): void {
   const feedUrl = exchangeFeedUrl(config);
   if (feedUrl === null) throw new Error("the gateway needs EXCHANGE_FEED_URL or EXCHANGE_URL");
-  const keys = createRedisKeys(
-    config.REDIS_KEY_PREFIX,
-    config.PLACEMENT_PARTITIONS,
-    config.EXECUTION_PARTITIONS,
-  );
   const gateway = createExecutionGateway({
     feedUrl,
     log: new RedisExecutionLog(redis, keys),
@@ -71,7 +67,12 @@ export async function startGateway(config: Config, logger: Logger): Promise<Runn
     redis.on("error", () => {}); // reconnects by itself; readiness reports the outage
     closers.push({ name: "redis", close: () => closeRedis(redis) });
     await awaitConnection(redis, config.MONGO_TIMEOUT_MS);
-    runGateway(config, logger, redis, metrics, closers);
+    const keys = createRedisKeys(
+      config.REDIS_KEY_PREFIX,
+      config.PLACEMENT_PARTITIONS,
+      config.EXECUTION_PARTITIONS,
+    );
+    runGateway(config, logger, redis, keys, metrics, closers);
     const ops = new Elysia().use(opsRoutes(metrics, [{ name: "redis", ping: () => pingRedis(redis) }]));
     const opsPort = listen(ops, config.OPS_PORT, logger, { kind: "gateway", surface: "operations" });
     closers.push({ name: "operations http", close: () => ops.stop() });
