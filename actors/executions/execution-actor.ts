@@ -138,11 +138,8 @@ export function createExecutionBehaviour(deps: ExecutionDeps): ActorBehaviour {
       const again: number[] = [];
       open.forEach((i, k) => {
         const result = results ? (results[k] ?? null) : (failure as Error);
-        if (result === null || result instanceof UnknownOrderError) settled[i] = result;
-        else {
-          settled[i] = result;
-          again.push(i);
-        }
+        settled[i] = result;
+        if (result !== null && !(result instanceof UnknownOrderError)) again.push(i);
       });
       if (again.length === 0 || shutdown?.aborted) return settled;
       const delayMs = backoffDelay(attempt, TRANSIENT_RETRY);

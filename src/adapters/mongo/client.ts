@@ -3,7 +3,14 @@
  * relies on uses write concern {w: "majority", j: true} with a timeout. The same code runs on MongoDB
  * and on FerretDB v1.24 (no TTL or partial indexes, no Decimal128, write concerns accepted but ignored).
  */
-import type { Collection, Document, IndexDescription, MongoClient, WriteConcernSettings } from "mongodb";
+import type {
+  Collection,
+  Document,
+  IndexDescription,
+  MongoBulkWriteError,
+  MongoClient,
+  WriteConcernSettings,
+} from "mongodb";
 import { MongoClient as Client } from "mongodb";
 
 export interface MongoClientSettings {
@@ -81,6 +88,17 @@ function restartStuckMonitors(client: MongoClient, stuckAfterMs: number): void {
 }
 
 export const DUPLICATE_KEY = 11000;
+
+/**
+ * Whether an unordered insertMany that failed with `writeErrors` of its documents stored all the
+ * others for certain: the server's count must say so and no write concern may have failed. The driver
+ * also reports a connection lost mid-batch as a bulk write error without write errors, and then the
+ * rest are ambiguous.
+ */
+export function storedAllOthers(error: MongoBulkWriteError, documents: number, writeErrors: number): boolean {
+  const inserted = error.result?.insertedCount ?? -1;
+  return error.result?.getWriteConcernError?.() === undefined && inserted === documents - writeErrors;
+}
 
 /**
  * An abort deadline for one operation: server selection, a write-concern wait and a round trip

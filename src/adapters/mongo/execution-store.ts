@@ -32,6 +32,7 @@ import {
   ensureIndexes,
   type InFlightGate,
   operationDeadline,
+  storedAllOthers,
 } from "./client.ts";
 
 export type ReportResult = ApplyOutcome | "unknown_order";
@@ -243,16 +244,9 @@ export class MongoExecutionStore {
       if (!(error instanceof MongoBulkWriteError)) throw error;
       const writeErrors = [error.writeErrors].flat();
       if (writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw error;
-      // The driver also reports a connection lost mid-batch as a bulk write error without write errors:
-      // the rest were stored only if the server's count says so. Otherwise the batch is ambiguous, and
-      // its redelivery finds the copies and recomputes (a chaos run showed summaries counting reports
-      // that were never stored).
-      const inserted = error.result?.insertedCount ?? -1;
-      if (
-        error.result?.getWriteConcernError?.() !== undefined ||
-        inserted !== documents.length - writeErrors.length
-      )
-        throw error;
+      // Stored for certain, or ambiguous: its redelivery finds the copies and recomputes (a chaos run
+      // showed summaries counting reports that were never stored).
+      if (!storedAllOthers(error, documents.length, writeErrors.length)) throw error;
       for (const writeError of writeErrors) {
         const { entry, k } = owner[writeError.index] as { entry: OrderWork; k: number };
         entry.outcomes[k] = "duplicate";
@@ -269,7 +263,7 @@ export class MongoExecutionStore {
     const inserted = entry.outcomes.filter((o) => o !== "duplicate").length;
     if (!entry.recompute) {
       if (inserted === 0) return;
-      const written = await this.setSummary(order, entry.summary, previous, previous + inserted, entry, now);
+      const written = await this.setSummary(order, entry.summary, previous + inserted, entry, now);
       if (written) return;
     }
     // Recompute from the store: every stored execution of the order, folded in the venue's order; a
@@ -311,26 +305,20 @@ export class MongoExecutionStore {
       document.flagged = flagged;
       entry.outcomes[k] = flagged ?? "applied";
     });
-    const written = await this.setSummary(
-      current,
-      entry.summary,
-      current.execution_count ?? 0,
-      stored.length,
-      entry,
-      now,
-    );
+    const written = await this.setSummary(current, entry.summary, stored.length, entry, now);
     if (!written)
       throw new Error(`the fill summary of order ${order._id} changed meanwhile; delivered again later`);
   }
 
+  /** Writes `summary` (of `count` executions) on the condition that the order is still at the version read. */
   private async setSummary(
     order: Stored,
     summary: FillSummary,
-    previous: number,
     count: number,
     entry: OrderWork,
     now: Date,
   ): Promise<boolean> {
+    const previous = order.execution_count ?? 0;
     const set: Document = { ...summary, execution_count: count, updated_at: now };
     // A report that arrives before the placement's acknowledgement was written proves the placement.
     const first = entry.documents[0];

@@ -21,6 +21,7 @@ import {
   ensureIndexes,
   type InFlightGate,
   operationDeadline,
+  storedAllOthers,
 } from "./client.ts";
 import { createGroupCommit } from "./group-commit.ts";
 
@@ -110,12 +111,9 @@ export class MongoOrderRepository implements OrderRepository {
             : new MongoServerError({ message: writeError.errmsg ?? "write error", code: writeError.code }),
         );
       }
-      // The rest were written only if the server says so in count too, and no write concern failed:
-      // otherwise each of them is ambiguous (the service reads it back before answering).
-      const inserted = error.result?.insertedCount ?? -1;
-      const certain =
-        error.result?.getWriteConcernError?.() === undefined && inserted === documents.length - failed.size;
-      if (certain) this.counted("insert", inserted);
+      // Otherwise each of the rest is ambiguous (the service reads it back before answering).
+      const certain = storedAllOthers(error, documents.length, failed.size);
+      if (certain) this.counted("insert", documents.length - failed.size);
       return documents.map((_, i) => failed.get(i) ?? (certain ? null : error));
     }
   }
