@@ -12,10 +12,12 @@
  *
  *   bun bench/system.ts [--duration-s 60] [--clients 64] [--floor-s 15] [--probe-clients 2]
  *                       [--drain-timeout-s 900] [--env KEY=VALUE]... [--json reports/bench-system.json]
+ *                       [--pg-stats]
  *                       [--smoke]
  *
  * --env sets a variable of the api and actors processes (an experiment; the targets are judged on the
- * defaults, and the report names every override).
+ * defaults, and the report names every override). --pg-stats (FerretDB on PostgreSQL only) prints the
+ * SQL statements of phase B by cost per placed order (pg_stat_statements).
  *
  * The load generator is this file run as a child process (--load-child), so that the orchestrator's
  * polling never delays a request's clock: N closed loops of fetch (keep-alive), each request timed from
@@ -55,6 +57,12 @@ import {
 import { freePort, uniqueName, waitFor } from "../test/support/wait-for.ts";
 import { runBenchmark, writeJsonReport } from "./output.ts";
 import {
+  enableStatementStatistics,
+  resetStatementStatistics,
+  statementCosts,
+  statementTable,
+} from "./pg-statements.ts";
+import {
   cpuMeter,
   type MetricSample,
   processCpuMs,
@@ -87,6 +95,7 @@ const { values: args } = parseArgs({
     env: { type: "string", multiple: true },
     json: { type: "string" },
     smoke: { type: "boolean", default: false },
+    "pg-stats": { type: "boolean", default: false },
   },
 });
 
@@ -500,6 +509,7 @@ async function phaseB(servers: Servers, floorPerS: number, cleanup: Cleanup) {
     store: () => storeCpuMs(servers),
     redis: () => serverCpuMs(servers.redis.port),
   });
+  await resetStatementStatistics(servers);
   const before = await snapshot();
   const timeline: TimelineRow[] = [];
   const startedAt = performance.now();
@@ -598,6 +608,7 @@ async function phaseB(servers: Servers, floorPerS: number, cleanup: Cleanup) {
     }
     const after = await snapshot();
     const cpuMs = cpu.read({ load_generator: main.cpuMs + probeResult.cpuMs });
+    const storeStatements = await statementCosts(servers, placedIn(after) - placedIn(before));
     sampling = false;
     await sampler;
 
@@ -699,6 +710,7 @@ async function phaseB(servers: Servers, floorPerS: number, cleanup: Cleanup) {
       counters,
       correctness,
       cpu_ms: cpuMs,
+      store_statements: storeStatements,
       accepted_per_second: main.perSecond,
       timeline,
       processes: all.map((s) => ({ name: s.process.name, pid: s.process.pid })),
@@ -732,6 +744,7 @@ async function main(): Promise<number> {
   const cleanup = new Cleanup();
   const loadBefore = loadavg();
   try {
+    if (args["pg-stats"]) enableStatementStatistics();
     const servers = await startServers();
     cleanup.add(() => servers.stop());
     console.log(
@@ -874,6 +887,7 @@ async function main(): Promise<number> {
     console.log(
       `cpu over phase B: ms per placed order ${cpuPerPlaced}; machine busy ${b.cpu_ms.machine_busy_percent}%`,
     );
+    if (b.store_statements.length > 0) console.log(statementTable(b.store_statements));
     console.log(`exit codes on SIGTERM: ${JSON.stringify(exitCodes)}`);
     if (b.drain_error) console.log(`drain: ${b.drain_error}`);
     if (!c.ok && c.examples.length > 0) console.log(`e.g. ${c.examples.join(", ")}`);

@@ -25,6 +25,7 @@ DECLARE
   table_schema text;
   table_name text;
   field text;
+  index_name text;
 BEGIN
   SELECT n.nspname, c.relname INTO table_schema, table_name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -42,11 +43,16 @@ BEGIN
   FOREACH field IN ARRAY ARRAY['_id', 'status', 'order_id'] LOOP
     -- <table, at most 40 characters>_<hash of the table name>_<field>_gin: unique per table, within
     -- PostgreSQL's 63 characters, and unlike FerretDB's own index names (which end in _idx).
+    index_name := left(table_name, 40) || '_' || left(md5(table_name), 8) || '_' || ltrim(field, '_') || '_gin';
+    -- fastupdate off: with it on (PostgreSQL's default) new entries wait in the index's pending list,
+    -- which every look-up reads through; under a steady insert load that list holds thousands of
+    -- entries and made a look-up by _id cost 0.7-0.9 ms of PostgreSQL time instead of 0.03 ms
+    -- (pg_stat_statements, 10,000 orders). The ALTER turns it off on indexes made before this file did.
     EXECUTE format(
-      'CREATE INDEX IF NOT EXISTS %I ON %I.%I USING gin ((_jsonb->%L) jsonb_path_ops)',
-      left(table_name, 40) || '_' || left(md5(table_name), 8) || '_' || ltrim(field, '_') || '_gin',
-      table_schema, table_name, field
+      'CREATE INDEX IF NOT EXISTS %I ON %I.%I USING gin ((_jsonb->%L) jsonb_path_ops) WITH (fastupdate = off)',
+      index_name, table_schema, table_name, field
     );
+    EXECUTE format('ALTER INDEX %I.%I SET (fastupdate = off)', table_schema, index_name);
   END LOOP;
 END
 $fn$;

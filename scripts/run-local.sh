@@ -143,14 +143,15 @@ if ! answers "$mongo_at"; then
     if [ -n "$pg_bin" ]; then
       start_postgres "$pg_bin" || exit 1
       mkdir -p "$data/ferretdb"
-      "${detach[@]}" "$ferretdb" --handler=postgresql \
+      # GOGC: see FERRETDB_GOGC in test/support/servers/ferretdb.ts (FerretDB's own CPU, measured).
+      GOGC=${FERRETDB_GOGC:-400} "${detach[@]}" "$ferretdb" --handler=postgresql \
         --postgresql-url="postgres://postgres@127.0.0.1:$pg_port/ferretdb?pool_max_conns=$pool_max_conns" \
         --state-dir="$data/ferretdb" --listen-addr="$mongo_at" --debug-addr=- --telemetry=disable --log-level=error &
       track $! TERM
       echo "started FerretDB (MongoDB wire protocol, PostgreSQL) on $mongo_at"
     else
       mkdir -p "$data/mongo"
-      "${detach[@]}" "$ferretdb" --handler=sqlite --sqlite-url="file:$data/mongo/" --state-dir="$data/mongo" \
+      GOGC=${FERRETDB_GOGC:-400} "${detach[@]}" "$ferretdb" --handler=sqlite --sqlite-url="file:$data/mongo/" --state-dir="$data/mongo" \
         --listen-addr="$mongo_at" --debug-addr=- --telemetry=disable --log-level=error &
       track $! TERM
       echo "started FerretDB (MongoDB wire protocol, SQLite) on $mongo_at"

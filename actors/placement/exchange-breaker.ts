@@ -51,6 +51,11 @@ export class ExchangeBreaker {
         resetTimeout: options.resetTimeoutMs,
         rollingCountTimeout: 10_000,
         rollingCountBuckets: 10,
+        // Latency percentiles are not used (the service's histograms have them), and opossum builds
+        // them by concatenating and sorting every call's latency of the window on each failure and
+        // snapshot: 3-4% of an actor's CPU at 10% venue failures.
+        rollingPercentilesEnabled: false,
+        enableSnapshots: false,
         errorFilter: (error: unknown) => !isRetryable(error),
       },
     );
@@ -75,8 +80,10 @@ export class ExchangeBreaker {
 
   async place(order: ExchangeOrder, shutdown: AbortSignal): Promise<VenueAck> {
     const controller = new AbortController();
-    const timeout = new PlacementTimeoutError(this.options.timeoutMs);
-    const timer = setTimeout(() => controller.abort(timeout), this.options.timeoutMs);
+    const timer = setTimeout(
+      () => controller.abort(new PlacementTimeoutError(this.options.timeoutMs)),
+      this.options.timeoutMs,
+    );
     const onShutdown = () => controller.abort(shutdown.reason);
     // An already-aborted signal never fires "abort" again: a call started during shutdown stops at once.
     if (shutdown.aborted) onShutdown();

@@ -176,5 +176,10 @@ describe("metric names used in k8s/", () => {
     test("its samples carry the process_kind default label", () => {
       expect(exposition).toMatch(/^process_resident_memory_bytes\{process_kind="exchange"\} \d+/m);
     });
+
+    test("no heap-space gauges (a walk of Bun's whole heap per scrape); the heap is still reported", () => {
+      expect(exposition).not.toContain("nodejs_heap_space_size");
+      expect(exposition).toMatch(/^nodejs_heap_size_used_bytes\{process_kind="exchange"\} \d+/m);
+    });
   });
 });

@@ -58,7 +58,7 @@ export class MongoApiKeyStore {
   private readonly now: () => Date;
 
   constructor(
-    db: Db,
+    private readonly db: Db,
     private readonly settings: ApiKeyStoreSettings,
     collectionName = "api_keys",
   ) {
@@ -80,7 +80,7 @@ export class MongoApiKeyStore {
    * indexes too); the index on `account` serves `list(account)`.
    */
   async ensureIndexes(): Promise<void> {
-    await ensureIndexes(this.collection, [
+    await ensureIndexes(this.db, this.collection, [
       { key: { hash: 1 }, name: "hash_unique", unique: true },
       { key: { account: 1 }, name: "account" },
     ]);

@@ -5,6 +5,7 @@
  */
 import type {
   Collection,
+  Db,
   Document,
   IndexDescription,
   MongoBulkWriteError,
@@ -120,16 +121,49 @@ export function durableWrite(timeoutMs: number): { writeConcern: WriteConcernSet
   };
 }
 
+const NAMESPACE_EXISTS = 48;
+function ignoreNamespaceExists(error: unknown) {
+  if ((error as { code?: number }).code !== NAMESPACE_EXISTS) throw error;
+}
+
+/** Whether `db` is served by FerretDB (its buildInfo names its version); asked once per Db. */
+export function isFerretDB(db: Db): Promise<boolean> {
+  let known = servedByFerretDB.get(db);
+  if (known === undefined) {
+    known = db
+      .admin()
+      .command({ buildInfo: 1 })
+      .then((info) => typeof info.ferretdbVersion === "string");
+    // A failed question (the store not up yet) is asked again next time.
+    known.catch(() => servedByFerretDB.delete(db));
+    servedByFerretDB.set(db, known);
+  }
+  return known;
+}
+const servedByFerretDB = new WeakMap<Db, Promise<boolean>>();
+
 /**
  * Creates the indexes that are missing, one call each. Idempotent on every start of every process.
  * (FerretDB v1.24 drops the connection when one createIndexes call re-creates several existing indexes.)
  * No operation deadline here: building an index on a large collection may rightly take minutes, and a
  * process that never gets past start-up is never ready, so it takes no traffic.
+ *
+ * On FerretDB only the indexes that enforce something (unique, TTL) are made. FerretDB v1 passes only
+ * equality filters to its backend and sorts in insertion order only, so it never reads a plain secondary
+ * index, while every insert and update pays for one: the orders' four made an updateOne about 10%
+ * dearer and an insert's PostgreSQL time 50% (bench/ferretdb-costs.ts). Its equality look-ups are served
+ * by the GIN indexes of scripts/ferretdb-postgres.sql instead. MongoDB gets every index.
  */
 export async function ensureIndexes<T extends Document>(
+  db: Db,
   collection: Collection<T>,
   specs: IndexDescription[],
 ): Promise<void> {
+  const enforcing = (spec: IndexDescription) => spec.unique === true || spec.expireAfterSeconds !== undefined;
+  const ferret = await isFerretDB(db);
+  const wanted = ferret ? specs.filter(enforcing) : specs;
+  // The collection exists after start-up either way (on FerretDB: its table, with the GIN indexes).
+  if (ferret) await db.createCollection(collection.collectionName).catch(ignoreNamespaceExists);
   const existing = new Set(
     (
       await collection
@@ -138,7 +172,7 @@ export async function ensureIndexes<T extends Document>(
         .catch(() => [] as { name?: string }[])
     ).map((index) => index.name),
   );
-  for (const { key, ...options } of specs) {
+  for (const { key, ...options } of wanted) {
     if (!existing.has(options.name)) await collection.createIndex(key, options);
   }
 }

@@ -96,7 +96,7 @@ export class MongoExecutionStore {
   private readonly cache = new Map<string, Stored>();
 
   constructor(
-    db: Db,
+    private readonly db: Db,
     private readonly settings: ExecutionStoreSettings,
     ordersCollection = "orders",
   ) {
@@ -105,7 +105,7 @@ export class MongoExecutionStore {
   }
 
   async ensureIndexes(): Promise<void> {
-    await ensureIndexes(this.executions, [{ key: { order_id: 1, seq: 1 }, name: "order_id_seq" }]);
+    await ensureIndexes(this.db, this.executions, [{ key: { order_id: 1, seq: 1 }, name: "order_id_seq" }]);
   }
 
   async apply(reports: readonly ExecutionReport[], now: Date): Promise<ExecutionBatchResult> {

@@ -24,7 +24,7 @@ export class MongoIdempotencyStore implements IdempotencyStore {
   serverExpires = false;
 
   constructor(
-    db: Db,
+    private readonly db: Db,
     private readonly timeoutMs: number,
     collectionName = "idempotency_keys",
   ) {
@@ -41,13 +41,13 @@ export class MongoIdempotencyStore implements IdempotencyStore {
 
   async ensureIndexes(): Promise<void> {
     try {
-      await ensureIndexes(this.collection, [
+      await ensureIndexes(this.db, this.collection, [
         { key: { expires_at: 1 }, name: "expires_at_ttl", expireAfterSeconds: 0 },
       ]);
       this.serverExpires = true;
     } catch (error) {
       if (!(error instanceof MongoServerError) || error.codeName !== "NotImplemented") throw error;
-      await ensureIndexes(this.collection, [{ key: { expires_at: 1 }, name: "expires_at" }]);
+      await ensureIndexes(this.db, this.collection, [{ key: { expires_at: 1 }, name: "expires_at" }]);
       this.serverExpires = false;
     }
   }

@@ -4,7 +4,14 @@
  * update, idempotent on the venue's ack). Who works on an order is decided by a lease in Redis, not by
  * a write here (docs/adr/0002-placement-lease-and-fencing.md).
  */
-import { type Collection, type Db, Long, MongoBulkWriteError, MongoServerError } from "mongodb";
+import {
+  type Collection,
+  type Db,
+  type IndexDescription,
+  Long,
+  MongoBulkWriteError,
+  MongoServerError,
+} from "mongodb";
 import { isExecutionStatus } from "../../domain/execution.ts";
 import type { OrderRecord, OrderStatus } from "../../domain/order.ts";
 import {
@@ -38,6 +45,15 @@ export interface OrderRepositorySettings {
   onDurableWrite?(kind: string, documents: number): void;
 }
 
+/** The sweeper's and the monitor's queries, and GET /orders (on MongoDB; see ensureIndexes). */
+export const ORDER_INDEXES: IndexDescription[] = [
+  { key: { status: 1, sweep_at: 1 }, name: "status_sweep_at" },
+  { key: { status: 1, created_at: 1 }, name: "status_created_at" },
+  // GET /orders: an account's orders newest first (ids are UUIDv7, so id order is time order).
+  { key: { account: 1, _id: -1 }, name: "account_id" },
+  { key: { account: 1, status: 1, _id: -1 }, name: "account_status_id" },
+];
+
 const UNFINISHED: OrderStatus[] = ["accepted", "placing"];
 /** Parked orders, by equality only: FerretDB passes it down to PostgreSQL instead of reading every order. */
 const PARKED = { status: "accepted", parked: true } as const;
@@ -48,7 +64,7 @@ export class MongoOrderRepository implements OrderRepository {
   private readonly inserts;
 
   constructor(
-    db: Db,
+    private readonly db: Db,
     private readonly settings: OrderRepositorySettings,
     collectionName = "orders",
   ) {
@@ -76,13 +92,7 @@ export class MongoOrderRepository implements OrderRepository {
 
   /** Idempotent: safe on every start of every process. */
   async ensureIndexes(): Promise<void> {
-    await ensureIndexes(this.collection, [
-      { key: { status: 1, sweep_at: 1 }, name: "status_sweep_at" },
-      { key: { status: 1, created_at: 1 }, name: "status_created_at" },
-      // GET /orders: an account's orders newest first (ids are UUIDv7, so id order is time order).
-      { key: { account: 1, _id: -1 }, name: "account_id" },
-      { key: { account: 1, status: 1, _id: -1 }, name: "account_status_id" },
-    ]);
+    await ensureIndexes(this.db, this.collection, ORDER_INDEXES);
   }
 
   /** Group-committed: the caller's promise settles with its own document's result. */

@@ -19,6 +19,13 @@ import { PostgresServer, postgresBinaries } from "./postgres.ts";
  */
 export const FERRETDB_POOL_MAX_CONNS = 200;
 
+/**
+ * Go's GC target for FerretDB (Go's default is 100). FerretDB allocates for every document it
+ * converts; at 400 its own CPU per updateOne and findOne fell by 10-20% (bench/ferretdb-costs.ts) for
+ * a heap of tens of MB more. scripts/run-local.sh uses the same.
+ */
+export const FERRETDB_GOGC = "400";
+
 export class FerretServer extends OwnedServer {
   readonly kind = "ferretdb";
   constructor(
@@ -27,6 +34,7 @@ export class FerretServer extends OwnedServer {
     private readonly binary: string,
     /** --handler=sqlite (data in `dir`) or --handler=postgresql with its URL. */
     private readonly backend: string[] = ["--handler=sqlite", `--sqlite-url=file:${dir}/`],
+    private readonly gogc = FERRETDB_GOGC,
   ) {
     super(port, dir);
   }
@@ -43,6 +51,9 @@ export class FerretServer extends OwnedServer {
       `--state-dir=${this.dir}`,
       "--log-level=error",
     ];
+  }
+  protected override env() {
+    return { ...process.env, GOGC: this.gogc };
   }
   protected ready() {
     return mongoHello(this.url);
@@ -94,12 +105,15 @@ export class FerretOnPostgres implements TestServer {
  * and the GIN indexes of scripts/ferretdb-postgres.sql serve them: a conditional update costs an index
  * look-up, where SQLite's handler scans the collection.
  */
-export async function startFerretOnPostgres(): Promise<FerretOnPostgres> {
+export async function startFerretOnPostgres(options: { gogc?: string } = {}): Promise<FerretOnPostgres> {
   const postgres = new PostgresServer(await freePort(), tempDir("postgres"), postgresBinaries());
-  const ferret = new FerretServer(await freePort(), tempDir("ferretdb"), ferretBinary(), [
-    "--handler=postgresql",
-    `--postgresql-url=${postgres.url}?pool_max_conns=${FERRETDB_POOL_MAX_CONNS}`,
-  ]);
+  const ferret = new FerretServer(
+    await freePort(),
+    tempDir("ferretdb"),
+    ferretBinary(),
+    ["--handler=postgresql", `--postgresql-url=${postgres.url}?pool_max_conns=${FERRETDB_POOL_MAX_CONNS}`],
+    options.gogc,
+  );
   return new FerretOnPostgres(postgres, ferret).start();
 }
 

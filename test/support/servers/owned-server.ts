@@ -42,9 +42,13 @@ export abstract class OwnedServer implements TestServer {
   protected abstract command(): string[];
   protected abstract ready(): Promise<boolean>;
   protected async afterStart(): Promise<void> {}
+  /** The server's environment (default: this process's). */
+  protected env(): Record<string, string | undefined> {
+    return process.env;
+  }
 
   async start(): Promise<this> {
-    this.process = spawnOwned(this.kind, this.command(), { cleanupDir: this.dir });
+    this.process = spawnOwned(this.kind, this.command(), { env: this.env(), cleanupDir: this.dir });
     await waitFor(() => this.ready(), {
       timeoutMs: 30_000,
       intervalMs: 50,

@@ -21,6 +21,13 @@ export const FERRETDB_POSTGRES_SQL = new URL("../../../scripts/ferretdb-postgres
 export const POSTGRES_SETTINGS = ["plan_cache_mode=force_custom_plan", "max_connections=300"];
 
 /**
+ * Set (to anything) by `bench:system --pg-stats` before its servers start: the cluster then loads
+ * pg_stat_statements, which the benchmark reads to say which statements the store spent its time on.
+ */
+export const PG_STAT_STATEMENTS_ENV = "ORDERS_PG_STAT_STATEMENTS";
+const statementStatistics = () => process.env[PG_STAT_STATEMENTS_ENV] !== undefined;
+
+/**
  * PostgreSQL refuses to run as root, so as root it runs as the `postgres` user through setpriv, which
  * execs (the pid is the postmaster's). A kill is a crash: the postmaster and its backends get SIGKILL
  * together, and the next start recovers from the write-ahead log.
@@ -59,6 +66,9 @@ export class PostgresServer extends OwnedServer {
       "-c",
       "listen_addresses=127.0.0.1",
       ...POSTGRES_SETTINGS.flatMap((setting) => ["-c", setting]),
+      ...(statementStatistics()
+        ? ["-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track_planning=on"]
+        : []),
     ];
   }
   protected async ready() {
@@ -106,6 +116,7 @@ export class PostgresServer extends OwnedServer {
     }
     const psql = join(this.bin, "psql");
     await Bun.$`${psql} -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p ${this.port} -U postgres -f ${FERRETDB_POSTGRES_SQL} ferretdb`.quiet();
+    if (statementStatistics()) await this.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
     return this;
   }
   override async kill() {
