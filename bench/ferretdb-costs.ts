@@ -16,7 +16,8 @@
  * findOne by _id (GET /orders/{id}). Numbers, no assertions: the operations that dominate the order
  * path, and what each setting saves.
  *
- *   bun bench/ferretdb-costs.ts [--docs 20000] [--ops 2000] [--concurrency 16] [--json reports/ferretdb-costs.json]
+ *   bun run bench:ferretdb [--docs 20000] [--ops 2000] [--concurrency 16] [--json reports/ferretdb-costs.json]
+ *                          [--smoke]
  */
 import { parseArgs } from "node:util";
 import { Long, MongoClient } from "mongodb";
@@ -31,10 +32,11 @@ const { values: args } = parseArgs({
     ops: { type: "string" },
     concurrency: { type: "string" },
     json: { type: "string" },
+    smoke: { type: "boolean", default: false },
   },
 });
-const DOCS = Number(args.docs ?? 20_000);
-const OPS = Number(args.ops ?? 2_000);
+const DOCS = Number(args.docs ?? (args.smoke ? 2_000 : 20_000));
+const OPS = Number(args.ops ?? (args.smoke ? 200 : 2_000));
 const CONCURRENCY = Number(args.concurrency ?? 16);
 const INSERT_BATCH = 64;
 const DURABLE = { writeConcern: { w: "majority" as const, j: true } };
