@@ -230,6 +230,11 @@ export function createMetrics(kind: ProcessKind) {
       help: "1 while this gateway holds the venue session's lease and reads the feed, 0 on standby",
       registers,
     }),
+    executionFeedLoggedOn: new Gauge({
+      name: "executions_feed_logged_on",
+      help: "1 while this gateway is logged on to the venue's execution feed (only the active one is), else 0",
+      registers,
+    }),
     executionLastSequence: new Gauge({
       name: "executions_last_sequence",
       help: "The last sequence number the gateway appended (recorded durably with the append)",

@@ -35,6 +35,8 @@ export interface GatewayObserver {
   gapOpenSeconds?(seconds: number): void;
   connected?(reason: string): void;
   active?(active: boolean): void;
+  /** Whether this gateway is logged on to the venue's feed (told at every tick, and at close). */
+  loggedOn?(loggedOn: boolean): void;
   lastSequence?(seq: number): void;
 }
 
@@ -288,6 +290,8 @@ export function createExecutionGateway(options: GatewayOptions) {
     }
     if (active && gapOpenSince !== null && socket) askResend(expected);
     observer?.gapOpenSeconds?.(gapOpenSince === null ? 0 : (now - gapOpenSince) / 1000);
+    // A session is known only between the venue's logon answer and the connection's end.
+    observer?.loggedOn?.(active && socket !== null && session !== null);
   }
 
   let ticker: ReturnType<typeof setInterval> | undefined;
@@ -307,6 +311,7 @@ export function createExecutionGateway(options: GatewayOptions) {
       disconnect();
       if (active) await log.releaseLease(token).catch(() => {});
       setActive(false);
+      observer?.loggedOn?.(false);
     },
   };
 }

@@ -46,6 +46,7 @@ export function runGateway(
       gapOpenSeconds: (seconds) => metrics.executionGapOpenSeconds.set(seconds),
       connected: (reason) => metrics.executionFeedReconnects.inc({ reason }),
       active: (active) => metrics.executionGatewayActive.set(active ? 1 : 0),
+      loggedOn: (loggedOn) => metrics.executionFeedLoggedOn.set(loggedOn ? 1 : 0),
       lastSequence: (seq) => metrics.executionLastSequence.set(seq),
     },
   });

@@ -250,6 +250,40 @@ describe("execution reports, gateway failover and a burst", () => {
     expect(verdict.appliedShares).toBe(10_000);
   }, 150_000);
 
+  test("the venue's feed unreachable (venue paused): the active gateway says it is not logged on, then logs on again and reads on", async () => {
+    const system = await startSystem({ EXCHANGE_FILLS_PER_ORDER: "1" }, 5);
+    const gateway = await activeGateway(system);
+    const loggedOn = () => metricValue(gateway, "executions_feed_logged_on");
+    await waitFor(async () => (await loggedOn()) === 1, { timeoutMs: 15_000, message: "logged on" });
+
+    // Paused, the venue sends no heartbeat: the gateway drops the connection as stale (5 s) and its
+    // new one gets no logon answer.
+    system.venue.process.signal("SIGSTOP");
+    try {
+      await waitFor(async () => (await loggedOn()) === 0, {
+        timeoutMs: 20_000,
+        intervalMs: 250,
+        message: "executions_feed_logged_on 0 while the venue is paused",
+      });
+      expect(await metricValue(gateway, "executions_gateway_active")).toBe(1);
+    } finally {
+      system.venue.process.signal("SIGCONT");
+    }
+    await waitFor(async () => (await loggedOn()) === 1, {
+      timeoutMs: 20_000,
+      intervalMs: 250,
+      message: "logged on again after the venue resumed",
+    });
+
+    const ids = await submit(
+      system.api,
+      Array.from({ length: 20 }, () => orderBody({ quantity: 10 })),
+    );
+    const verdict = await untilFillsAgree(system, ids, 60_000);
+    expect(verdict.appliedShares).toBeGreaterThan(0);
+    expect(verdict.appliedShares).toBe(verdict.venueShares);
+  }, 90_000);
+
   test("MongoDB paused while reports arrive: nothing is dead-lettered, every report is applied once after", async () => {
     // Entries are reclaimed after 2 s idle and dead-lettered after 2 deliveries: without the actors'
     // own retries, a pause of 8 s would give up valid reports.

@@ -92,6 +92,7 @@ describe("metric names used in k8s/", () => {
       "executions_gap_open_seconds",
       "executions_feed_reconnects_total",
       "executions_gateway_active",
+      "executions_feed_logged_on",
       "executions_last_sequence",
       "orders_events_published_total",
       "orders_events_subscribers",
