@@ -4,6 +4,7 @@
  * that sees actors/: it hands the placement and execution actors to the service process.
  */
 
+import { runExecutionDeadLetterCommand } from "../actors/executions/dlq-command.ts";
 import { startExecutionActors } from "../actors/executions/process.ts";
 import { runDeadLetterCommand } from "../actors/placement/dlq-command.ts";
 import { startPlacementActors } from "../actors/placement/process.ts";
@@ -69,8 +70,16 @@ async function main(argv: string[]): Promise<number> {
     throw error;
   }
   if (command === "health") return checkHealth(config.OPS_PORT);
-  if (command === "dlq")
-    return runDeadLetterCommand(config, rest, (line) => process.stdout.write(`${line}\n`));
+  if (command === "dlq") {
+    const print = (line: string) => process.stdout.write(`${line}\n`);
+    return rest.includes("--executions")
+      ? runExecutionDeadLetterCommand(
+          config,
+          rest.filter((arg) => arg !== "--executions"),
+          print,
+        )
+      : runDeadLetterCommand(config, rest, print);
+  }
   if (command === "keys")
     return runKeysCommand(
       config,

@@ -16,6 +16,7 @@ import { closeRedis, createRedisConnection, redisTarget } from "../../src/adapte
 import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
 import { type Config, databaseName } from "../../src/config.ts";
 import { isPlacementFinal } from "../../src/domain/order.ts";
+import { EXECUTIONS_DLQ_USAGE } from "../executions/dlq-command.ts";
 import { createIoredisStreamPort } from "../runtime/redis-streams.ts";
 
 export async function runDeadLetterCommand(
@@ -25,7 +26,9 @@ export async function runDeadLetterCommand(
 ): Promise<number> {
   const [action, ...rest] = args;
   if (action !== "list" && action !== "replay") {
-    print("usage: orders dlq list [--limit N] | orders dlq replay <entry-id>... | orders dlq replay --all");
+    print(
+      `usage: orders dlq list [--limit N] | orders dlq replay <entry-id>... | orders dlq replay --all | ${EXECUTIONS_DLQ_USAGE}`,
+    );
     return 2;
   }
   const redis = createRedisConnection(redisTarget(config), { name: "orders-dlq", commandTimeoutMs: 5_000 });
