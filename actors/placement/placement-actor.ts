@@ -44,6 +44,22 @@ export class PoisonMessageError extends Error {
   }
 }
 
+/**
+ * Redis failed while the lease was being taken: nothing was done for the order yet. The entry stays
+ * pending, and the reclaimer hands it on after CLAIM_TIMEOUT_MS. Acknowledged instead, the order would
+ * wait for the sweeper, which takes over only once Redis forgets it (PLACEMENT_TRACK_TTL_MS, 15 min by
+ * default): a Redis Cluster failover test showed exactly that (one order of 600 left `accepted`).
+ */
+export class LeaseUnavailableError extends Error {
+  readonly code = "LEASE_UNAVAILABLE";
+  constructor(orderId: string, cause: unknown) {
+    super(`could not take the placement lease of order ${orderId}: ${(cause as Error)?.message ?? cause}`, {
+      cause,
+    });
+    this.name = "LeaseUnavailableError";
+  }
+}
+
 export interface PlacementDeps {
   orders: Pick<OrderRepository, "findById" | "markPlaced" | "markRejected" | "park">;
   leases: PlacementLeases;
@@ -104,7 +120,9 @@ export function createPlacementBehaviour(
     const partition = Number(fields.partition ?? 0) || 0;
     const token = crypto.randomUUID();
     const leasedAt = clock.now().getTime();
-    const lease = await leases.acquire({ _id: orderId, partition }, token, deps.leaseMs);
+    const lease = await leases.acquire({ _id: orderId, partition }, token, deps.leaseMs).catch((error) => {
+      throw new LeaseUnavailableError(orderId, error);
+    });
     if (lease !== "acquired") {
       deps.observe?.("skipped", null, false);
       return "skipped";
@@ -260,11 +278,12 @@ export function createPlacementBehaviour(
       try {
         await placeOne(message, signal);
       } catch (error) {
-        // Only a poison message (and a shutdown) leaves the entry pending. A MongoDB or Redis failure is
-        // transient: redelivering the entry until it counts as poison would park an order that must be
-        // placed. The order document is its own outbox, so the entry is acknowledged and the sweeper
-        // re-drives the order once its lease and tracking state have expired.
-        if (error instanceof PoisonMessageError || signal.aborted) throw error;
+        // A poison message, a lease Redis could not give, and a shutdown leave the entry pending. Any
+        // later MongoDB or Redis failure is transient: redelivering the entry until it counts as poison
+        // would park an order that must be placed. The order document is its own outbox, so the entry
+        // is acknowledged and the sweeper re-drives the order once its lease (short) has expired.
+        if (error instanceof PoisonMessageError || error instanceof LeaseUnavailableError || signal.aborted)
+          throw error;
         logger.warn("placement failed on MongoDB or Redis; the sweeper re-drives the order", {
           order_id: message.fields.order_id,
           error,

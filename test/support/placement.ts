@@ -313,7 +313,8 @@ export async function preloadOrders(
     await repository.ensureIndexes();
     const partitions = Number(env.PLACEMENT_PARTITIONS ?? 1);
     const keys = createRedisKeys(env.REDIS_KEY_PREFIX!, partitions);
-    const placement = new RedisPlacementState(redis, keys, 900_000);
+    // Tracked as long as the API would with the test's settings (the sweeper's latest take-over time).
+    const placement = new RedisPlacementState(redis, keys, Number(env.PLACEMENT_TRACK_TTL_MS ?? 900_000));
     const ids: string[] = [];
     const batch = options.batch ?? 200;
     for (let start = 0; start < count; start += batch) {

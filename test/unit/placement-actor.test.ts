@@ -5,7 +5,11 @@
  */
 import { describe, expect, test } from "bun:test";
 import { ExchangeBreaker } from "../../actors/placement/exchange-breaker.ts";
-import { createPlacementBehaviour, type PlacementOutcome } from "../../actors/placement/placement-actor.ts";
+import {
+  createPlacementBehaviour,
+  LeaseUnavailableError,
+  type PlacementOutcome,
+} from "../../actors/placement/placement-actor.ts";
 import type { GroupState, StreamPort } from "../../actors/runtime/redis-streams.ts";
 import { compareIds, createStreamUpkeep } from "../../actors/runtime/stream-upkeep.ts";
 import { entryFields } from "../../src/adapters/placement-state.ts";
@@ -244,6 +248,37 @@ describe("placement behaviour", () => {
       expect({ id, looked: venue.looked }).toEqual({ id, looked: [id] });
       breaker.shutdown();
     }
+  });
+
+  test("Redis failing while the lease is taken leaves the entry pending (reclaimed soon), nothing else done", async () => {
+    const { behaviour, venue, calls, outcomes, states, breaker } = setup(null);
+    const failingLeases = { ...memoryLeases().leases };
+    failingLeases.acquire = async () => {
+      throw new Error("Connection is closed.");
+    };
+    const unleased = createPlacementBehaviour({
+      orders: strict<OrderRepository>("orders", {}),
+      leases: failingLeases,
+      exchange: venue.exchange,
+      breaker,
+      clock: { now: () => new Date() },
+      logger: silentLogger,
+      leaseMs: 1_000,
+      retry: { baseMs: 10, maxMs: 100 },
+      deadLetter: async () => {
+        throw new Error("nothing is dead-lettered");
+      },
+    });
+    // Rejected: the runtime leaves the entry pending, and its reclaimer delivers it again.
+    await expect(unleased.handle(message("o20"), signal)).rejects.toBeInstanceOf(LeaseUnavailableError);
+    expect(venue.submitted).toEqual([]);
+    // The next delivery, with Redis back, places it.
+    await behaviour.handle({ ...message("o20"), redelivered: true }, signal);
+    expect(venue.submitted).toEqual(["o20"]);
+    expect(calls).toEqual(["placed v after 1"]);
+    expect(outcomes).toEqual(["placed"]);
+    expect(states.get("o20")).toBe("done:placed");
+    breaker.shutdown();
   });
 
   test("a transport failure goes to the retry schedule with the next attempt, no MongoDB write", async () => {
