@@ -150,8 +150,8 @@ const servedByFerretDB = new WeakMap<Db, Promise<boolean>>();
  *
  * On FerretDB only the indexes that enforce something (unique, TTL) are made. FerretDB v1 passes only
  * equality filters to its backend and sorts in insertion order only, so it never reads a plain secondary
- * index, while every insert and update pays for one: the orders' four made an updateOne about 10%
- * dearer and an insert's PostgreSQL time 50% (bench/ferretdb-costs.ts). Its equality look-ups are served
+ * index, while every insert and update pays for one: the orders' four made an updateOne and an insert
+ * about 8% dearer in store CPU (bench/ferretdb-costs.ts). Its equality look-ups are served
  * by the GIN indexes of scripts/ferretdb-postgres.sql instead. MongoDB gets every index.
  */
 export async function ensureIndexes<T extends Document>(
