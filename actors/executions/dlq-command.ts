@@ -9,7 +9,7 @@
  * whose order is still unknown, or that holds no valid report, is reported and left in place.
  */
 import type { Config } from "../../src/config.ts";
-import { limitOf, runDeadLetterActions, selectedEntries } from "../placement/dlq-command.ts";
+import { limitOf, parsePayload, runDeadLetterActions, selectedEntries } from "../placement/dlq-command.ts";
 import type { StreamEntry } from "../runtime/redis-streams.ts";
 import { parseReport } from "./execution-actor.ts";
 
@@ -29,7 +29,7 @@ export function runExecutionDeadLetterCommand(
     replay: async ({ keys, port, orders }, rest) => {
       const stream = keys.executionDeadLetterStream;
       for (const entry of await selectedEntries(port, stream, rest)) {
-        const raw = payloadOf(entry)?.report;
+        const raw = parsePayload(entry.fields?.payload)?.report;
         const report = parseReport(raw);
         if (raw === undefined || report === null) {
           print(JSON.stringify({ id: entry.id, result: "not an execution report; left in place" }));
@@ -53,7 +53,7 @@ export function runExecutionDeadLetterCommand(
 /** A dead-letter entry as the operator reads it: why it is there, and which order and fill it holds. */
 function describe(entry: StreamEntry) {
   const { payload: _payload, ...fields } = entry.fields ?? {};
-  const report = parseReport(payloadOf(entry)?.report);
+  const report = parseReport(parsePayload(entry.fields?.payload)?.report);
   return {
     id: entry.id,
     ...fields,
@@ -67,14 +67,4 @@ function describe(entry: StreamEntry) {
         }
       : { report: null }),
   };
-}
-
-/** The fields of the entry that was dead-lettered (the runtime keeps them as JSON in `payload`). */
-function payloadOf(entry: StreamEntry): Record<string, string> | null {
-  try {
-    const payload = entry.fields?.payload;
-    return payload ? (JSON.parse(payload) as Record<string, string>) : null;
-  } catch {
-    return null;
-  }
 }

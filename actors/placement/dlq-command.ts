@@ -181,7 +181,8 @@ function parkedLine(order: { _id: string; parked_at: Date | null; last_error: st
   };
 }
 
-function parsePayload(payload: string | undefined): Record<string, string> | null {
+/** The fields of the entry that was dead-lettered (the runtime keeps them as JSON in `payload`). */
+export function parsePayload(payload: string | undefined): Record<string, string> | null {
   try {
     return payload ? JSON.parse(payload) : null;
   } catch {
