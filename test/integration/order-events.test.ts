@@ -295,6 +295,27 @@ describe("resuming", () => {
     expect(frames.map((f) => f.filled_quantity)).toEqual(Array.from({ length: 21 }, (_, i) => i));
     expect(strictlyIncreasing(frames.map((f) => f.id))).toBe(true);
   });
+
+  test("the process subscribes to the events channel only while a socket is open, and misses nothing when it does", async () => {
+    const channel = createRedisKeys(env.REDIS_KEY_PREFIX!, 1).orderEventsChannel;
+    const subscribers = async () =>
+      Number(((await redis.call("PUBSUB", "NUMSUB", channel)) as [string, number])[1]);
+    expect(await subscribers()).toBe(0);
+    // Published while nobody listened: the first socket gets it from the stream, then live ones.
+    const orderId = await placeOrder();
+    const first = await connect("?last_event_id=0-0");
+    await waitFor(async () => (await subscribers()) === 1, { message: "subscribed with the first socket" });
+    await events.publish(actorEvent(orderId, { filled_quantity: 1 }));
+    expect((await first.next(2)).map((f) => f.filled_quantity)).toEqual([0, 1]);
+    const second = await connect("?last_event_id=0-0");
+    await second.next(2);
+    first.close();
+    await events.publish(actorEvent(orderId, { filled_quantity: 2 }));
+    expect((await second.next(3)).map((f) => f.filled_quantity)).toEqual([0, 1, 2]);
+    expect(await subscribers()).toBe(1);
+    second.close();
+    await waitFor(async () => (await subscribers()) === 0, { message: "unsubscribed after the last socket" });
+  });
 });
 
 describe("refused before the upgrade, as /orders refuses", () => {
