@@ -105,13 +105,26 @@ export class FerretOnPostgres implements TestServer {
  * and the GIN indexes of scripts/ferretdb-postgres.sql serve them: a conditional update costs an index
  * look-up, where SQLite's handler scans the collection.
  */
-export async function startFerretOnPostgres(options: { gogc?: string } = {}): Promise<FerretOnPostgres> {
-  const postgres = new PostgresServer(await freePort(), tempDir("postgres"), postgresBinaries());
+export async function startFerretOnPostgres(
+  options: {
+    gogc?: string;
+    /** Benchmarks' variants: PostgreSQL settings on top of the harness's, FerretDB over the Unix socket. */
+    postgresSettings?: string[];
+    unixSocket?: boolean;
+  } = {},
+): Promise<FerretOnPostgres> {
+  const postgres = new PostgresServer(
+    await freePort(),
+    tempDir("postgres"),
+    postgresBinaries(),
+    options.postgresSettings,
+  );
+  const url = options.unixSocket ? `${postgres.socketUrl}&` : `${postgres.url}?`;
   const ferret = new FerretServer(
     await freePort(),
     tempDir("ferretdb"),
     ferretBinary(),
-    ["--handler=postgresql", `--postgresql-url=${postgres.url}?pool_max_conns=${FERRETDB_POOL_MAX_CONNS}`],
+    ["--handler=postgresql", `--postgresql-url=${url}pool_max_conns=${FERRETDB_POOL_MAX_CONNS}`],
     options.gogc,
   );
   return new FerretOnPostgres(postgres, ferret).start();

@@ -38,12 +38,18 @@ export class PostgresServer extends OwnedServer {
     port: number,
     dir: string,
     private readonly bin: string,
+    /** Settings on top of POSTGRES_SETTINGS (a benchmark's variant). */
+    private readonly extraSettings: string[] = [],
   ) {
     super(port, dir);
   }
   /** The `ferretdb` database, as the superuser `postgres` (trust authentication on loopback). */
   get url() {
     return `postgres://postgres@127.0.0.1:${this.port}/ferretdb`;
+  }
+  /** The same over the server's Unix socket (in its directory). */
+  get socketUrl() {
+    return `postgres://postgres@/ferretdb?host=${encodeURIComponent(this.dir)}&port=${this.port}`;
   }
   private get dataDir() {
     return join(this.dir, "data");
@@ -65,7 +71,7 @@ export class PostgresServer extends OwnedServer {
       this.dir,
       "-c",
       "listen_addresses=127.0.0.1",
-      ...POSTGRES_SETTINGS.flatMap((setting) => ["-c", setting]),
+      ...[...POSTGRES_SETTINGS, ...this.extraSettings].flatMap((setting) => ["-c", setting]),
       ...(statementStatistics()
         ? ["-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track_planning=on"]
         : []),
