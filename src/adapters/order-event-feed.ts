@@ -123,9 +123,9 @@ export interface OrderEventFeedHooks {
  * The fan-out of one API process: ONE subscriber connection (SUBSCRIBE to the channel) whatever the
  * number of sockets, each message handed to the sockets of its account. Subscribed only while a socket
  * is attached: the channel carries every order's events, which a process without sockets would receive
- * and parse for nothing (4% of an API process's CPU under bench:system). The subscriber reconnects by
- * itself; after every (re)subscription each socket reads the stream from its last id, since messages
- * published meanwhile were lost to this process.
+ * and parse for nothing (about 4% of an API process's CPU in a profiled bench:system run). The
+ * subscriber reconnects by itself; after every (re)subscription each socket reads the stream from its
+ * last id, since messages published meanwhile were lost to this process.
  */
 export class RedisOrderEventFeed {
   private readonly byAccount = new Map<string, Set<Subscription>>();

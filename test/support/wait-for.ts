@@ -38,8 +38,8 @@ const handedOut = new Set<number>();
  * chaos run, about 16 minutes); an older one is stale and taken over.
  */
 // Not under TMPDIR: processes with TMPDIRs of their own (harness.test.ts gives one to a child it kills)
-// share the machine's ports all the same.
-export const PORT_CLAIMS = "/tmp/orders-test-ports";
+// share the machine's ports all the same. One directory per user, each writable by its owner.
+export const PORT_CLAIMS = `/tmp/orders-test-ports-${process.getuid?.() ?? "user"}`;
 const PORT_CLAIM_TTL_MS = 30 * 60_000;
 let staleClaimsRemoved = false;
 
