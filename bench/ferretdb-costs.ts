@@ -25,6 +25,7 @@ import { MongoOrderRepository, ORDER_INDEXES } from "../src/adapters/mongo/order
 import { type FerretOnPostgres, startFerretOnPostgres } from "../test/support/servers/ferretdb.ts";
 import { writeJsonReport } from "./output.ts";
 import { serverCpuMs, table } from "./process-stats.ts";
+import { DURABLE, inParallel, benchOrderId as orderId } from "./store-load.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -39,7 +40,6 @@ const DOCS = Number(args.docs ?? (args.smoke ? 2_000 : 20_000));
 const OPS = Number(args.ops ?? (args.smoke ? 200 : 2_000));
 const CONCURRENCY = Number(args.concurrency ?? 16);
 const INSERT_BATCH = 64;
-const DURABLE = { writeConcern: { w: "majority" as const, j: true } };
 
 interface Variant {
   name: string;
@@ -54,7 +54,6 @@ const VARIANTS: Variant[] = [
   { name: "+ no plain indexes (default)", gogc: "400", ginFastUpdate: false, plainIndexes: false },
 ];
 
-const orderId = (i: number) => `01930000-0000-7000-8000-${String(i).padStart(12, "0")}`;
 function order(i: number) {
   const now = new Date();
   return {
@@ -73,15 +72,6 @@ function order(i: number) {
     sweep_at: now,
     parked_at: null,
   };
-}
-
-async function inParallel(count: number, concurrency: number, run: (i: number) => Promise<unknown>) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < count) await run(next++);
-    }),
-  );
 }
 
 interface Cost {

@@ -27,6 +27,7 @@ import { newOrderRecord } from "../src/domain/order.ts";
 import { type FerretOnPostgres, startFerretOnPostgres } from "../test/support/servers/ferretdb.ts";
 import { writeJsonReport } from "./output.ts";
 import { serverCpuMs, table } from "./process-stats.ts";
+import { DURABLE, inParallel, benchOrderId as orderId } from "./store-load.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -42,7 +43,6 @@ const DOCS = Number(args.docs ?? (args.smoke ? 2_000 : 20_000));
 const OPS = Number(args.ops ?? (args.smoke ? 200 : 2_000));
 const CONCURRENCY = Number(args.concurrency ?? 16);
 const ROUNDS = Number(args.rounds ?? (args.smoke ? 1 : 3));
-const DURABLE = { writeConcern: { w: "majority" as const, j: true } };
 
 interface Variant {
   name: string;
@@ -62,8 +62,6 @@ const VARIANTS: Variant[] = [
   { name: "Unix socket", unixSocket: true },
 ];
 
-const orderId = (i: number) => `01930000-0000-7000-8000-${String(i).padStart(12, "0")}`;
-
 /** An order as the intake stores it (the repository keeps the price as int64). */
 function storedOrder(i: number, sparse: boolean): { _id: string } & Record<string, unknown> {
   const record = newOrderRecord(
@@ -79,15 +77,6 @@ function storedOrder(i: number, sparse: boolean): { _id: string } & Record<strin
   if (sparse)
     for (const [field, value] of Object.entries(document)) if (value === null) delete document[field];
   return document;
-}
-
-async function inParallel(count: number, concurrency: number, run: (i: number) => Promise<unknown>) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < count) await run(next++);
-    }),
-  );
 }
 
 async function dropGinIndexes(store: FerretOnPostgres) {
