@@ -887,6 +887,18 @@ async function main(): Promise<number> {
     console.log(
       `cpu over phase B: ms per placed order ${cpuPerPlaced}; machine busy ${b.cpu_ms.machine_busy_percent}%`,
     );
+    // With both phases keeping every core busy, placed/s over the floor comes to the ratio of their
+    // CPU per order: a measured ratio far from it says the machine was busier in one phase than in the other.
+    const floorCpu =
+      floor.cpu_ms_per_order + floor.store_cpu_ms_per_order + floor.load_generator_cpu_ms / floor.latency.ok;
+    const systemCpu = Object.entries(b.cpu_ms)
+      .filter(([name]) => name !== "machine_busy_percent")
+      .reduce((total, [, ms]) => total + ms, 0);
+    console.log(
+      `CPU-bound ratio: the floor's ${fmt(floorCpu, 2)} ms per order (server, store, load generator) / ` +
+        `the system's ${fmt(systemCpu / b.placed_in_mongo, 2)} ms per placed order = ` +
+        `${fmt(floorCpu / (systemCpu / b.placed_in_mongo), 2)}x (measured: ${fmt(b.placed_of_floor, 2)}x)`,
+    );
     if (b.store_statements.length > 0) console.log(statementTable(b.store_statements));
     console.log(`exit codes on SIGTERM: ${JSON.stringify(exitCodes)}`);
     if (b.drain_error) console.log(`drain: ${b.drain_error}`);
