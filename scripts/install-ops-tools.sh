@@ -9,8 +9,8 @@
 #    discovery, so its promtool rejects `kubernetes_sd_configs` and cannot check
 #    k8s/prometheus/prometheus.yml. It is also the version docker-compose.yml runs. Built with only
 #    the service discoveries our configurations use (Prometheus's `remove_all_sd` and `enable_*_sd`
-#    build tags: Kubernetes and DNS), which leaves out the cloud SDKs: about 3 minutes and 1 GB of
-#    temporary space on a fresh 2-core machine instead of 6-7 minutes and 5 GB (module and build
+#    build tags: Kubernetes and DNS), which leaves out the cloud SDKs: on a fresh 2-core machine about
+#    3 minutes and 1 GB of downloaded modules instead of 6-7 minutes and about 5 GB (module and build
 #    caches, deleted afterwards); the binary is kept, so later runs on the same machine skip it.
 # 3. actionlint ${ACTIONLINT_VERSION}, built the same way (a minute), for .github/workflows.
 set -euo pipefail
