@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** Polls `condition` until it returns a truthy value; never a bare sleep in a test. */
@@ -31,16 +31,23 @@ export function uniqueName(prefix: string): string {
 const handedOut = new Set<number>();
 
 /**
- * Ports handed out by any test or benchmark process on this machine, one file per port. `bun run test`
- * runs files in parallel worker processes, and a port stays free between freePort() and the server's
- * bind (and while a fault test restarts a server on its port): without a claim another process could
- * be handed the same port meanwhile. A claim outlives the longest run that holds a port (the 10,000-order
- * chaos run, about 16 minutes); an older one is stale and taken over.
+ * Ports handed out by any test or benchmark process on this machine, one file per port holding its
+ * owner's pid. `bun run test` runs files in parallel worker processes, and a port stays free between
+ * freePort() and the server's bind (and while a fault test restarts a server on its port): without a
+ * claim another process could be handed the same port meanwhile. A claim lasts as long as its owner
+ * (a server the owner started dies with it); one older than the longest run (the 10,000-order chaos
+ * run, about 16 minutes) is stale too, in case a pid was reused.
  */
 // Not under TMPDIR: processes with TMPDIRs of their own (harness.test.ts gives one to a child it kills)
 // share the machine's ports all the same. One directory per user, each writable by its owner.
 export const PORT_CLAIMS = `/tmp/orders-test-ports-${process.getuid?.() ?? "user"}`;
 const PORT_CLAIM_TTL_MS = 30 * 60_000;
+/**
+ * Candidates are drawn at random from below Linux's ephemeral range (32768-60999): the kernel's own
+ * choice (bind to port 0) keeps offering the few ports it freed last, claimed ones after a run or two,
+ * and an outgoing connection may take an ephemeral port before the server binds it.
+ */
+const PORT_RANGE = { first: 10_000, last: 32_767 };
 let staleClaimsRemoved = false;
 
 export function claimPort(port: number): boolean {
@@ -48,8 +55,7 @@ export function claimPort(port: number): boolean {
     staleClaimsRemoved = true;
     mkdirSync(PORT_CLAIMS, { recursive: true });
     for (const name of readdirSync(PORT_CLAIMS)) {
-      if (claimAgeMs(join(PORT_CLAIMS, name)) > PORT_CLAIM_TTL_MS)
-        rmSync(join(PORT_CLAIMS, name), { force: true });
+      if (isStale(join(PORT_CLAIMS, name))) rmSync(join(PORT_CLAIMS, name), { force: true });
     }
   }
   const file = join(PORT_CLAIMS, String(port));
@@ -59,30 +65,52 @@ export function claimPort(port: number): boolean {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
   }
-  if (claimAgeMs(file) <= PORT_CLAIM_TTL_MS) return false;
+  if (!isStale(file)) return false;
   writeFileSync(file, String(process.pid));
   return true;
 }
 
-function claimAgeMs(file: string): number {
+function isStale(file: string): boolean {
+  let owner: number;
+  let ageMs: number;
   try {
-    return Date.now() - statSync(file).mtimeMs;
+    owner = Number(readFileSync(file, "utf8"));
+    ageMs = Date.now() - statSync(file).mtimeMs;
   } catch {
-    return 0; // removed meanwhile by another process: not ours to take
+    return false; // removed meanwhile by another process: not ours to take
+  }
+  return ageMs > PORT_CLAIM_TTL_MS || !isRunning(owner);
+}
+
+function isRunning(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** True when nothing listens on the port on loopback now. */
+function isFree(port: number): boolean {
+  try {
+    Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } }).stop(true);
+    return true;
+  } catch {
+    return false;
   }
 }
 
 export async function freePort(): Promise<number> {
-  // The kernel may hand the same ephemeral port out twice in a row once it is released; a process that
-  // asks for two ports at once (a service's PORT and OPS_PORT) must get two. Ports given out by this
-  // process, or claimed by another one (claimPort), are not given again.
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-    const port = server.port;
-    server.stop(true);
-    if (handedOut.has(port) || !claimPort(port)) continue;
+  // A process that asks for two ports at once (a service's PORT and OPS_PORT) must get two: ports given
+  // out by this process, or claimed by another one (claimPort), are not given again.
+  const span = PORT_RANGE.last - PORT_RANGE.first + 1;
+  for (let attempt = 0; attempt < 500; attempt++) {
+    const port = PORT_RANGE.first + Math.floor(Math.random() * span);
+    if (handedOut.has(port) || !isFree(port) || !claimPort(port)) continue;
     handedOut.add(port);
     return port;
   }
-  throw new Error("no free port that no test process has handed out already");
+  throw new Error(`no free port in ${PORT_RANGE.first}-${PORT_RANGE.last} that no test process has claimed`);
 }
