@@ -1,6 +1,6 @@
 /** What the store benchmarks (bench/ferretdb-*.ts) share: order ids, the write concern, a worker pool. */
 
-/** The service's write concern for every durable write. */
+/** The service's durable write concern (majority, journaled), without durableWrite()'s per-call deadline. */
 export const DURABLE = { writeConcern: { w: "majority" as const, j: true } };
 
 /** A UUIDv7-shaped order id, the same for the same `i`. */
