@@ -1,4 +1,13 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 
 /** Polls `condition` until it returns a truthy value; never a bare sleep in a test. */
@@ -50,36 +59,74 @@ const PORT_CLAIM_TTL_MS = 30 * 60_000;
 const PORT_RANGE = { first: 10_000, last: 32_767 };
 let staleClaimsRemoved = false;
 
+/** Claims `port` for this process: false when another process (or this one) holds it. */
 export function claimPort(port: number): boolean {
   if (!staleClaimsRemoved) {
     staleClaimsRemoved = true;
-    mkdirSync(PORT_CLAIMS, { recursive: true });
-    for (const name of readdirSync(PORT_CLAIMS)) {
-      if (isStale(join(PORT_CLAIMS, name))) rmSync(join(PORT_CLAIMS, name), { force: true });
-    }
+    removeStaleClaims();
   }
+  // Created with its content in one step (a link to a finished draft): a claim is never seen empty,
+  // which another process would take for one whose owner is gone.
   const file = join(PORT_CLAIMS, String(port));
+  const draft = `${file}.${process.pid}.draft`;
+  writeFileSync(draft, String(process.pid));
   try {
-    writeFileSync(file, String(process.pid), { flag: "wx" });
+    linkSync(draft, file);
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    return false;
+  } finally {
+    rmSync(draft, { force: true });
   }
-  if (!isStale(file)) return false;
-  writeFileSync(file, String(process.pid));
-  return true;
+}
+
+/**
+ * Frees the claims of processes that have ended (or older than the TTL). A claim is moved aside before
+ * it is deleted, and put back if it turns out to be live: another process freeing the same stale
+ * claim at the same moment, and a third claiming the port again in between, cannot lose that claim.
+ */
+export function removeStaleClaims(): void {
+  mkdirSync(PORT_CLAIMS, { recursive: true });
+  for (const name of readdirSync(PORT_CLAIMS)) {
+    const file = join(PORT_CLAIMS, name);
+    if (name.includes(".")) {
+      // A draft or a claim moved aside by a process that died meanwhile.
+      if (ageMs(file) > 60_000) rmSync(file, { force: true });
+      continue;
+    }
+    if (!isStale(file)) continue;
+    const aside = `${file}.${process.pid}.stale`;
+    try {
+      renameSync(file, aside);
+    } catch {
+      continue; // freed by another process already
+    }
+    try {
+      if (!isStale(aside)) linkSync(aside, file);
+    } catch {
+      // Claimed again in between: the port has an owner either way.
+    }
+    rmSync(aside, { force: true });
+  }
 }
 
 function isStale(file: string): boolean {
   let owner: number;
-  let ageMs: number;
   try {
     owner = Number(readFileSync(file, "utf8"));
-    ageMs = Date.now() - statSync(file).mtimeMs;
   } catch {
-    return false; // removed meanwhile by another process: not ours to take
+    return false; // removed meanwhile by another process: not ours to free
   }
-  return ageMs > PORT_CLAIM_TTL_MS || !isRunning(owner);
+  return ageMs(file) > PORT_CLAIM_TTL_MS || !isRunning(owner);
+}
+
+function ageMs(file: string): number {
+  try {
+    return Date.now() - statSync(file).mtimeMs;
+  } catch {
+    return 0;
+  }
 }
 
 function isRunning(pid: number): boolean {

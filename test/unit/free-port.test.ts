@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { claimPort, freePort, PORT_CLAIMS } from "../support/wait-for.ts";
+import { claimPort, freePort, PORT_CLAIMS, removeStaleClaims } from "../support/wait-for.ts";
 
 const WAIT_FOR = join(import.meta.dir, "../support/wait-for.ts");
 
@@ -16,22 +16,26 @@ describe("freePort", () => {
     expect(readFileSync(join(PORT_CLAIMS, String(port)), "utf8")).toBe(String(process.pid));
   });
 
-  test("a port a running process claimed is not claimed again; one of a dead process, or too old, is taken over", async () => {
+  test("a port a running process claimed is not claimed again; one of a dead process, or too old, is freed", async () => {
     const port = await freePort();
     const file = join(PORT_CLAIMS, String(port));
     const other = Bun.spawn(["sleep", "30"]);
     try {
       writeFileSync(file, String(other.pid));
       expect(claimPort(port)).toBe(false);
+      removeStaleClaims();
+      expect(claimPort(port)).toBe(false);
       const longAgo = new Date(Date.now() - 31 * 60_000);
       utimesSync(file, longAgo, longAgo);
+      removeStaleClaims();
       expect(claimPort(port)).toBe(true);
       expect(readFileSync(file, "utf8")).toBe(String(process.pid));
 
       writeFileSync(file, String(other.pid));
-      expect(claimPort(port)).toBe(false);
       other.kill(9);
       await other.exited;
+      expect(claimPort(port)).toBe(false);
+      removeStaleClaims();
       expect(claimPort(port)).toBe(true);
       expect(readFileSync(file, "utf8")).toBe(String(process.pid));
     } finally {
