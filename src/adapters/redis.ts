@@ -8,6 +8,10 @@
  * and would otherwise never be noticed), and TCP keepalive probes an idle socket.
  */
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
+import { ensureTracingChannelHasSubscribers } from "../support/tracing-channel.ts";
+
+// Before any command: without it ioredis traces every command under Bun (see the module).
+ensureTracingChannelHasSubscribers();
 
 /** A connection to one Redis, or a Redis Cluster client: the commands the service uses work on both. */
 export type RedisConnection = Redis | Cluster;
