@@ -6,6 +6,7 @@
 import type { Db, MongoClient } from "mongodb";
 import { createMetrics, type Metrics, type ProcessKind } from "../adapters/metrics.ts";
 import { boundedInFlight, createMongoClient, type InFlightGate } from "../adapters/mongo/client.ts";
+import { countOperations } from "../adapters/mongo/operation-counter.ts";
 import { MongoOrderRepository } from "../adapters/mongo/order-repository.ts";
 import { RedisPlacementState } from "../adapters/placement-state.ts";
 import {
@@ -43,7 +44,6 @@ export async function connectShared(config: Config, kind: ProcessKind, closers: 
   const mongo = createMongoClient(config.MONGO_URL, {
     timeoutMs: config.MONGO_TIMEOUT_MS,
     maxPoolSize: config.MONGO_MAX_POOL_SIZE,
-    onCommand: (command) => metrics.mongoOperations.inc({ command }),
   });
   closers.push({ name: "mongodb", close: () => mongo.close() });
   const commands = createRedisConnection(redisTarget(config), {
@@ -54,7 +54,9 @@ export async function connectShared(config: Config, kind: ProcessKind, closers: 
   commands.on("error", () => {}); // reconnects by itself; readiness and metrics report the outage
   closers.push({ name: "redis", close: () => closeRedis(commands) });
   await awaitConnection(commands, config.MONGO_TIMEOUT_MS);
-  const db = mongo.db(databaseName(config.MONGO_URL));
+  const db = countOperations(mongo.db(databaseName(config.MONGO_URL)), (command) =>
+    metrics.mongoOperations.inc({ command }),
+  );
   const keys = createRedisKeys(
     config.REDIS_KEY_PREFIX,
     config.PLACEMENT_PARTITIONS,
