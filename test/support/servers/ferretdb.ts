@@ -35,6 +35,8 @@ export class FerretServer extends OwnedServer {
     /** --handler=sqlite (data in `dir`) or --handler=postgresql with its URL. */
     private readonly backend: string[] = ["--handler=sqlite", `--sqlite-url=file:${dir}/`],
     private readonly gogc = FERRETDB_GOGC,
+    /** FerretDB's HTTP handlers (metrics, /debug/pprof): off unless a benchmark profiles it. */
+    private readonly debugAddr = "-",
   ) {
     super(port, dir);
   }
@@ -46,7 +48,7 @@ export class FerretServer extends OwnedServer {
       this.binary,
       ...this.backend,
       `--listen-addr=127.0.0.1:${this.port}`,
-      "--debug-addr=-",
+      `--debug-addr=${this.debugAddr}`,
       "--telemetry=disable",
       `--state-dir=${this.dir}`,
       "--log-level=error",
@@ -111,6 +113,8 @@ export async function startFerretOnPostgres(
     /** Benchmarks' variants: PostgreSQL settings on top of the harness's, FerretDB over the Unix socket. */
     postgresSettings?: string[];
     unixSocket?: boolean;
+    /** host:port of FerretDB's /debug/pprof (bench/ferretdb-profile.ts). */
+    debugAddr?: string;
   } = {},
 ): Promise<FerretOnPostgres> {
   const postgres = new PostgresServer(
@@ -126,6 +130,7 @@ export async function startFerretOnPostgres(
     ferretBinary(),
     ["--handler=postgresql", `--postgresql-url=${url}pool_max_conns=${FERRETDB_POOL_MAX_CONNS}`],
     options.gogc,
+    options.debugAddr,
   );
   return new FerretOnPostgres(postgres, ferret).start();
 }
