@@ -26,7 +26,7 @@ import type { Cents } from "../src/domain/money.ts";
 import { newOrderRecord } from "../src/domain/order.ts";
 import { type FerretOnPostgres, startFerretOnPostgres } from "../test/support/servers/ferretdb.ts";
 import { writeJsonReport } from "./output.ts";
-import { serverCpuMs, table } from "./process-stats.ts";
+import { median, serverCpuMs, table } from "./process-stats.ts";
 import { DURABLE, inParallel, benchOrderId as orderId } from "./store-load.ts";
 
 const { values: args } = parseArgs({
@@ -165,11 +165,6 @@ for (let round = 1; round <= ROUNDS; round++) {
     );
   }
 }
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-};
 const ms = (value: number) => value.toFixed(3);
 const rows = [["variant", "store ms per update (median)", "range", "FerretDB ms", "PostgreSQL ms"]];
 for (const [name, runs] of samples) {

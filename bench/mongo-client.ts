@@ -13,7 +13,7 @@ import { type Collection, MongoClient } from "mongodb";
 import { countOperations } from "../src/adapters/mongo/operation-counter.ts";
 import { startMongo } from "../test/support/servers/servers.ts";
 import { runBenchmark } from "./output.ts";
-import { table } from "./process-stats.ts";
+import { medianTable } from "./process-stats.ts";
 import { DURABLE } from "./store-load.ts";
 
 const { values: args } = parseArgs({
@@ -50,8 +50,6 @@ async function microsPerUpdate(collection: Collection<Doc>): Promise<number> {
   return (used.user + used.system) / OPERATIONS;
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-
 runBenchmark("bench:mongo-client", async () => {
   const server = await startMongo();
   const url = server.url.replace(/\/?(\?|$)/, "/bench_mongo_client$1");
@@ -87,16 +85,7 @@ runBenchmark("bench:mongo-client", async () => {
         console.log(`  round ${round}: ${name.padEnd(18)} ${micros.toFixed(1)} µs client CPU per updateOne`);
       }
     }
-    console.log(
-      table([
-        ["variant", "client µs CPU per updateOne (median)", "range"],
-        ...Object.entries(results).map(([name, values]) => [
-          name,
-          median(values).toFixed(1),
-          `${Math.min(...values).toFixed(1)}-${Math.max(...values).toFixed(1)}`,
-        ]),
-      ]),
-    );
+    console.log(medianTable("client µs CPU per updateOne", results));
   } finally {
     await Promise.all([monitored.close(), plain.close()]);
     await server.stop();

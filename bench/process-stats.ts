@@ -141,3 +141,23 @@ export function table(rows: string[][]): string {
     )
     .join("\n");
 }
+
+/** The median of `values` (the mean of the middle two for an even count). */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** A table of variants measured in turns: each one's median and range over its rounds. */
+export function medianTable(header: string, results: Record<string, number[]>, digits = 1): string {
+  const fixed = (value: number) => value.toFixed(digits);
+  return table([
+    ["variant", `${header} (median)`, "range"],
+    ...Object.entries(results).map(([name, values]) => [
+      name,
+      fixed(median(values)),
+      `${fixed(Math.min(...values))}-${fixed(Math.max(...values))}`,
+    ]),
+  ]);
+}

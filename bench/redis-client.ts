@@ -12,7 +12,7 @@ import { Redis } from "ioredis";
 import { ensureTracingChannelHasSubscribers } from "../src/support/tracing-channel.ts";
 import { startRedis } from "../test/support/servers/redis.ts";
 import { runBenchmark } from "./output.ts";
-import { table } from "./process-stats.ts";
+import { medianTable } from "./process-stats.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -50,11 +50,6 @@ async function microsPerCommand(redis: Redis): Promise<number> {
   return (used.user + used.system) / COMMANDS;
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-};
-
 runBenchmark("bench:redis-client", async () => {
   const server = await startRedis();
   const redis = new Redis(server.url, { lazyConnect: false });
@@ -76,16 +71,7 @@ runBenchmark("bench:redis-client", async () => {
         console.log(`  round ${round}: ${name.padEnd(18)} ${micros.toFixed(1)} µs CPU per command`);
       }
     }
-    console.log(
-      table([
-        ["variant", "client µs CPU per command (median)", "range"],
-        ...Object.entries(results).map(([name, values]) => [
-          name,
-          median(values).toFixed(1),
-          `${Math.min(...values).toFixed(1)}-${Math.max(...values).toFixed(1)}`,
-        ]),
-      ]),
-    );
+    console.log(medianTable("client µs CPU per command", results));
   } finally {
     setGetter(true);
     redis.disconnect();
