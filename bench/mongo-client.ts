@@ -14,7 +14,7 @@ import { countOperations } from "../src/adapters/mongo/operation-counter.ts";
 import { startMongo } from "../test/support/servers/servers.ts";
 import { runBenchmark } from "./output.ts";
 import { medianTable } from "./process-stats.ts";
-import { DURABLE } from "./store-load.ts";
+import { DURABLE, inParallel } from "./store-load.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -32,19 +32,13 @@ type Doc = { _id: string; status: string; n: number; at?: Date };
 
 /** Client CPU (user + system) in µs per updateOne. */
 async function microsPerUpdate(collection: Collection<Doc>): Promise<number> {
-  let next = 0;
   const started = process.cpuUsage();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (next < OPERATIONS) {
-        const i = next++;
-        await collection.updateOne(
-          { _id: `d${i % DOCUMENTS}`, status: { $in: ["accepted", "placed"] } },
-          { $set: { n: i, at: new Date() } },
-          DURABLE,
-        );
-      }
-    }),
+  await inParallel(OPERATIONS, CONCURRENCY, (i) =>
+    collection.updateOne(
+      { _id: `d${i % DOCUMENTS}`, status: { $in: ["accepted", "placed"] } },
+      { $set: { n: i, at: new Date() } },
+      DURABLE,
+    ),
   );
   const used = process.cpuUsage(started);
   return (used.user + used.system) / OPERATIONS;

@@ -13,6 +13,7 @@ import { ensureTracingChannelHasSubscribers } from "../src/support/tracing-chann
 import { startRedis } from "../test/support/servers/redis.ts";
 import { runBenchmark } from "./output.ts";
 import { medianTable } from "./process-stats.ts";
+import { inParallel } from "./store-load.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -36,16 +37,8 @@ function setGetter(on: boolean): void {
 
 /** Client CPU (user + system) in µs per command: SET with PX, `CONCURRENCY` awaiting callers. */
 async function microsPerCommand(redis: Redis): Promise<number> {
-  let next = 0;
   const started = process.cpuUsage();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (next < COMMANDS) {
-        const i = next++;
-        await redis.set(`bench:${i % 1_000}`, "v", "PX", 60_000);
-      }
-    }),
-  );
+  await inParallel(COMMANDS, CONCURRENCY, (i) => redis.set(`bench:${i % 1_000}`, "v", "PX", 60_000));
   const used = process.cpuUsage(started);
   return (used.user + used.system) / COMMANDS;
 }

@@ -1,4 +1,4 @@
-/** What the store benchmarks (bench/ferretdb-*.ts) share: order ids, the write concern, a worker pool. */
+/** What the store and client benchmarks share: order ids, the write concern, a worker pool. */
 
 /** The service's durable write concern (majority, journaled), without durableWrite()'s per-call deadline. */
 export const DURABLE = { writeConcern: { w: "majority" as const, j: true } };
