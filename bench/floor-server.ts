@@ -25,6 +25,7 @@ const redis = createRedisClient(env.REDIS_URL ?? "redis://127.0.0.1:6379", {
   name: "orders-floor",
   commandTimeoutMs: 500,
   failFastWhenDisconnected: true,
+  autoPipelining: true,
 });
 redis.on("error", () => {});
 const stream = createRedisKeys(env.REDIS_KEY_PREFIX ?? "orders", 1).placementStream(0);

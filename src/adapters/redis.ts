@@ -26,6 +26,12 @@ export interface RedisClientOptions {
    * socket timeouts are set a little above it, so a read never waits much longer than its BLOCK time.
    */
   blockingReadMs?: number;
+  /**
+   * Send the commands issued in one turn of the event loop in one write (ioredis auto-pipelining):
+   * under load most of a command's cost is its own write, on the client and in Redis. Each command
+   * keeps its own reply, error and timeout. Not for a blocking or subscribing connection.
+   */
+  autoPipelining?: boolean;
   name: string;
 }
 
@@ -75,6 +81,7 @@ export function createRedisClient(url: string, options: RedisClientOptions): Red
   return new Redis(url, {
     connectionName: options.name,
     ...timeouts(options),
+    enableAutoPipelining: options.autoPipelining === true,
     enableOfflineQueue: !options.failFastWhenDisconnected,
     maxRetriesPerRequest: options.failFastWhenDisconnected ? 0 : null,
     retryStrategy: reconnectDelay,
@@ -123,6 +130,8 @@ export function createRedisClusterClient(nodes: string, options: RedisClientOpti
     retryDelayOnClusterDown: 200,
     retryDelayOnTryAgain: 100,
     redisOptions: { connectionName: options.name, ...perNode },
+    // Grouped per node: a pipeline only holds commands whose slots that node serves.
+    enableAutoPipelining: options.autoPipelining === true,
     lazyConnect: false,
   };
   return new Cluster(parseClusterNodes(nodes), clusterOptions);

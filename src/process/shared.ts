@@ -50,6 +50,7 @@ export async function connectShared(config: Config, kind: ProcessKind, closers: 
     name: `orders-${kind}`,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     failFastWhenDisconnected: true,
+    autoPipelining: config.REDIS_AUTO_PIPELINING === "true",
   });
   commands.on("error", () => {}); // reconnects by itself; readiness and metrics report the outage
   closers.push({ name: "redis", close: () => closeRedis(commands) });

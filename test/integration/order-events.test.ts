@@ -19,7 +19,7 @@ import { Cluster, Redis } from "ioredis";
 import { createMetrics } from "../../src/adapters/metrics.ts";
 import { RedisOrderEvents } from "../../src/adapters/order-events.ts";
 import { parseClusterNodes } from "../../src/adapters/redis.ts";
-import { createRedisKeys } from "../../src/adapters/redis-keys.ts";
+import { createRedisKeys, type RedisKeys } from "../../src/adapters/redis-keys.ts";
 import type { OrderEvent } from "../../src/domain/ports.ts";
 import { silentLogger } from "../../src/logger.ts";
 import type { RunningProcess } from "../../src/process/lifecycle.ts";
@@ -66,13 +66,15 @@ let env: Record<string, string>;
 let app: RunningProcess;
 let redis: Redis;
 let events: RedisOrderEvents;
+let keys: RedisKeys;
 const feeds: Feed[] = [];
 
 beforeEach(async () => {
   env = isolatedEnv(servers);
   app = await startInProcess(env, "api");
   redis = new Redis(env.REDIS_URL!);
-  events = new RedisOrderEvents(redis, createRedisKeys(env.REDIS_KEY_PREFIX!, 1), {
+  keys = createRedisKeys(env.REDIS_KEY_PREFIX!, 1);
+  events = new RedisOrderEvents(redis, keys, {
     retained: 10_000,
     metrics: createMetrics("actors"),
     logger: silentLogger,
@@ -141,10 +143,23 @@ function actorEvent(orderId: string, fields: Partial<OrderEvent> = {}): OrderEve
   };
 }
 
-async function placeOrder(headers: Record<string, string> = {}): Promise<string> {
+/**
+ * POST /orders, then waits until the API's `accepted` event is in the account's stream: the API
+ * publishes it after answering (it never delays a 201), and a real actor's events for the order come
+ * later still (after the stream entry, the lease and the venue), as the test's own must.
+ */
+async function placeOrder(headers: Record<string, string> = {}, account = TEST_ACCOUNT): Promise<string> {
   const response = await postOrder(app, orderBody({ quantity: 100 }), headers);
   expect(response.status).toBe(201);
-  return ((await response.json()) as { id: string }).id;
+  const id = ((await response.json()) as { id: string }).id;
+  await waitFor(
+    async () =>
+      (await redis.xrange(keys.orderEvents(account), "-", "+")).some(([, fields]) =>
+        fields.some((field) => field.includes(id)),
+      ) || null,
+    { message: `the accepted event of order ${id}` },
+  );
+  return id;
 }
 
 const strictlyIncreasing = (ids: string[]) =>
@@ -223,7 +238,7 @@ describe("live updates", () => {
     const mine = await connect();
     const theirs = await connect("", { headers: bearer(otherKey) });
     const myOrder = await placeOrder();
-    const theirOrder = await placeOrder(bearer(otherKey));
+    const theirOrder = await placeOrder(bearer(otherKey), "account-b");
     await events.publish(actorEvent(myOrder));
     await events.publish({ ...actorEvent(theirOrder), account: "account-b" });
     expect((await mine.next(2)).map((f) => [f.order_id, f.status])).toEqual([
