@@ -255,7 +255,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   // a failover) plus less than MONGO_TIMEOUT_MS of write-concern wait (wtimeout: past it the write is
   // ambiguous); one that cannot reach a server fails after MONGO_TIMEOUT_MS, and its read-back after
   // another. The request deadline must cover both, or a slow but working store answers 500 for orders
-  // it goes on to store and place. Only a stalled connection (no answer: socket timeout 2 x, abort 3 x
+  // it goes on to store and place. Only a stalled connection (no answer: the operation's abort at 3 x
   // MONGO_TIMEOUT_MS) is left to the deadline: that 500 means "maybe stored", which the client resolves
   // with its Idempotency-Key or the X-Order-Id header. 6 x (insert and read-back each to their abort)
   // would make POST /orders wait 12 s by default, longer than a client waits for an answer.

@@ -29,7 +29,10 @@ export function createMongoClient(url: string, settings: MongoClientSettings): M
   const client = new Client(url, {
     serverSelectionTimeoutMS: timeoutMs,
     connectTimeoutMS: timeoutMs,
-    socketTimeoutMS: timeoutMs * 2,
+    // Every operation of the service carries its own abort deadline (operationDeadline, scanDeadline),
+    // which closes the connection it aborts; this only bounds the driver's own commands, and must not
+    // cut a background scan short.
+    socketTimeoutMS: timeoutMs * 10,
     waitQueueTimeoutMS: timeoutMs,
     heartbeatFrequencyMS: 2_000,
     maxPoolSize: settings.maxPoolSize,
@@ -98,7 +101,7 @@ export function storedAllOthers(error: MongoBulkWriteError, documents: number, w
 
 /**
  * An abort deadline for one operation: server selection, a write-concern wait and a round trip
- * (selection timeout + socket timeout). The driver's own timeouts do not cover a write that Bun 1.4
+ * (MONGO_TIMEOUT_MS each). The driver's own timeouts do not cover a write that Bun 1.4
  * buffers on a connection the server reset: its socket then emits neither 'drain' nor 'error', and
  * driver 7 ignores `timeoutMS`, so without a signal such an operation waits forever (seen: kill -9 of
  * the server between two writes of one client). The driver honours `signal` on every operation and
@@ -106,6 +109,17 @@ export function storedAllOthers(error: MongoBulkWriteError, documents: number, w
  */
 export function operationDeadline(timeoutMs: number): { signal: AbortSignal } {
   return { signal: AbortSignal.timeout(timeoutMs * 3) };
+}
+
+/**
+ * The deadline of the background scans (the sweeper's pass, the end-to-end monitor, the parked list):
+ * ten times MONGO_TIMEOUT_MS. They serve no request, and their timers keep them to a share of the time.
+ * The embedded store reads every waiting order for them (FerretDB filters and sorts itself): at a
+ * backlog of 30,000 a scan took more than the 6 s of the operations' deadline and failed each time
+ * (the store still did the work), so the sweeper stopped re-driving orders while the backlog lasted.
+ */
+export function scanDeadline(timeoutMs: number): { signal: AbortSignal } {
+  return { signal: AbortSignal.timeout(timeoutMs * 10) };
 }
 
 /** Options for a write that a 201 or a state change relies on; fresh for each operation. */

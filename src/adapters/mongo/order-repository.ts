@@ -28,6 +28,7 @@ import {
   ensureIndexes,
   type InFlightGate,
   operationDeadline,
+  scanDeadline,
   storedAllOthers,
 } from "./client.ts";
 import { createGroupCommit } from "./group-commit.ts";
@@ -84,6 +85,10 @@ export class MongoOrderRepository implements OrderRepository {
 
   private deadline() {
     return operationDeadline(this.settings.timeoutMs);
+  }
+
+  private scanDeadline() {
+    return scanDeadline(this.settings.timeoutMs);
   }
 
   private counted(kind: string, documents = 1) {
@@ -241,7 +246,7 @@ export class MongoOrderRepository implements OrderRepository {
               quantity: 1,
               account: 1,
             },
-            ...this.deadline(),
+            ...this.scanDeadline(),
           },
         )
         .sort({ sweep_at: 1 })
@@ -258,7 +263,7 @@ export class MongoOrderRepository implements OrderRepository {
         this.gate.run(() =>
           this.collection.findOne(
             { status },
-            { projection: { status: 1, created_at: 1 }, sort: { created_at: 1 }, ...this.deadline() },
+            { projection: { status: 1, created_at: 1 }, sort: { created_at: 1 }, ...this.scanDeadline() },
           ),
         ),
       ),
@@ -268,7 +273,7 @@ export class MongoOrderRepository implements OrderRepository {
 
   /** Unfinished orders parked after a dead-lettered entry (the end-to-end monitor's second input). */
   async countParked(): Promise<number> {
-    return this.gate.run(() => this.collection.countDocuments(PARKED, this.deadline()));
+    return this.gate.run(() => this.collection.countDocuments(PARKED, this.scanDeadline()));
   }
 
   /**
@@ -282,7 +287,7 @@ export class MongoOrderRepository implements OrderRepository {
       this.collection
         .find(PARKED, {
           projection: { _id: 1, partition: 1, parked_at: 1, last_error: 1 },
-          ...this.deadline(),
+          ...this.scanDeadline(),
         })
         .sort({ parked_at: 1 })
         .limit(limit)
