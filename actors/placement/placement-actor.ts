@@ -6,6 +6,10 @@
  *   -> final outcome in MongoDB (conditional: the first outcome wins; idempotent on the venue's ack)
  *   -> `done` in Redis -> the runtime acknowledges the entry.
  *
+ * Slots: `venueSlots` (ACTOR_CONCURRENCY) bounds the orders between their lease and the venue's answer;
+ * the final write after it holds only the runtime's slot. The venue's latency, not the store's, then
+ * sets how fast the venue slots turn over.
+ *
  * Several entries for one order (at-least-once delivery, sweeper re-dispatch, a reclaimed entry) meet at
  * the lease: one works, the others are acknowledged. The order id is the client order id at the venue,
  * so a resubmission after an ambiguous attempt is recognised there; an entry that may not be the first
@@ -75,6 +79,13 @@ export interface PlacementDeps {
   submitWithinMs?: number;
   retry: BackoffPolicy;
   /**
+   * Orders between taking their lease and the venue's answer, at most (ACTOR_CONCURRENCY). Recording the
+   * outcome afterwards does not hold one of these: a store that is slow to take the final write must
+   * not keep the venue's capacity idle (the runtime's own concurrency bounds the orders recording).
+   * Default: unlimited.
+   */
+  venueSlots?: number;
+  /**
    * Venue attempts an order may take: a transport failure on attempt `maxAttempts` parks the order
    * (with its last error) instead of scheduling another retry. Default: unlimited.
    */
@@ -95,10 +106,13 @@ export interface PlacementDeps {
   onOutcomeWritten?(order: DispatchedOrder, status: "placed" | "rejected", reason: string | null): void;
 }
 
-export function createPlacementBehaviour(
-  deps: PlacementDeps,
-): ActorBehaviour & { placeOne(message: ActorMessage, signal: AbortSignal): Promise<PlacementOutcome> } {
+export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & {
+  placeOne(message: ActorMessage, signal: AbortSignal, leftVenue?: () => void): Promise<PlacementOutcome>;
+  /** Orders between their lease and the venue's answer now (at most `venueSlots`). */
+  atVenue(): number;
+} {
   const { orders, leases, exchange, breaker, clock, logger } = deps;
+  const venueSlots = deps.venueSlots ?? Number.POSITIVE_INFINITY;
   const maxAttempts = deps.maxAttempts ?? Number.POSITIVE_INFINITY;
   const maxAgeMs = deps.maxAgeMs ?? Number.POSITIVE_INFINITY;
 
@@ -113,7 +127,12 @@ export function createPlacementBehaviour(
     return null;
   }
 
-  async function placeOne(message: ActorMessage, signal: AbortSignal): Promise<PlacementOutcome> {
+  /** `leftVenue` is called when the venue has answered (or will not be asked): the venue slot is free. */
+  async function placeOne(
+    message: ActorMessage,
+    signal: AbortSignal,
+    leftVenue: () => void = () => {},
+  ): Promise<PlacementOutcome> {
     const fields = message.fields;
     const orderId = fields.order_id;
     if (!orderId) throw new PoisonMessageError(`entry ${message.id} has no order_id`);
@@ -128,7 +147,7 @@ export function createPlacementBehaviour(
       return "skipped";
     }
     try {
-      return await work(message, signal, { orderId, partition, token, leasedAt });
+      return await work(message, signal, { orderId, partition, token, leasedAt }, leftVenue);
     } catch (error) {
       // A poison message or a shutdown leaves the entry pending: give the lease back, so that the next
       // delivery (the reclaimer's, counted towards MAX_DELIVERIES) is not skipped as "held".
@@ -142,6 +161,7 @@ export function createPlacementBehaviour(
     message: ActorMessage,
     signal: AbortSignal,
     held: { orderId: string; partition: number; token: string; leasedAt: number },
+    leftVenue: () => void,
   ): Promise<PlacementOutcome> {
     const fields = message.fields;
     const { orderId, partition, token, leasedAt } = held;
@@ -162,6 +182,7 @@ export function createPlacementBehaviour(
         .lookup(orderId, AbortSignal.any([signal, AbortSignal.timeout(lookupBudgetMs)]))
         .catch(() => null);
       if (known) {
+        leftVenue();
         await recordPlaced(order, known.venue_order_id, attempt);
         log.info("order placed (found at venue)", { venue_order_id: known.venue_order_id });
         deps.observe?.("placed", null, false);
@@ -187,12 +208,14 @@ export function createPlacementBehaviour(
     const started = performance.now();
     try {
       const ack = await breaker.place(request, signal);
+      leftVenue();
       const seconds = (performance.now() - started) / 1000;
       await recordPlaced(order, ack.venue_order_id, attempt);
       log.debug("order placed", { venue_order_id: ack.venue_order_id, duplicate_at_venue: ack.duplicate });
       deps.observe?.("placed", seconds, ack.duplicate);
       return "placed";
     } catch (error) {
+      leftVenue();
       const seconds = (performance.now() - started) / 1000;
       if (signal.aborted) throw error; // shutdown mid-attempt: the lease goes back (above)
       if (!isRetryable(error)) {
@@ -269,14 +292,25 @@ export function createPlacementBehaviour(
   // half-open trial when the handler reaches it (after the lease), so the gate counts these too:
   // otherwise the read loop keeps taking entries during that time and burns their attempts.
   let admittedWhileNotClosed = 0;
+  let atVenue = 0;
+  let gateOpened = () => {};
 
   return {
     placeOne,
+    atVenue: () => atVenue,
     async handle(message: ActorMessage, signal: AbortSignal) {
       const counted = breaker.state !== "closed";
       if (counted) admittedWhileNotClosed += 1;
+      atVenue += 1;
+      let venueSlotHeld = true;
+      const leftVenue = () => {
+        if (!venueSlotHeld) return;
+        venueSlotHeld = false;
+        atVenue -= 1;
+        gateOpened();
+      };
       try {
-        await placeOne(message, signal);
+        await placeOne(message, signal, leftVenue);
       } catch (error) {
         // A poison message, a lease Redis could not give, and a shutdown leave the entry pending. Any
         // later MongoDB or Redis failure is transient: redelivering the entry until it counts as poison
@@ -289,14 +323,18 @@ export function createPlacementBehaviour(
           error,
         });
       } finally {
+        leftVenue();
         if (counted) admittedWhileNotClosed -= 1;
       }
     },
     gate: () => {
       const capacity = breaker.capacity();
-      return capacity === Number.POSITIVE_INFINITY
-        ? capacity
-        : Math.max(0, capacity - admittedWhileNotClosed);
+      const breakerAllows =
+        capacity === Number.POSITIVE_INFINITY ? capacity : capacity - admittedWhileNotClosed;
+      return Math.max(0, Math.min(breakerAllows, venueSlots - atVenue));
+    },
+    onGateOpens(wake) {
+      gateOpened = wake;
     },
     async onDeadLettered(entry, reason) {
       const orderId = entry.fields?.order_id;

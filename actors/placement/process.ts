@@ -91,6 +91,7 @@ export async function startPlacementActors(
     maxAttempts: config.PLACEMENT_MAX_ATTEMPTS || Number.POSITIVE_INFINITY,
     maxAgeMs: config.PLACEMENT_MAX_AGE_MS || Number.POSITIVE_INFINITY,
     retry: { baseMs: config.RETRY_BASE_DELAY_MS, maxMs: config.RETRY_MAX_DELAY_MS },
+    venueSlots: config.ACTOR_CONCURRENCY,
     deadLetter: async (fields) => {
       await port.add(keys.deadLetterStream, { ...fields, dead_lettered_at: new Date().toISOString() });
       metrics.deadLettered.inc({ reason: fields.kind ?? "unknown" });
@@ -124,7 +125,8 @@ export async function startPlacementActors(
     blockingPort: createIoredisStreamPort(blocking),
     port,
     behaviour,
-    concurrency: config.ACTOR_CONCURRENCY,
+    // ACTOR_CONCURRENCY orders at the venue, and as many again recording their outcomes (venueSlots).
+    concurrency: 2 * config.ACTOR_CONCURRENCY,
     claimTimeoutMs: config.CLAIM_TIMEOUT_MS,
     reclaimIntervalMs: config.RECLAIM_INTERVAL_MS,
     maxDeliveries: config.MAX_DELIVERIES,
@@ -137,7 +139,10 @@ export async function startPlacementActors(
           retry_in_ms: retryInMs,
         });
       },
-      inFlight: (count) => metrics.actorInFlight.set({ actor: "placement" }, count),
+      inFlight: (count) => {
+        metrics.actorInFlight.set({ actor: "placement" }, count);
+        metrics.venueInFlight.set(behaviour.atVenue());
+      },
       handled: (result) => metrics.actorMessages.inc({ actor: "placement", result }),
       reclaimed: (count) => metrics.reclaimed.inc(count),
       missingPayload: (count) => metrics.reclaimedWithoutPayload.inc(count),

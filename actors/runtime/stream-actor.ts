@@ -33,6 +33,11 @@ export interface ActorBehaviour {
   handle(message: ActorMessage, signal: AbortSignal): Promise<void>;
   /** How many new messages may be taken now beyond the concurrency bound (default: unlimited). */
   gate?(): number;
+  /**
+   * Given at start: call it when the gate opens while handlers still run (a slot of the behaviour's own
+   * freed), so that the read loop takes work at once rather than at its next poll.
+   */
+  onGateOpens?(wake: () => void): void;
   /** Called after an entry was moved to the dead-letter stream, so the owner can park what it refers to. */
   onDeadLettered?(entry: StreamEntry, reason: string): Promise<void>;
 }
@@ -78,6 +83,11 @@ export interface StreamActorOptions {
   maxDeliveries: number;
   /** Longest BLOCK of one XREADGROUP (default DEFAULT_READ_BLOCK_MS). */
   blockMs?: number;
+  /**
+   * With no slot free, how often the read loop looks again when nothing wakes it (a handler ending or
+   * the behaviour's `onGateOpens` does). Default GATE_POLL_MS.
+   */
+  gatePollMs?: number;
   restartBackoff?: BackoffPolicy;
   observer?: ActorObserver;
 }
@@ -96,6 +106,8 @@ export const MULTI_STREAM_BLOCK_MS = 200;
  * failed: a Redis that comes back is read again soon (the supervisor's backoff would grow to its cap).
  */
 export const READ_RETRY_MAX_MS = 2_000;
+/** See `gatePollMs`: a gate that closes for reasons of its own (a breaker) reopens without a wake. */
+export const GATE_POLL_MS = 100;
 const DEFAULT_RESTART_BACKOFF: BackoffPolicy = { baseMs: 200, maxMs: 10_000 };
 
 /** How an entry is known in this process: ids repeat across streams. */
@@ -159,6 +171,7 @@ export class StreamActor {
       await this.options.port.ensureGroup(stream, this.options.group);
     this.state = "running";
     this.progressAt = Date.now();
+    this.options.behaviour.onGateOpens?.(() => this.wake?.());
     const restartBackoff = this.options.restartBackoff ?? DEFAULT_RESTART_BACKOFF;
     const isStopping = () => this.state !== "running";
     this.loops.push(
@@ -212,7 +225,7 @@ export class StreamActor {
       if (slots === 0) {
         // Waiting for a slot is not a stall: the work in flight is the progress.
         this.progressAt = Date.now();
-        await this.waitForWake(100);
+        await this.waitForWake(this.options.gatePollMs ?? GATE_POLL_MS);
         continue;
       }
       try {

@@ -146,6 +146,11 @@ export function createMetrics(kind: ProcessKind) {
       labelNames: ["actor"] as const,
       registers,
     }),
+    venueInFlight: new Gauge({
+      name: "placement_venue_in_flight",
+      help: "Orders between their placement lease and the venue's answer (at most ACTOR_CONCURRENCY)",
+      registers,
+    }),
     actorRestarts: new Counter({
       name: "actor_restarts_total",
       help: "Actor loops restarted by the supervisor after a crash",

@@ -188,7 +188,7 @@ class MemoryStreamPort implements StreamPort {
 function actorOver(
   port: MemoryStreamPort,
   behaviour: ActorBehaviour,
-  overrides: { concurrency?: number } = {},
+  overrides: { concurrency?: number; gatePollMs?: number } = {},
 ) {
   return new StreamActor({
     name: "test",
@@ -204,6 +204,7 @@ function actorOver(
     reclaimIntervalMs: 20,
     maxDeliveries: 3,
     blockMs: 20,
+    ...(overrides.gatePollMs === undefined ? {} : { gatePollMs: overrides.gatePollMs }),
   });
 }
 
@@ -246,6 +247,46 @@ describe("StreamActor", () => {
     expect(port.lastDelivered).toBe(-1);
     gate = Number.POSITIVE_INFINITY;
     await waitFor(() => handled.length === 2, { timeoutMs: 5_000 });
+    await actor.close(1_000);
+  });
+
+  test("a gate that opens while handlers still run wakes the read loop (onGateOpens), not only their ends", async () => {
+    // One slot of the behaviour's own: a handler holds it for its first step only. With the idle poll
+    // out of the way (a minute), only the wake can let the second entry in while the first still runs.
+    const port = new MemoryStreamPort();
+    port.entries = [entry(1), entry(2)];
+    let ownSlotsInUse = 0;
+    let wake = () => {};
+    const firstStepDone: (() => void)[] = [];
+    let finishAll: () => void = () => {};
+    const finished = new Promise<void>((resolve) => (finishAll = resolve));
+    const started: string[] = [];
+    const actor = actorOver(
+      port,
+      {
+        async handle(message) {
+          started.push(message.id);
+          ownSlotsInUse += 1;
+          await new Promise<void>((resolve) => firstStepDone.push(resolve));
+          ownSlotsInUse -= 1;
+          wake();
+          await finished;
+        },
+        gate: () => 1 - ownSlotsInUse,
+        onGateOpens: (w) => (wake = w),
+      },
+      { gatePollMs: 60_000 },
+    );
+    await actor.start();
+    await waitFor(() => started.length === 1, { timeoutMs: 5_000 });
+    await Bun.sleep(50);
+    expect(started).toEqual(["1-0"]);
+    firstStepDone.shift()!();
+    await waitFor(() => started.length === 2, { timeoutMs: 5_000 });
+    expect(port.pending.size).toBe(2);
+    firstStepDone.shift()!();
+    finishAll();
+    await waitFor(() => port.pending.size === 0, { timeoutMs: 5_000 });
     await actor.close(1_000);
   });
 

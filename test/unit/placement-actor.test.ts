@@ -174,6 +174,9 @@ describe("placement behaviour", () => {
       finalResult?: FinalWriteResult;
       maxAttempts?: number;
       maxAgeMs?: number;
+      venueSlots?: number;
+      /** The final write waits for it (a slow store). */
+      finalWriteDelay?: Promise<void>;
     } = {},
   ) {
     const venue = scriptedVenue();
@@ -189,6 +192,7 @@ describe("placement behaviour", () => {
         return stored;
       },
       markPlaced: async (_id, venueOrderId, _now, attempts) => {
+        await options.finalWriteDelay;
         calls.push(`placed ${venueOrderId} after ${attempts}`);
         return options.finalResult ?? "applied";
       },
@@ -209,6 +213,7 @@ describe("placement behaviour", () => {
       retry: { baseMs: 10, maxMs: 100 },
       ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
       ...(options.maxAgeMs === undefined ? {} : { maxAgeMs: options.maxAgeMs }),
+      ...(options.venueSlots === undefined ? {} : { venueSlots: options.venueSlots }),
       deadLetter: async (fields) => void deadLetters.push(fields),
       observe: (outcome) => outcomes.push(outcome),
       onFinalWriteMismatch: (id, result) => mismatches.push(`${id}: ${result}`),
@@ -422,6 +427,43 @@ describe("placement behaviour", () => {
       expect(outcomes).toEqual([submits ? "placed" : "retry"]);
       breaker.shutdown();
     }
+  });
+
+  test("venueSlots: an order frees its venue slot when the venue answers, not when its outcome is recorded", async () => {
+    let storeAnswers: () => void = () => {};
+    const { behaviour, breaker, venue, calls, outcomes } = setup(null, {
+      venueSlots: 2,
+      finalWriteDelay: new Promise<void>((resolve) => (storeAnswers = resolve)),
+    });
+    let wakes = 0;
+    behaviour.onGateOpens!(() => wakes++);
+    const acks: { resolve(ack: VenueAck): void; reject(error: Error): void }[] = [];
+    venue.answer(() => new Promise<VenueAck>((resolve, reject) => acks.push({ resolve, reject })));
+    expect(behaviour.gate!()).toBe(2);
+    const ended: string[] = [];
+    const first = behaviour.handle(message("o1"), signal).then(() => ended.push("o1"));
+    const second = behaviour.handle(message("o2", {}, "2-0"), signal).then(() => ended.push("o2"));
+    // Counted from before the lease: the read loop takes no third order meanwhile.
+    expect(behaviour.gate!()).toBe(0);
+    await waitFor(() => acks.length === 2, { timeoutMs: 2_000, intervalMs: 5 });
+    acks[0]!.resolve({ venue_order_id: "v1", duplicate: false });
+    await waitFor(() => behaviour.gate!() === 1, { timeoutMs: 2_000, intervalMs: 5 });
+    expect({ atVenue: behaviour.atVenue(), wakes, ended }).toEqual({ atVenue: 1, wakes: 1, ended: [] });
+    // A venue failure frees its slot too, before the retry is scheduled.
+    acks[1]!.reject(new OrderPlacementError());
+    await second;
+    expect({ gate: behaviour.gate!(), atVenue: behaviour.atVenue(), wakes }).toEqual({
+      gate: 2,
+      atVenue: 0,
+      wakes: 2,
+    });
+    // o1 is still recording its outcome (the store has not answered): its entry is not done yet.
+    expect(ended).toEqual(["o2"]);
+    storeAnswers();
+    await first;
+    expect(calls).toEqual(["placed v1 after 1"]);
+    expect(outcomes.sort()).toEqual(["placed", "retry"]);
+    breaker.shutdown();
   });
 
   test("half-open: the gate admits one message, and keeps the door shut while its lease is taken", async () => {
