@@ -30,7 +30,8 @@
  * drain, drain time, intake p50/p99 during the load and while draining, non-201 by status, MongoDB
  * commands and durable writes per placed order (the deltas of orders_mongo_operations_total and
  * orders_mongo_durable_writes_total over the api and both actors), venue duplicates, the floor and the
- * ratio, CPU per process. Correctness at the end: every 201's order is placed or rejected in MongoDB, and
+ * ratio, the actors' slots (the venue-bound ceiling, how full the slots were, how long a submission held
+ * one), CPU per process. Correctness at the end: every 201's order is placed or rejected in MongoDB, and
  * the venue holds exactly the orders MongoDB has placed.
  *
  * Exit: 0 when the run completed (targets met or not), 3 when an accepted order is not final or the venue
@@ -42,7 +43,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
 import { MongoOrderRepository } from "../src/adapters/mongo/order-repository.ts";
-import { databaseName } from "../src/config.ts";
+import { databaseName, loadConfig } from "../src/config.ts";
 import { spawnVenue, venueStats } from "../test/support/placement.ts";
 import { type OwnedProcess, spawnOwned } from "../test/support/servers/child-process.ts";
 import {
@@ -486,6 +487,32 @@ interface TimelineRow {
   retries: number;
   backlog: number;
   in_flight: number;
+  /** Of those in flight, the orders between their lease and the venue's answer (the venue slots). */
+  at_venue: number;
+}
+
+/**
+ * The actors' venue slots during the load (ACTOR_CONCURRENCY per process, held from an order's lease to
+ * the venue's answer): how full they were, and how long one venue submission held a slot (Little's law: mean slots in use over submissions per second)
+ * against the venue's own time per submission (placement_attempt_duration_seconds). With every slot
+ * in use, placement runs at the venue-bound ceiling for that hold, whatever the CPU has left.
+ */
+function slotAccounting(
+  capacity: number,
+  inFlightSamples: number[],
+  delta: (metric: string) => number,
+  loadSeconds: number,
+) {
+  const meanInFlight = inFlightSamples.reduce((a, b) => a + b, 0) / Math.max(1, inFlightSamples.length);
+  const submissions = delta("placement_attempt_duration_seconds_count");
+  const submissionsPerS = submissions / loadSeconds;
+  return {
+    capacity,
+    mean_in_flight: meanInFlight,
+    submissions_per_s: submissionsPerS,
+    hold_ms: (meanInFlight / submissionsPerS) * 1000,
+    venue_ms: (delta("placement_attempt_duration_seconds_sum") / submissions) * 1000,
+  };
 }
 
 async function phaseB(servers: Servers, cleanup: Cleanup) {
@@ -558,6 +585,7 @@ async function phaseB(servers: Servers, cleanup: Cleanup) {
             total(s.actors[0]!, "placement_stream_lag_entries") +
             total(s.actors[0]!, "placement_stream_pending_entries"),
           in_flight: actorsTotal(s, "actor_in_flight_messages"),
+          at_venue: actorsTotal(s, "placement_venue_in_flight"),
         };
         const previous = timeline.at(-1);
         timeline.push(row);
@@ -566,7 +594,7 @@ async function phaseB(servers: Servers, cleanup: Cleanup) {
             previous ? (row[key] - previous[key]) / (row.t_s - previous.t_s) : Number.NaN;
           console.log(
             `  t=${fmt(row.t_s, 0).padStart(4)} s ${row.phase.padEnd(5)}  accepted ${row.accepted} (${fmt(rate("accepted"), 0)}/s)  ` +
-              `placed ${row.placed} (${fmt(rate("placed"), 0)}/s)  retries ${row.retries}  backlog ${row.backlog}  in flight ${row.in_flight}`,
+              `placed ${row.placed} (${fmt(rate("placed"), 0)}/s)  retries ${row.retries}  backlog ${row.backlog}  in flight ${row.in_flight} (${row.at_venue} at the venue)`,
           );
         }
       } catch (error) {
@@ -589,6 +617,12 @@ async function phaseB(servers: Servers, cleanup: Cleanup) {
     const atLoadEnd = await snapshot();
     const placedDuringLoad = placedIn(atLoadEnd) - placedIn(before);
     const acceptedDuringLoad = acceptedIn(atLoadEnd) - acceptedIn(before);
+    const slots = slotAccounting(
+      loadConfig(serviceEnv).ACTOR_CONCURRENCY * actors.length,
+      timeline.filter((row) => row.phase === "load").map((row) => row.at_venue),
+      (name) => actorsTotal(atLoadEnd, name) - actorsTotal(before, name),
+      main.seconds,
+    );
 
     // The drain, with a light probe load.
     phase = "drain";
@@ -718,6 +752,7 @@ async function phaseB(servers: Servers, cleanup: Cleanup) {
       placed_during_load: placedDuringLoad,
       placed_per_s_during_load: placedDuringLoad / main.seconds,
       placed_per_s_sustained: sustained,
+      slots,
       intake_during_load: mainLatency,
       intake_while_draining: drainLatency,
       non201,
@@ -757,6 +792,46 @@ async function phaseB(servers: Servers, cleanup: Cleanup) {
 // ---------------------------------------------------------------------------------------------------
 
 const verdict = (met: boolean) => (met ? "met" : "NOT MET");
+
+/**
+ * The venue-bound ceiling: every slot held for exactly the venue's latency, a tenth of the submissions
+ * failing and coming back later (a retry looks the order up first, which is immediate). When the
+ * ratio's target in orders/s lies above it, no store or CPU saving can meet it with these settings.
+ */
+function slotRows(
+  slots: ReturnType<typeof slotAccounting>,
+  placedPerS: number,
+  targetPerS: number,
+): string[][] {
+  const perSubmission = 1 - VENUE.failureRate;
+  const ceiling = (slots.capacity / (VENUE.latencyMs / 1000)) * perSubmission;
+  return [
+    [
+      "venue-bound ceiling",
+      `${fmt(ceiling, 0)}/s (${slots.capacity} slots / ${VENUE.latencyMs} ms x ${perSubmission} placed per submission)`,
+      "",
+      "",
+    ],
+    [
+      "  placed/s during the load / ceiling",
+      `${fmt(placedPerS / ceiling, 2)}x; slots in use ${fmt((100 * slots.mean_in_flight) / slots.capacity, 1)}%`,
+      "",
+      "",
+    ],
+    [
+      "  slot held per venue submission",
+      `${fmt(slots.hold_ms, 0)} ms: venue ${fmt(slots.venue_ms, 0)} ms + ${fmt(slots.hold_ms - slots.venue_ms, 0)} ms (the lease, the event loop, the transport)`,
+      "",
+      "",
+    ],
+    [
+      "  the ratio's target in orders/s",
+      `${fmt(targetPerS, 0)}/s${targetPerS > ceiling ? ": above the ceiling, out of reach with these settings" : ""}`,
+      "",
+      "",
+    ],
+  ];
+}
 const perOrder = (record: Record<string, number>) =>
   Object.entries(record)
     .sort((a, b) => b[1] - a[1])
@@ -853,6 +928,7 @@ async function main(): Promise<number> {
           `>= ${TARGETS.placedOfFloor}x`,
           verdict(targets.placed_of_floor.met),
         ],
+        ...slotRows(b.slots, b.placed_per_s_during_load, TARGETS.placedOfFloor * floor.accepted_per_s),
         [
           "drain time after the load stopped",
           `${fmt(b.drain_seconds, 1)} s${b.drain_error ? " (TIMED OUT)" : ""}`,
