@@ -493,9 +493,10 @@ interface TimelineRow {
 
 /**
  * The actors' venue slots during the load (ACTOR_CONCURRENCY per process, held from an order's lease to
- * the venue's answer): how full they were, and how long one venue submission held a slot (Little's law: mean slots in use over submissions per second)
- * against the venue's own time per submission (placement_attempt_duration_seconds). With every slot
- * in use, placement runs at the venue-bound ceiling for that hold, whatever the CPU has left.
+ * the venue's answer): how full they were, and how long one venue submission held a slot (Little's
+ * law: mean slots in use over submissions per second) against the venue's own time per submission
+ * (placement_attempt_duration_seconds). With every slot in use, placement runs at the venue-bound
+ * ceiling for that hold, whatever the CPU has left.
  */
 function slotAccounting(
   capacity: number,
