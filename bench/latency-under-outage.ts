@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT } from "../test/support/system.ts";
 import { Cluster, configureVenue, metricSum, type Service, venueStats } from "./chaos/cluster.ts";
-import { closedLoop } from "./chaos/load.ts";
+import { clientAuthorizations, closedLoop } from "./chaos/load.ts";
 import { formatTable, type LatencySummary, ms, summarize } from "./chaos/stats.ts";
 import { runBenchmark, writeJsonReport } from "./output.ts";
 
@@ -22,17 +22,20 @@ const { values: args } = parseArgs({
 const smoke = args.smoke === true;
 const durationS = Number(args["duration-s"] ?? (smoke ? 2 : 10));
 const warmupS = Number(args["warmup-s"] ?? (smoke ? 0.5 : 2));
-const concurrency = Number(args.concurrency ?? (smoke ? 4 : 16));
+// Default settings and bench:system's shape (64 clients, each an account of its own; a 500 ms venue);
+// --actor-concurrency overrides the actors' default ACTOR_CONCURRENCY.
+const concurrency = Number(args.concurrency ?? (smoke ? 4 : 64));
 const actorCount = Number(args.actors ?? (smoke ? 1 : 2));
-const venueLatencyMs = Number(args["venue-latency-ms"] ?? 100);
-const actorConcurrency = Number(args["actor-concurrency"] ?? 16);
+const venueLatencyMs = Number(args["venue-latency-ms"] ?? 500);
+const actorConcurrency =
+  args["actor-concurrency"] === undefined ? undefined : Number(args["actor-concurrency"]);
 const jsonPath = resolve(ROOT, args.json ?? "reports/bench-outage.json");
 for (const [name, value] of [
   ["--duration-s", durationS],
   ["--warmup-s", warmupS],
   ["--concurrency", concurrency],
   ["--actors", actorCount],
-  ["--actor-concurrency", actorConcurrency],
+  ["--actor-concurrency", actorConcurrency ?? 1],
   ["--venue-latency-ms", venueLatencyMs + 1],
 ] as const) {
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
@@ -94,16 +97,22 @@ const BREAKER = ["closed", "half-open", "open"];
 
 async function main(): Promise<undefined> {
   console.log(
-    `latency under outage: ${PHASES.length} phases x ${durationS} s at concurrency ${concurrency}, ${actorCount} actor processes (concurrency ${actorConcurrency}), venue latency ${venueLatencyMs} ms`,
+    `latency under outage: ${PHASES.length} phases x ${durationS} s at concurrency ${concurrency}, ${actorCount} actor processes (ACTOR_CONCURRENCY ${actorConcurrency ?? "default"}), venue latency ${venueLatencyMs} ms`,
   );
   const cluster = await Cluster.start({
     actors: actorCount,
     venue: { failureRate: 0, latencyMs: venueLatencyMs },
-    env: { ACTOR_CONCURRENCY: String(actorConcurrency) },
+    env: actorConcurrency === undefined ? {} : { ACTOR_CONCURRENCY: String(actorConcurrency) },
   });
   try {
+    const authorizations = await clientAuthorizations(cluster.env, concurrency, "bench-outage");
     // Warm-up: JIT, connection pools, indexes.
-    await closedLoop({ baseUrl: cluster.api.baseUrl, concurrency, durationMs: warmupS * 1000 });
+    await closedLoop({
+      baseUrl: cluster.api.baseUrl,
+      concurrency,
+      durationMs: warmupS * 1000,
+      authorizations,
+    });
     const results: PhaseResult[] = [];
     for (const phase of PHASES) {
       await configureVenue(cluster.venue, phase.venue);
@@ -115,6 +124,7 @@ async function main(): Promise<undefined> {
         baseUrl: cluster.api.baseUrl,
         concurrency,
         durationMs: durationS * 1000,
+        authorizations,
       });
       const elapsedS = (performance.now() - started) / 1000;
       if (phase.pauseActors) for (const actor of cluster.actors) actor.signal("SIGCONT");

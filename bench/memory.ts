@@ -3,10 +3,11 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT } from "../test/support/system.ts";
 import { createStatusProbe } from "./chaos/checker.ts";
-import { Cluster, metricSum, type Service } from "./chaos/cluster.ts";
-import { closedLoop } from "./chaos/load.ts";
+import { Cluster, type Service } from "./chaos/cluster.ts";
+import { clientAuthorizations, closedLoop } from "./chaos/load.ts";
 import { formatTable, summarize } from "./chaos/stats.ts";
 import { runBenchmark, writeJsonReport } from "./output.ts";
+import { type MetricSample, scrape, total } from "./process-stats.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -19,8 +20,10 @@ const { values: args } = parseArgs({
   },
 });
 const smoke = args.smoke === true;
-const orders = Number(args.orders ?? (smoke ? 200 : 2_000));
-const concurrency = Number(args.concurrency ?? 16);
+// Enough orders at 64 clients to keep every handler of the actor busy (2 x ACTOR_CONCURRENCY: the venue
+// slots and the outcomes being recorded) for most of the load.
+const orders = Number(args.orders ?? (smoke ? 200 : 20_000));
+const concurrency = Number(args.concurrency ?? (smoke ? 8 : 64));
 const idleS = Number(args["idle-s"] ?? (smoke ? 1 : 5));
 const drainTimeoutS = Number(args["drain-timeout-s"] ?? 300);
 const jsonPath = resolve(ROOT, args.json ?? "reports/bench-memory.json");
@@ -32,6 +35,9 @@ for (const [name, value] of [
 ] as const) {
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
 }
+
+/** bench:system's venue: each order holds a venue slot for 500 ms, so the actor's slots fill. */
+const VENUE = { failureRate: 0.1, latencyMs: 500 };
 
 const MiB = 1024 * 1024;
 const mib = (bytes: number | null) => (bytes === null ? null : Math.round((bytes / MiB) * 10) / 10);
@@ -51,23 +57,31 @@ async function psRss(pid: number | undefined): Promise<number | null> {
   return Number.isFinite(kib) && kib > 0 ? kib * 1024 : null;
 }
 
+/** One scrape of the process's /metrics (null when it did not answer), next to the kernel's RSS. */
+async function sampleWithMetrics(
+  service: Service,
+): Promise<{ memory: MemorySample; metrics: MetricSample[] | null }> {
+  const [rss, metrics] = await Promise.all([psRss(service.pid), scrape(service).catch(() => null)]);
+  const metric = (name: string) => (metrics === null ? null : total(metrics, name));
+  return {
+    memory: {
+      rssMiB: mib(rss),
+      metricsRssMiB: mib(metric("process_resident_memory_bytes")),
+      heapUsedMiB: mib(metric("nodejs_heap_size_used_bytes")),
+    },
+    metrics,
+  };
+}
+
 async function sample(service: Service): Promise<MemorySample> {
-  const [rss, metricsRss, heap] = await Promise.all([
-    psRss(service.pid),
-    metricSum(service, "process_resident_memory_bytes").catch(() => null),
-    metricSum(service, "nodejs_heap_size_used_bytes").catch(() => null),
-  ]);
-  return { rssMiB: mib(rss), metricsRssMiB: mib(metricsRss), heapUsedMiB: mib(heap) };
+  return (await sampleWithMetrics(service)).memory;
 }
 
 async function main(): Promise<undefined> {
-  console.log(`memory: api + 1 actors process, ${orders} orders at concurrency ${concurrency}`);
-  // Actor concurrency 16 as in the other benchmarks: on FerretDB every claim scans the collection.
-  const cluster = await Cluster.start({
-    actors: 1,
-    venue: { failureRate: 0, latencyMs: 20 },
-    env: { ACTOR_CONCURRENCY: "16" },
-  });
+  console.log(
+    `memory: api + 1 actors process (default settings), venue ${VENUE.latencyMs} ms / ${VENUE.failureRate * 100}% failures, ${orders} orders from ${concurrency} clients`,
+  );
+  const cluster = await Cluster.start({ actors: 1, venue: VENUE, env: {} });
   const actors = cluster.actors[0] as Service;
   const targets = { api: cluster.api, actors };
   try {
@@ -75,13 +89,25 @@ async function main(): Promise<undefined> {
     const idle = { api: await sample(cluster.api), actors: await sample(actors) };
     console.log(`  idle: api ${idle.api.rssMiB} MiB, actors ${idle.actors.rssMiB} MiB`);
 
+    const authorizations = await clientAuthorizations(cluster.env, concurrency, "bench-memory");
     const peak = { api: { ...idle.api }, actors: { ...idle.actors } };
+    // The handlers the actor held at once: what its memory is sized by (at most 2 x ACTOR_CONCURRENCY).
+    const peakInFlight = { handlers: 0, atVenue: 0 };
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
         for (const [name, service] of Object.entries(targets) as [keyof typeof targets, Service][]) {
-          const now = await sample(service).catch(() => null);
-          if (!now) continue;
+          const { memory: now, metrics } = await sampleWithMetrics(service);
+          if (name === "actors" && metrics !== null) {
+            peakInFlight.handlers = Math.max(
+              peakInFlight.handlers,
+              total(metrics, "actor_in_flight_messages"),
+            );
+            peakInFlight.atVenue = Math.max(
+              peakInFlight.atVenue,
+              total(metrics, "placement_venue_in_flight"),
+            );
+          }
           for (const key of ["rssMiB", "metricsRssMiB", "heapUsedMiB"] as const) {
             const value = now[key];
             if (value !== null && (peak[name][key] === null || value > (peak[name][key] as number)))
@@ -92,7 +118,12 @@ async function main(): Promise<undefined> {
       }
     })();
     const started = performance.now();
-    const samples = await closedLoop({ baseUrl: cluster.api.baseUrl, concurrency, requests: orders });
+    const samples = await closedLoop({
+      baseUrl: cluster.api.baseUrl,
+      concurrency,
+      requests: orders,
+      authorizations,
+    });
     const loadS = (performance.now() - started) / 1000;
     const endOfLoad = { api: await sample(cluster.api), actors: await sample(actors) };
     console.log(`  load: ${samples.length} requests in ${loadS.toFixed(1)} s`);
@@ -140,8 +171,12 @@ async function main(): Promise<undefined> {
       ]);
     }
     console.log(`\n${formatTable(rows)}`);
+    const non201 = statusCounts(samples.filter((s) => s.status !== 201));
     console.log(
-      `\n${samples.length} orders (${samples.filter((s) => s.status === 201).length} answered 201) in ${loadS.toFixed(1)} s, p99 ${latency.p99} ms; backlog ${drained ? "drained" : "NOT drained"} ${drainS.toFixed(0)} s later`,
+      `\n${samples.length} orders (${samples.length - Object.values(non201).reduce((a, b) => a + b, 0)} answered 201; non-201 ${JSON.stringify(non201)}) in ${loadS.toFixed(1)} s, p99 ${latency.p99} ms; backlog ${drained ? "drained" : "NOT drained"} ${drainS.toFixed(0)} s later`,
+    );
+    console.log(
+      `actor handlers in flight at most ${peakInFlight.handlers} (${peakInFlight.atVenue} at the venue)`,
     );
     const report = {
       tool: "bench/memory.ts",
@@ -159,10 +194,12 @@ async function main(): Promise<undefined> {
       load: {
         requests: samples.length,
         answered201: samples.filter((s) => s.status === 201).length,
+        non201,
         seconds: loadS,
         latencyMs: latency,
       },
       drain: { drained, seconds: drainS },
+      peakInFlight,
       memoryMiB: { idle, peak, endOfLoad, after },
     };
     writeJsonReport(jsonPath, report);
@@ -170,6 +207,13 @@ async function main(): Promise<undefined> {
   } finally {
     await cluster.stop();
   }
+}
+
+/** Requests by HTTP status (0: no answer). */
+function statusCounts(samples: { status: number }[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const { status } of samples) counts[status] = (counts[status] ?? 0) + 1;
+  return counts;
 }
 
 runBenchmark("memory", main);

@@ -47,9 +47,7 @@ import { databaseName, loadConfig } from "../src/config.ts";
 import { spawnVenue, venueStats } from "../test/support/placement.ts";
 import { type OwnedProcess, spawnOwned } from "../test/support/servers/child-process.ts";
 import {
-  bearer,
   Cleanup,
-  createApiKeys,
   isolatedEnv,
   ROOT,
   type Servers,
@@ -58,6 +56,7 @@ import {
   startServers,
 } from "../test/support/system.ts";
 import { freePort, uniqueName, waitFor } from "../test/support/wait-for.ts";
+import { clientAuthorizations } from "./chaos/load.ts";
 import { runBenchmark, writeJsonReport } from "./output.ts";
 import {
   enableStatementStatistics,
@@ -221,12 +220,6 @@ async function runLoadChild(): Promise<void> {
     cpuMs: (cpu.user + cpu.system) / 1000,
   };
   writeFileSync(args.out!, JSON.stringify(result));
-}
-
-/** One API key (as an Authorization header) per client, each of its own account. */
-async function clientKeys(env: Record<string, string>, clients: number): Promise<string[]> {
-  const accounts = Array.from({ length: clients }, (_, i) => `bench-client-${i}`);
-  return (await createApiKeys(env, accounts, "bench:system")).map((token) => bearer(token).authorization);
 }
 
 /** A running load child; `result()` waits for it to end (at its duration, or after stop()). */
@@ -423,7 +416,7 @@ async function intakeOnly(servers: Servers, target: IntakeRun["target"]): Promis
       const api = await spawnService("api", env);
       owned = api.process;
       baseUrl = api.baseUrl;
-      authorizations = await clientKeys(env, settings.clients);
+      authorizations = await clientAuthorizations(env, settings.clients, "bench");
     }
     await runLoad(baseUrl, settings.clients, settings.warmupS, authorizations);
     const cpuBefore = processCpuMs(owned.pid)[0];
@@ -610,7 +603,7 @@ async function phaseB(servers: Servers, cleanup: Cleanup) {
       `phase B: ${settings.clients} clients for ${settings.durationS} s on api + 2 actors (default settings), ` +
         `venue ${VENUE.latencyMs} ms / ${VENUE.failureRate * 100}% failures`,
     );
-    const authorizations = await clientKeys(serviceEnv, settings.clients);
+    const authorizations = await clientAuthorizations(serviceEnv, settings.clients, "bench");
     const main = await runLoad(api!.baseUrl, settings.clients, settings.durationS, authorizations);
     const loadEndedAt = performance.now();
     const cutoff = new Date();
