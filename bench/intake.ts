@@ -32,7 +32,7 @@ import {
   startServers,
 } from "../test/support/system.ts";
 import { freePort, waitFor } from "../test/support/wait-for.ts";
-import { runBenchmark, writeJsonReport } from "./output.ts";
+import { exitUnlessPositive, runBenchmark, writeJsonReport } from "./output.ts";
 
 const THROUGHPUT_TARGET = 0.8;
 const P99_TARGET = 1.5;
@@ -57,18 +57,13 @@ const rounds = Number(args.rounds ?? 1);
 const requests = args.requests === undefined ? undefined : Number(args.requests);
 const levels = (args.concurrency ?? (smoke ? "4,16" : "8,32,64")).split(",").map(Number);
 const jsonPath = resolve(ROOT, args.json ?? "reports/bench-intake.json");
-for (const [name, value] of [
+exitUnlessPositive("bench:intake", [
   ["--duration-s", durationS],
   ["--warmup-s", warmupS],
   ["--rounds", rounds],
   ["--requests", requests ?? 1],
   ...levels.map((level) => ["--concurrency", level] as const),
-] as const) {
-  if (!Number.isFinite(value) || value <= 0) {
-    console.error(`bench:intake: ${name} must be a positive number`);
-    process.exit(2);
-  }
-}
+]);
 
 /** A market and a limit order, alternated: the service parses both price forms' paths. */
 const BODIES = [

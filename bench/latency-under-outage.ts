@@ -5,7 +5,7 @@ import { ROOT } from "../test/support/system.ts";
 import { Cluster, configureVenue, metricSum, type Service, venueStats } from "./chaos/cluster.ts";
 import { clientAuthorizations, closedLoop } from "./chaos/load.ts";
 import { formatTable, type LatencySummary, ms, summarize } from "./chaos/stats.ts";
-import { runBenchmark, writeJsonReport } from "./output.ts";
+import { exitUnlessPositive, runBenchmark, writeJsonReport } from "./output.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -30,16 +30,14 @@ const venueLatencyMs = Number(args["venue-latency-ms"] ?? 500);
 const actorConcurrency =
   args["actor-concurrency"] === undefined ? undefined : Number(args["actor-concurrency"]);
 const jsonPath = resolve(ROOT, args.json ?? "reports/bench-outage.json");
-for (const [name, value] of [
+exitUnlessPositive("bench:outage", [
   ["--duration-s", durationS],
   ["--warmup-s", warmupS],
   ["--concurrency", concurrency],
   ["--actors", actorCount],
   ["--actor-concurrency", actorConcurrency ?? 1],
   ["--venue-latency-ms", venueLatencyMs + 1],
-] as const) {
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
-}
+]);
 
 type PhaseName = "actors-paused" | "healthy" | "failing" | "outage" | "healthy-again";
 const PHASES: { name: PhaseName; venue: { failure_rate: number; outage: boolean }; pauseActors?: boolean }[] =

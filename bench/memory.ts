@@ -6,7 +6,7 @@ import { createStatusProbe } from "./chaos/checker.ts";
 import { Cluster, type Service } from "./chaos/cluster.ts";
 import { clientAuthorizations, closedLoop } from "./chaos/load.ts";
 import { formatTable, summarize } from "./chaos/stats.ts";
-import { runBenchmark, writeJsonReport } from "./output.ts";
+import { exitUnlessPositive, runBenchmark, writeJsonReport } from "./output.ts";
 import { type MetricSample, scrape, total } from "./process-stats.ts";
 
 const { values: args } = parseArgs({
@@ -27,14 +27,12 @@ const concurrency = Number(args.concurrency ?? (smoke ? 8 : 64));
 const idleS = Number(args["idle-s"] ?? (smoke ? 1 : 5));
 const drainTimeoutS = Number(args["drain-timeout-s"] ?? 300);
 const jsonPath = resolve(ROOT, args.json ?? "reports/bench-memory.json");
-for (const [name, value] of [
+exitUnlessPositive("bench:memory", [
   ["--orders", orders],
   ["--concurrency", concurrency],
   ["--idle-s", idleS],
   ["--drain-timeout-s", drainTimeoutS],
-] as const) {
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
-}
+]);
 
 /** bench:system's venue: each order holds a venue slot for 500 ms, so the actor's slots fill. */
 const VENUE = { failureRate: 0.1, latencyMs: 500 };

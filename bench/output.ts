@@ -21,3 +21,15 @@ export function runBenchmark(name: string, main: () => Promise<number | undefine
     },
   );
 }
+
+/**
+ * A benchmark's numeric options checked before it starts anything: a value that is not a positive number
+ * ends the run with a usage error (exit 2) that names the option.
+ */
+export function exitUnlessPositive(name: string, options: readonly (readonly [string, number])[]): void {
+  for (const [option, value] of options) {
+    if (Number.isFinite(value) && value > 0) continue;
+    console.error(`${name}: ${option} must be a positive number`);
+    process.exit(2);
+  }
+}

@@ -57,7 +57,7 @@ import {
 } from "../test/support/system.ts";
 import { freePort, uniqueName, waitFor } from "../test/support/wait-for.ts";
 import { clientAuthorizations } from "./chaos/load.ts";
-import { runBenchmark, writeJsonReport } from "./output.ts";
+import { exitUnlessPositive, runBenchmark, writeJsonReport } from "./output.ts";
 import {
   enableStatementStatistics,
   resetStatementStatistics,
@@ -493,19 +493,27 @@ interface TimelineRow {
  */
 function slotAccounting(
   capacity: number,
-  inFlightSamples: number[],
+  loadRows: TimelineRow[],
   delta: (metric: string) => number,
   loadSeconds: number,
 ) {
-  const meanInFlight = inFlightSamples.reduce((a, b) => a + b, 0) / Math.max(1, inFlightSamples.length);
+  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
+  const meanInFlight = mean(loadRows.map((row) => row.at_venue));
+  // The runtime's handlers (2 x the venue slots): those past the venue's answer are recording the
+  // outcome (the final MongoDB write, Redis). When they fill every handler, the reading stops: the store,
+  // not the venue, sets the pace.
+  const meanHandlers = mean(loadRows.map((row) => row.in_flight));
   const submissions = delta("placement_attempt_duration_seconds_count");
   const submissionsPerS = submissions / loadSeconds;
   return {
     capacity,
     mean_in_flight: meanInFlight,
+    handler_capacity: 2 * capacity,
+    mean_handlers: meanHandlers,
     submissions_per_s: submissionsPerS,
     hold_ms: (meanInFlight / submissionsPerS) * 1000,
     venue_ms: (delta("placement_attempt_duration_seconds_sum") / submissions) * 1000,
+    recording_ms: (Math.max(0, meanHandlers - meanInFlight) / submissionsPerS) * 1000,
   };
 }
 
@@ -613,7 +621,7 @@ async function phaseB(servers: Servers, cleanup: Cleanup) {
     const acceptedDuringLoad = acceptedIn(atLoadEnd) - acceptedIn(before);
     const slots = slotAccounting(
       loadConfig(serviceEnv).ACTOR_CONCURRENCY * actors.length,
-      timeline.filter((row) => row.phase === "load").map((row) => row.at_venue),
+      timeline.filter((row) => row.phase === "load"),
       (name) => actorsTotal(atLoadEnd, name) - actorsTotal(before, name),
       main.seconds,
     );
@@ -815,6 +823,12 @@ function slotRows(
     [
       "  slot held per venue submission",
       `${fmt(slots.hold_ms, 0)} ms: venue ${fmt(slots.venue_ms, 0)} ms + ${fmt(slots.hold_ms - slots.venue_ms, 0)} ms (the lease, the event loop, the transport)`,
+      "",
+      "",
+    ],
+    [
+      "  handlers in use (venue + recording)",
+      `${fmt((100 * slots.mean_handlers) / slots.handler_capacity, 1)}% of ${slots.handler_capacity}; recording an outcome ${fmt(slots.recording_ms, 0)} ms per submission (the final write, Redis)`,
       "",
       "",
     ],
@@ -1043,10 +1057,8 @@ if (args["load-child"]) {
   await runLoadChild();
   process.exit(0);
 }
-for (const [name, value] of Object.entries(settings)) {
-  if (typeof value === "number" && (!Number.isFinite(value) || value <= 0)) {
-    console.error(`bench:system: ${name} must be a positive number`);
-    process.exit(2);
-  }
-}
+exitUnlessPositive(
+  "bench:system",
+  Object.entries(settings).filter((entry): entry is [string, number] => typeof entry[1] === "number"),
+);
 runBenchmark("bench:system", main);
