@@ -115,6 +115,7 @@ export async function startPlacementActors(
       });
     },
   });
+  metrics.measureVenueInFlight(() => behaviour.atVenue());
   const consumer = `${config.HOSTNAME}-${process.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const actor = new StreamActor({
     name: "placement",
@@ -139,10 +140,7 @@ export async function startPlacementActors(
           retry_in_ms: retryInMs,
         });
       },
-      inFlight: (count) => {
-        metrics.actorInFlight.set({ actor: "placement" }, count);
-        metrics.venueInFlight.set(behaviour.atVenue());
-      },
+      inFlight: (count) => metrics.actorInFlight.set({ actor: "placement" }, count),
       handled: (result) => metrics.actorMessages.inc({ actor: "placement", result }),
       reclaimed: (count) => metrics.reclaimed.inc(count),
       missingPayload: (count) => metrics.reclaimedWithoutPayload.inc(count),

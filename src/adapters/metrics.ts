@@ -22,6 +22,7 @@ export function createMetrics(kind: ProcessKind) {
   for (const space of HEAP_SPACE_METRICS) registry.removeSingleMetric(space);
   const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   const registers = [registry];
+  let readVenueInFlight: () => number = () => 0;
   return {
     registry,
     httpRequestDuration: new Histogram({
@@ -150,7 +151,15 @@ export function createMetrics(kind: ProcessKind) {
       name: "placement_venue_in_flight",
       help: "Orders between their placement lease and the venue's answer (at most ACTOR_CONCURRENCY)",
       registers,
+      // Read at the scrape: exact whenever it is read, and nothing on the hot path of each order.
+      collect() {
+        this.set(readVenueInFlight());
+      },
     }),
+    /** Where the placement actor's venue slots in use are read at each scrape (0 until it is set). */
+    measureVenueInFlight(read: () => number): void {
+      readVenueInFlight = read;
+    },
     actorRestarts: new Counter({
       name: "actor_restarts_total",
       help: "Actor loops restarted by the supervisor after a crash",
