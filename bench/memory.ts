@@ -5,7 +5,7 @@ import { ROOT } from "../test/support/system.ts";
 import { createStatusProbe } from "./chaos/checker.ts";
 import { Cluster, type Service } from "./chaos/cluster.ts";
 import { clientAuthorizations, closedLoop } from "./chaos/load.ts";
-import { formatTable, summarize } from "./chaos/stats.ts";
+import { formatTable, summarize, tally } from "./chaos/stats.ts";
 import { exitUnlessPositive, runBenchmark, writeJsonReport } from "./output.ts";
 import { type MetricSample, scrape, total } from "./process-stats.ts";
 
@@ -169,9 +169,11 @@ async function main(): Promise<undefined> {
       ]);
     }
     console.log(`\n${formatTable(rows)}`);
-    const non201 = statusCounts(samples.filter((s) => s.status !== 201));
+    const answered201 = samples.filter((s) => s.status === 201).length;
+    const non201: Record<string, number> = {};
+    for (const { status } of samples) if (status !== 201) tally(non201, String(status));
     console.log(
-      `\n${samples.length} orders (${samples.length - Object.values(non201).reduce((a, b) => a + b, 0)} answered 201; non-201 ${JSON.stringify(non201)}) in ${loadS.toFixed(1)} s, p99 ${latency.p99} ms; backlog ${drained ? "drained" : "NOT drained"} ${drainS.toFixed(0)} s later`,
+      `\n${samples.length} orders (${answered201} answered 201; non-201 ${JSON.stringify(non201)}) in ${loadS.toFixed(1)} s, p99 ${latency.p99} ms; backlog ${drained ? "drained" : "NOT drained"} ${drainS.toFixed(0)} s later`,
     );
     console.log(
       `actor handlers in flight at most ${peakInFlight.handlers} (${peakInFlight.atVenue} at the venue)`,
@@ -191,7 +193,7 @@ async function main(): Promise<undefined> {
       config: { orders, concurrency, idleS },
       load: {
         requests: samples.length,
-        answered201: samples.filter((s) => s.status === 201).length,
+        answered201,
         non201,
         seconds: loadS,
         latencyMs: latency,
@@ -205,13 +207,6 @@ async function main(): Promise<undefined> {
   } finally {
     await cluster.stop();
   }
-}
-
-/** Requests by HTTP status (0: no answer). */
-function statusCounts(samples: { status: number }[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const { status } of samples) counts[status] = (counts[status] ?? 0) + 1;
-  return counts;
 }
 
 runBenchmark("memory", main);
