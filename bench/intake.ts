@@ -129,9 +129,13 @@ async function load(
   const started = performance.now();
   const deadline = "seconds" in stop ? started + stop.seconds * 1000 : Number.POSITIVE_INFINITY;
   const limit = "count" in stop ? stop.count : Number.POSITIVE_INFINITY;
+  // Client i takes its turn over accounts i, i + concurrency, ...: at low concurrency a client sends
+  // faster than one account's rate limit allows, and the benchmark measures the service, not the limit.
+  const keys = target.authorizations;
   const worker = async (client: number) => {
-    const authorization = target.authorizations[client % target.authorizations.length] ?? {};
+    let sent = 0;
     while (issued < limit && performance.now() < deadline) {
+      const authorization = keys[(client + concurrency * sent++) % keys.length] ?? {};
       const body = BODIES[issued++ % BODIES.length];
       const t0 = performance.now();
       try {
@@ -297,7 +301,9 @@ function compare(summaries: Summary[]) {
       cpu_ratio: service.cpu_ms_per_request / floor.cpu_ms_per_request,
       service_errors: service.errors,
       floor_errors: floor.errors,
-      meets_target: throughputRatio >= THROUGHPUT_TARGET && p99Ratio <= P99_TARGET,
+      // A non-201 (a 429 included) means the run measured something other than intake.
+      meets_target:
+        throughputRatio >= THROUGHPUT_TARGET && p99Ratio <= P99_TARGET && service.errors + floor.errors === 0,
     };
   });
 }
@@ -311,8 +317,8 @@ async function main(): Promise<number> {
   try {
     await resetStorage(env, mongo, servers);
     targets.service = await startTarget("service", env);
-    // Authentication and the per-account rate limit on, as by default: one account per client (at
-    // most the highest concurrency), so that no client company goes over its own rate.
+    // Authentication and the per-account rate limit on, as by default: one account per client at the
+    // highest concurrency, shared out in turns at lower ones, so that no account goes over its rate.
     const accounts = Array.from({ length: Math.max(...levels) }, (_, i) => `bench-client-${i}`);
     targets.service.authorizations = (await createApiKeys(env, accounts, "bench:intake")).map(bearer);
     targets.floor = await startTarget("floor", env);

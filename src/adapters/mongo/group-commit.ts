@@ -10,6 +10,12 @@ export interface GroupCommitOptions<I> {
   windowMs: number;
   maxBatch: number;
   maxConcurrentFlushes: number;
+  /**
+   * With no batch at the store, write what this turn of the event loop submitted at once instead of
+   * waiting `windowMs` (default false). A lone caller then pays no window; under load the batches still
+   * form, while earlier ones are being written.
+   */
+  flushWhenIdle?: boolean;
   flush(items: I[]): Promise<(Error | null)[]>;
 }
 
@@ -22,23 +28,27 @@ interface Waiting<I> {
 export function createGroupCommit<I>(options: GroupCommitOptions<I>) {
   let queue: Waiting<I>[] = [];
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let nextTurn: ReturnType<typeof setImmediate> | undefined;
   let flushing = 0;
 
   function schedule(): void {
     if (queue.length === 0 || flushing >= options.maxConcurrentFlushes) return;
     if (queue.length >= options.maxBatch) {
-      clearTimeout(timer);
-      timer = undefined;
       void flushNow();
       return;
     }
-    timer ??= setTimeout(() => {
-      timer = undefined;
-      void flushNow();
-    }, options.windowMs);
+    if (options.flushWhenIdle && flushing === 0) {
+      nextTurn ??= setImmediate(flushNow);
+      return;
+    }
+    timer ??= setTimeout(flushNow, options.windowMs);
   }
 
   async function flushNow(): Promise<void> {
+    clearTimeout(timer);
+    timer = undefined;
+    clearImmediate(nextTurn);
+    nextTurn = undefined;
     if (queue.length === 0 || flushing >= options.maxConcurrentFlushes) return;
     const batch = queue.slice(0, options.maxBatch);
     queue = queue.slice(batch.length);

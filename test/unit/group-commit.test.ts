@@ -1,0 +1,132 @@
+/**
+ * Group commit (src/adapters/mongo/group-commit.ts), with a flush the test controls: what shares a batch,
+ * when a batch is written, and that each caller gets its own outcome.
+ */
+import { expect, test } from "bun:test";
+import { createGroupCommit } from "../../src/adapters/mongo/group-commit.ts";
+
+/** A store whose writes the test finishes by hand; every batch it was given, in order. */
+function manualStore() {
+  const batches: number[][] = [];
+  const pending: Array<() => void> = [];
+  return {
+    batches,
+    flush: (items: number[]) => {
+      batches.push(items);
+      return new Promise<(Error | null)[]>((resolve) =>
+        pending.push(() => resolve(items.map((item) => (item < 0 ? new Error(`bad ${item}`) : null)))),
+      );
+    },
+    /** Finishes the oldest write at the store. */
+    finishOne: () => pending.shift()?.(),
+    get atStore() {
+      return pending.length;
+    },
+  };
+}
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+test("flushWhenIdle: with nothing at the store, one turn's calls are written at once, without the window", async () => {
+  const store = manualStore();
+  const group = createGroupCommit({
+    windowMs: 60_000,
+    maxBatch: 64,
+    maxConcurrentFlushes: 4,
+    flushWhenIdle: true,
+    flush: store.flush,
+  });
+  const written = [1, 2, 3].map((n) => group.submit(n));
+  await turn();
+  expect(store.batches).toEqual([[1, 2, 3]]);
+  store.finishOne();
+  await Promise.all(written);
+});
+
+test("flushWhenIdle: while a batch is at the store, later calls gather for the window into the next one", async () => {
+  const store = manualStore();
+  const group = createGroupCommit({
+    windowMs: 20,
+    maxBatch: 64,
+    maxConcurrentFlushes: 4,
+    flushWhenIdle: true,
+    flush: store.flush,
+  });
+  const first = group.submit(1);
+  await turn();
+  const later = [2, 3].map((n) => group.submit(n));
+  await turn();
+  await turn();
+  expect(store.batches).toEqual([[1]]); // 2 and 3 wait for the window, not for the next turn
+  await Bun.sleep(40);
+  expect(store.batches).toEqual([[1], [2, 3]]);
+  store.finishOne();
+  store.finishOne();
+  await Promise.all([first, ...later]);
+});
+
+test("without flushWhenIdle, even a lone call waits for the window", async () => {
+  const store = manualStore();
+  const group = createGroupCommit({
+    windowMs: 30,
+    maxBatch: 64,
+    maxConcurrentFlushes: 4,
+    flush: store.flush,
+  });
+  const written = group.submit(1);
+  await turn();
+  await turn();
+  expect(store.batches).toEqual([]);
+  await Bun.sleep(60);
+  expect(store.batches).toEqual([[1]]);
+  store.finishOne();
+  await written;
+});
+
+test("a full batch is written at once; with every flush slot busy, calls wait and the next batch grows", async () => {
+  const store = manualStore();
+  const group = createGroupCommit({
+    windowMs: 60_000,
+    maxBatch: 2,
+    maxConcurrentFlushes: 1,
+    flushWhenIdle: true,
+    flush: store.flush,
+  });
+  const calls = [1, 2, 3, 4, 5].map((n) => group.submit(n));
+  await turn();
+  expect(store.batches).toEqual([[1, 2]]);
+  expect(group.pending).toBe(3);
+  store.finishOne(); // the slot frees: the next batch is full, so it goes at once
+  await turn();
+  expect(store.batches).toEqual([
+    [1, 2],
+    [3, 4],
+  ]);
+  store.finishOne();
+  await turn();
+  await turn();
+  expect(store.batches).toEqual([[1, 2], [3, 4], [5]]); // idle again: the rest goes at the next turn
+  store.finishOne();
+  await Promise.all(calls);
+});
+
+test("each caller gets its own outcome from a shared batch", async () => {
+  const store = manualStore();
+  const group = createGroupCommit({
+    windowMs: 60_000,
+    maxBatch: 64,
+    maxConcurrentFlushes: 4,
+    flushWhenIdle: true,
+    flush: store.flush,
+  });
+  const outcomes = [1, -2, 3].map((n) =>
+    group.submit(n).then(
+      () => "written",
+      (error: Error) => error.message,
+    ),
+  );
+  await turn();
+  expect(store.batches).toEqual([[1, -2, 3]]);
+  store.finishOne();
+  expect(await Promise.all(outcomes)).toEqual(["written", "bad -2", "written"]);
+});
