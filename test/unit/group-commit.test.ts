@@ -3,7 +3,7 @@
  * when a batch is written, and that each caller gets its own outcome.
  */
 import { expect, test } from "bun:test";
-import { createGroupCommit } from "../../src/adapters/mongo/group-commit.ts";
+import { createGroupCommit, type GroupCommitOptions } from "../../src/adapters/mongo/group-commit.ts";
 
 /** A store whose writes the test finishes by hand; every batch it was given, in order. */
 function manualStore() {
@@ -27,15 +27,24 @@ function manualStore() {
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
-test("flushWhenIdle: with nothing at the store, one turn's calls are written at once, without the window", async () => {
-  const store = manualStore();
-  const group = createGroupCommit({
+/** A group commit over `store`: a long window, flushWhenIdle on, unless the test says otherwise. */
+function groupOver(
+  store: ReturnType<typeof manualStore>,
+  options: Partial<Omit<GroupCommitOptions<number>, "flush">> = {},
+) {
+  return createGroupCommit({
     windowMs: 60_000,
     maxBatch: 64,
     maxConcurrentFlushes: 4,
     flushWhenIdle: true,
+    ...options,
     flush: store.flush,
   });
+}
+
+test("flushWhenIdle: with nothing at the store, one turn's calls are written at once, without the window", async () => {
+  const store = manualStore();
+  const group = groupOver(store);
   const written = [1, 2, 3].map((n) => group.submit(n));
   await turn();
   expect(store.batches).toEqual([[1, 2, 3]]);
@@ -45,13 +54,7 @@ test("flushWhenIdle: with nothing at the store, one turn's calls are written at 
 
 test("flushWhenIdle: while a batch is at the store, later calls gather for the window into the next one", async () => {
   const store = manualStore();
-  const group = createGroupCommit({
-    windowMs: 20,
-    maxBatch: 64,
-    maxConcurrentFlushes: 4,
-    flushWhenIdle: true,
-    flush: store.flush,
-  });
+  const group = groupOver(store, { windowMs: 20 });
   const first = group.submit(1);
   await turn();
   const later = [2, 3].map((n) => group.submit(n));
@@ -67,12 +70,7 @@ test("flushWhenIdle: while a batch is at the store, later calls gather for the w
 
 test("without flushWhenIdle, even a lone call waits for the window", async () => {
   const store = manualStore();
-  const group = createGroupCommit({
-    windowMs: 30,
-    maxBatch: 64,
-    maxConcurrentFlushes: 4,
-    flush: store.flush,
-  });
+  const group = groupOver(store, { windowMs: 30, flushWhenIdle: false });
   const written = group.submit(1);
   await turn();
   await turn();
@@ -85,13 +83,7 @@ test("without flushWhenIdle, even a lone call waits for the window", async () =>
 
 test("a full batch is written at once; with every flush slot busy, calls wait and the next batch grows", async () => {
   const store = manualStore();
-  const group = createGroupCommit({
-    windowMs: 60_000,
-    maxBatch: 2,
-    maxConcurrentFlushes: 1,
-    flushWhenIdle: true,
-    flush: store.flush,
-  });
+  const group = groupOver(store, { maxBatch: 2, maxConcurrentFlushes: 1 });
   const calls = [1, 2, 3, 4, 5].map((n) => group.submit(n));
   await turn();
   expect(store.batches).toEqual([[1, 2]]);
@@ -112,13 +104,7 @@ test("a full batch is written at once; with every flush slot busy, calls wait an
 
 test("each caller gets its own outcome from a shared batch", async () => {
   const store = manualStore();
-  const group = createGroupCommit({
-    windowMs: 60_000,
-    maxBatch: 64,
-    maxConcurrentFlushes: 4,
-    flushWhenIdle: true,
-    flush: store.flush,
-  });
+  const group = groupOver(store);
   const outcomes = [1, -2, 3].map((n) =>
     group.submit(n).then(
       () => "written",
