@@ -42,6 +42,7 @@ import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
+import { placementHandlers } from "../actors/placement/placement-actor.ts";
 import { MongoOrderRepository } from "../src/adapters/mongo/order-repository.ts";
 import { databaseName, loadConfig } from "../src/config.ts";
 import { spawnVenue, venueStats } from "../test/support/placement.ts";
@@ -508,7 +509,7 @@ function slotAccounting(
   return {
     capacity,
     mean_in_flight: meanInFlight,
-    handler_capacity: 2 * capacity,
+    handler_capacity: placementHandlers(capacity),
     mean_handlers: meanHandlers,
     submissions_per_s: submissionsPerS,
     hold_ms: (meanInFlight / submissionsPerS) * 1000,

@@ -106,6 +106,15 @@ export interface PlacementDeps {
   onOutcomeWritten?(order: DispatchedOrder, status: "placed" | "rejected", reason: string | null): void;
 }
 
+/**
+ * The runtime's handlers for a placement process with `venueSlots` venue slots: as many again record
+ * outcomes, so that a store slow to take the final write stops the reading (backpressure) without
+ * keeping a venue slot.
+ */
+export function placementHandlers(venueSlots: number): number {
+  return 2 * venueSlots;
+}
+
 export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & {
   placeOne(message: ActorMessage, signal: AbortSignal, leftVenue?: () => void): Promise<PlacementOutcome>;
   /** Orders between their lease and the venue's answer now (at most `venueSlots`). */

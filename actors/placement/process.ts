@@ -19,7 +19,7 @@ import { createIoredisStreamPort } from "../runtime/redis-streams.ts";
 import { DEFAULT_READ_BLOCK_MS, StreamActor } from "../runtime/stream-actor.ts";
 import { createStreamUpkeep, runStreamUpkeep } from "../runtime/stream-upkeep.ts";
 import { ExchangeBreaker } from "./exchange-breaker.ts";
-import { createPlacementBehaviour } from "./placement-actor.ts";
+import { createPlacementBehaviour, placementHandlers } from "./placement-actor.ts";
 import { createSweeper } from "./sweeper.ts";
 
 /**
@@ -126,8 +126,7 @@ export async function startPlacementActors(
     blockingPort: createIoredisStreamPort(blocking),
     port,
     behaviour,
-    // ACTOR_CONCURRENCY orders at the venue, and as many again recording their outcomes (venueSlots).
-    concurrency: 2 * config.ACTOR_CONCURRENCY,
+    concurrency: placementHandlers(config.ACTOR_CONCURRENCY),
     claimTimeoutMs: config.CLAIM_TIMEOUT_MS,
     reclaimIntervalMs: config.RECLAIM_INTERVAL_MS,
     maxDeliveries: config.MAX_DELIVERIES,
