@@ -486,8 +486,8 @@ interface TimelineRow {
 }
 
 /**
- * The actors' venue slots during the load (ACTOR_CONCURRENCY per process, held from an order's lease to
- * the venue's answer): how full they were, and how long one venue submission held a slot (Little's
+ * The actors' venue slots during the load (ACTOR_CONCURRENCY per process, held from an order's first
+ * venue call to the venue's answer): how full they were, and how long one venue submission held a slot (Little's
  * law: mean slots in use over submissions per second) against the venue's own time per submission
  * (placement_attempt_duration_seconds). With every slot in use, placement runs at the venue-bound
  * ceiling for that hold, whatever the CPU has left.
@@ -500,9 +500,9 @@ function slotAccounting(
 ) {
   const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
   const meanInFlight = mean(loadRows.map((row) => row.at_venue));
-  // The runtime's handlers (2 x the venue slots): those past the venue's answer are recording the
-  // outcome (the final MongoDB write, Redis). When they fill every handler, the reading stops: the store,
-  // not the venue, sets the pace.
+  // The runtime's handlers (2 x the venue slots): those not at the venue are a few leased ahead of a
+  // slot, the rest recording the outcome (the final MongoDB write, Redis). When they fill every handler,
+  // the reading stops: the store, not the venue, sets the pace.
   const meanHandlers = mean(loadRows.map((row) => row.in_flight));
   const submissions = delta("placement_attempt_duration_seconds_count");
   const submissionsPerS = submissions / loadSeconds;
@@ -823,13 +823,13 @@ function slotRows(
     ],
     [
       "  slot held per venue submission",
-      `${fmt(slots.hold_ms, 0)} ms: venue ${fmt(slots.venue_ms, 0)} ms + ${fmt(slots.hold_ms - slots.venue_ms, 0)} ms (the lease, the event loop, the transport)`,
+      `${fmt(slots.hold_ms, 0)} ms: venue ${fmt(slots.venue_ms, 0)} ms + ${fmt(slots.hold_ms - slots.venue_ms, 0)} ms (the event loops, the transport, a retry's look-up)`,
       "",
       "",
     ],
     [
-      "  handlers in use (venue + recording)",
-      `${fmt((100 * slots.mean_handlers) / slots.handler_capacity, 1)}% of ${slots.handler_capacity}; recording an outcome ${fmt(slots.recording_ms, 0)} ms per submission (the final write, Redis)`,
+      "  handlers in use (venue + leased ahead + recording)",
+      `${fmt((100 * slots.mean_handlers) / slots.handler_capacity, 1)}% of ${slots.handler_capacity}; past the venue slots ${fmt(slots.recording_ms, 0)} ms per submission (a lease read ahead; the final write, Redis)`,
       "",
       "",
     ],

@@ -6,9 +6,11 @@
  *   -> final outcome in MongoDB (conditional: the first outcome wins; idempotent on the venue's ack)
  *   -> `done` in Redis -> the runtime acknowledges the entry.
  *
- * Slots: `venueSlots` (ACTOR_CONCURRENCY) bounds the orders between their lease and the venue's answer;
- * the final write after it holds only the runtime's slot. The venue's latency, not the store's, then
- * sets how fast the venue slots turn over.
+ * Slots: `venueSlots` (ACTOR_CONCURRENCY) bounds the orders at the venue (a submission or a look-up in
+ * flight). A few more orders than that are read and leased ahead (`prefetchFor`), so that a slot the
+ * venue frees is taken at once by an order that is ready, not after a stream read and a lease; the
+ * final write after the venue's answer holds only the runtime's slot. The venue's latency, not Redis's
+ * or the store's, then sets how fast the venue slots turn over.
  *
  * Several entries for one order (at-least-once delivery, sweeper re-dispatch, a reclaimed entry) meet at
  * the lease: one works, the others are acknowledged. The order id is the client order id at the venue,
@@ -79,10 +81,10 @@ export interface PlacementDeps {
   submitWithinMs?: number;
   retry: BackoffPolicy;
   /**
-   * Orders between taking their lease and the venue's answer, at most (ACTOR_CONCURRENCY). Recording the
-   * outcome afterwards does not hold one of these: a store that is slow to take the final write must
-   * not keep the venue's capacity idle (the runtime's own concurrency bounds the orders recording).
-   * Default: unlimited.
+   * Orders at the venue at once, at most (ACTOR_CONCURRENCY): from the start of the first venue call
+   * (look-up or submission) to the venue's answer. Taking the lease before, and recording the outcome
+   * after, hold none: neither Redis nor a store slow to take the final write may keep the venue's
+   * capacity idle (the runtime's own concurrency bounds the orders recording). Default: unlimited.
    */
   venueSlots?: number;
   /**
@@ -115,9 +117,28 @@ export function placementHandlers(venueSlots: number): number {
   return 2 * venueSlots;
 }
 
+/**
+ * Orders read and leased ahead of the venue slots: enough to cover a stream read and a lease (a few
+ * milliseconds at hundreds of orders a second) so that no slot waits for them, few enough that their
+ * leases are young when they reach the venue.
+ */
+export function prefetchFor(venueSlots: number): number {
+  return Math.max(1, Math.ceil(venueSlots / 8));
+}
+
+/** What a handler does with its venue slot: wait for one before the first venue call, free it at the answer. */
+interface VenueTurn {
+  /** Resolves once this order holds a venue slot (at once when it holds one already). */
+  enter(signal: AbortSignal): Promise<void>;
+  /** The venue has answered (or will not be asked): the slot, and the order's place in the gate, are free. */
+  leave(): void;
+}
+
+const freeTurn: VenueTurn = { enter: async () => {}, leave: () => {} };
+
 export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & {
-  placeOne(message: ActorMessage, signal: AbortSignal, leftVenue?: () => void): Promise<PlacementOutcome>;
-  /** Orders between their lease and the venue's answer now (at most `venueSlots`). */
+  placeOne(message: ActorMessage, signal: AbortSignal, turn?: VenueTurn): Promise<PlacementOutcome>;
+  /** Orders at the venue now (at most `venueSlots`). */
   atVenue(): number;
 } {
   const { orders, leases, exchange, breaker, clock, logger } = deps;
@@ -136,11 +157,10 @@ export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & 
     return null;
   }
 
-  /** `leftVenue` is called when the venue has answered (or will not be asked): the venue slot is free. */
   async function placeOne(
     message: ActorMessage,
     signal: AbortSignal,
-    leftVenue: () => void = () => {},
+    turn: VenueTurn = freeTurn,
   ): Promise<PlacementOutcome> {
     const fields = message.fields;
     const orderId = fields.order_id;
@@ -156,7 +176,7 @@ export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & 
       return "skipped";
     }
     try {
-      return await work(message, signal, { orderId, partition, token, leasedAt }, leftVenue);
+      return await work(message, signal, { orderId, partition, token, leasedAt }, turn);
     } catch (error) {
       // A poison message or a shutdown leaves the entry pending: give the lease back, so that the next
       // delivery (the reclaimer's, counted towards MAX_DELIVERIES) is not skipped as "held".
@@ -170,7 +190,7 @@ export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & 
     message: ActorMessage,
     signal: AbortSignal,
     held: { orderId: string; partition: number; token: string; leasedAt: number },
-    leftVenue: () => void,
+    turn: VenueTurn,
   ): Promise<PlacementOutcome> {
     const fields = message.fields;
     const { orderId, partition, token, leasedAt } = held;
@@ -184,6 +204,9 @@ export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & 
       return "skipped";
     }
 
+    // Before the look-up: the wait for a slot counts towards the lease's age (the fencing below).
+    await turn.enter(signal);
+
     // Not surely the first submission: an earlier attempt may have reached the venue (a timeout, a
     // crash, a lost lease). Ask before resubmitting.
     if (attempt > 1 || fields.source !== "intake" || message.redelivered) {
@@ -191,7 +214,7 @@ export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & 
         .lookup(orderId, AbortSignal.any([signal, AbortSignal.timeout(lookupBudgetMs)]))
         .catch(() => null);
       if (known) {
-        leftVenue();
+        turn.leave();
         await recordPlaced(order, known.venue_order_id, attempt);
         log.info("order placed (found at venue)", { venue_order_id: known.venue_order_id });
         deps.observe?.("placed", null, false);
@@ -217,14 +240,14 @@ export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & 
     const started = performance.now();
     try {
       const ack = await breaker.place(request, signal);
-      leftVenue();
+      turn.leave();
       const seconds = (performance.now() - started) / 1000;
       await recordPlaced(order, ack.venue_order_id, attempt);
       log.debug("order placed", { venue_order_id: ack.venue_order_id, duplicate_at_venue: ack.duplicate });
       deps.observe?.("placed", seconds, ack.duplicate);
       return "placed";
     } catch (error) {
-      leftVenue();
+      turn.leave();
       const seconds = (performance.now() - started) / 1000;
       if (signal.aborted) throw error; // shutdown mid-attempt: the lease goes back (above)
       if (!isRetryable(error)) {
@@ -301,8 +324,57 @@ export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & 
   // half-open trial when the handler reaches it (after the lease), so the gate counts these too:
   // otherwise the read loop keeps taking entries during that time and burns their attempts.
   let admittedWhileNotClosed = 0;
+  // Handlers not yet past the venue's answer (leasing, waiting for a slot, or at the venue): the gate
+  // keeps them within the slots plus the prefetch.
+  let admitted = 0;
   let atVenue = 0;
+  const waitingForSlot: (() => void)[] = [];
+  const prefetch = prefetchFor(venueSlots);
   let gateOpened = () => {};
+
+  function venueTurn(): VenueTurn {
+    let state: "before" | "waiting" | "at venue" | "left" = "before";
+    let abandon = () => {};
+    return {
+      async enter(signal) {
+        if (state !== "before") return;
+        if (atVenue < venueSlots) {
+          atVenue += 1;
+          state = "at venue";
+          return;
+        }
+        signal.throwIfAborted();
+        state = "waiting";
+        // A freed slot passes straight to the first waiter (`leave` counts it for them).
+        await new Promise<void>((resolve, reject) => {
+          const take = () => {
+            signal.removeEventListener("abort", abandon);
+            state = "at venue";
+            resolve();
+          };
+          abandon = () => {
+            const queued = waitingForSlot.indexOf(take);
+            if (queued >= 0) waitingForSlot.splice(queued, 1);
+            state = "before";
+            reject(signal.reason);
+          };
+          waitingForSlot.push(take);
+          signal.addEventListener("abort", abandon, { once: true });
+        });
+      },
+      leave() {
+        if (state === "left") return;
+        if (state === "at venue") {
+          const next = waitingForSlot.shift();
+          if (next) next();
+          else atVenue -= 1;
+        }
+        state = "left";
+        admitted -= 1;
+        gateOpened();
+      },
+    };
+  }
 
   return {
     placeOne,
@@ -310,16 +382,10 @@ export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & 
     async handle(message: ActorMessage, signal: AbortSignal) {
       const counted = breaker.state !== "closed";
       if (counted) admittedWhileNotClosed += 1;
-      atVenue += 1;
-      let venueSlotHeld = true;
-      const leftVenue = () => {
-        if (!venueSlotHeld) return;
-        venueSlotHeld = false;
-        atVenue -= 1;
-        gateOpened();
-      };
+      admitted += 1;
+      const turn = venueTurn();
       try {
-        await placeOne(message, signal, leftVenue);
+        await placeOne(message, signal, turn);
       } catch (error) {
         // A poison message, a lease Redis could not give, and a shutdown leave the entry pending. Any
         // later MongoDB or Redis failure is transient: redelivering the entry until it counts as poison
@@ -332,7 +398,7 @@ export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & 
           error,
         });
       } finally {
-        leftVenue();
+        turn.leave();
         if (counted) admittedWhileNotClosed -= 1;
       }
     },
@@ -340,7 +406,7 @@ export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & 
       const capacity = breaker.capacity();
       const breakerAllows =
         capacity === Number.POSITIVE_INFINITY ? capacity : capacity - admittedWhileNotClosed;
-      return Math.max(0, Math.min(breakerAllows, venueSlots - atVenue));
+      return Math.max(0, Math.min(breakerAllows, venueSlots + prefetch - admitted));
     },
     onGateOpens(wake) {
       gateOpened = wake;

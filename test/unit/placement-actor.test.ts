@@ -439,21 +439,22 @@ describe("placement behaviour", () => {
     behaviour.onGateOpens!(() => wakes++);
     const acks: { resolve(ack: VenueAck): void; reject(error: Error): void }[] = [];
     venue.answer(() => new Promise<VenueAck>((resolve, reject) => acks.push({ resolve, reject })));
-    expect(behaviour.gate!()).toBe(2);
+    // The two slots and one order read ahead (prefetchFor(2) = 1).
+    expect(behaviour.gate!()).toBe(3);
     const ended: string[] = [];
     const first = behaviour.handle(message("o1"), signal).then(() => ended.push("o1"));
     const second = behaviour.handle(message("o2", {}, "2-0"), signal).then(() => ended.push("o2"));
-    // Counted from before the lease: the read loop takes no third order meanwhile.
-    expect(behaviour.gate!()).toBe(0);
+    // Counted from before the lease: the read loop takes only the one order ahead meanwhile.
+    expect(behaviour.gate!()).toBe(1);
     await waitFor(() => acks.length === 2, { timeoutMs: 2_000, intervalMs: 5 });
     acks[0]!.resolve({ venue_order_id: "v1", duplicate: false });
-    await waitFor(() => behaviour.gate!() === 1, { timeoutMs: 2_000, intervalMs: 5 });
+    await waitFor(() => behaviour.gate!() === 2, { timeoutMs: 2_000, intervalMs: 5 });
     expect({ atVenue: behaviour.atVenue(), wakes, ended }).toEqual({ atVenue: 1, wakes: 1, ended: [] });
     // A venue failure frees its slot too, before the retry is scheduled.
     acks[1]!.reject(new OrderPlacementError());
     await second;
     expect({ gate: behaviour.gate!(), atVenue: behaviour.atVenue(), wakes }).toEqual({
-      gate: 2,
+      gate: 3,
       atVenue: 0,
       wakes: 2,
     });
@@ -463,6 +464,62 @@ describe("placement behaviour", () => {
     await first;
     expect(calls).toEqual(["placed v1 after 1"]);
     expect(outcomes.sort()).toEqual(["placed", "retry"]);
+    breaker.shutdown();
+  });
+
+  test("venueSlots: an order read ahead is leased, waits for a slot, and takes the first one freed", async () => {
+    const { behaviour, breaker, venue, states } = setup(null, { venueSlots: 2 });
+    const acks: ((ack: VenueAck) => void)[] = [];
+    venue.answer(() => new Promise<VenueAck>((resolve) => acks.push(resolve)));
+    const handled = ["o1", "o2", "o3"].map((id, i) =>
+      behaviour.handle(message(id, {}, `${i + 1}-0`), signal),
+    );
+    expect(behaviour.gate!()).toBe(0);
+    await waitFor(() => states.get("o3")?.startsWith("lease:") === true, { timeoutMs: 2_000, intervalMs: 5 });
+    await Bun.sleep(20);
+    // Leased and ready, but never a third order at the venue.
+    expect({ submitted: venue.submitted, atVenue: behaviour.atVenue() }).toEqual({
+      submitted: ["o1", "o2"],
+      atVenue: 2,
+    });
+    acks[1]!({ venue_order_id: "v2", duplicate: false });
+    await waitFor(() => venue.submitted.length === 3, { timeoutMs: 2_000, intervalMs: 5 });
+    expect({ submitted: venue.submitted, atVenue: behaviour.atVenue() }).toEqual({
+      submitted: ["o1", "o2", "o3"],
+      atVenue: 2,
+    });
+    acks[0]!({ venue_order_id: "v1", duplicate: false });
+    acks[2]!({ venue_order_id: "v3", duplicate: false });
+    await Promise.all(handled);
+    expect({ gate: behaviour.gate!(), atVenue: behaviour.atVenue() }).toEqual({ gate: 3, atVenue: 0 });
+    expect(["o1", "o2", "o3"].map((id) => states.get(id))).toEqual([
+      "done:placed",
+      "done:placed",
+      "done:placed",
+    ]);
+    breaker.shutdown();
+  });
+
+  test("venueSlots: a shutdown while an order waits for a slot gives its lease back, unsubmitted", async () => {
+    const { behaviour, breaker, venue, states } = setup(null, { venueSlots: 1 });
+    const acks: ((ack: VenueAck) => void)[] = [];
+    venue.answer(() => new Promise<VenueAck>((resolve) => acks.push(resolve)));
+    const shutdown = new AbortController();
+    // o1 is at the venue under a signal of its own, so that its slot outlives the shutdown of o2's.
+    const first = behaviour.handle(message("o1"), signal);
+    const waiting = behaviour.handle(message("o2", {}, "2-0"), shutdown.signal);
+    await waitFor(() => states.get("o2")?.startsWith("lease:") === true, { timeoutMs: 2_000, intervalMs: 5 });
+    shutdown.abort(new Error("shutting down"));
+    // Left pending for the next delivery, with its lease given back.
+    await expect(waiting).rejects.toThrow("shutting down");
+    expect({ o2: states.get("o2"), submitted: venue.submitted, atVenue: behaviour.atVenue() }).toEqual({
+      o2: "queued",
+      submitted: ["o1"],
+      atVenue: 1,
+    });
+    acks[0]!({ venue_order_id: "v1", duplicate: false });
+    await first;
+    expect({ gate: behaviour.gate!(), atVenue: behaviour.atVenue() }).toEqual({ gate: 2, atVenue: 0 });
     breaker.shutdown();
   });
 
