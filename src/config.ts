@@ -238,7 +238,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   // An actor submits only while its lease is younger than CLAIM_TIMEOUT_MS - BREAKER_TIMEOUT_MS, so that
   // the attempt (at most BREAKER_TIMEOUT_MS) ends before the lease does; that window must hold the
-  // lease itself and the look-up at the venue, or every attempt is handed back unsubmitted.
+  // lease itself and the look-up at the venue, or every attempt is handed back unsubmitted. An order
+  // leased ahead of a venue slot also waits in it, for one venue answer at most (BREAKER_TIMEOUT_MS):
+  // a shorter window hands such orders back unsubmitted, which is safe but wasted (the default: 25 s).
   // (Each rule is checked only when its variables are valid on their own: one problem per variable.)
   const valid = (...names: string[]) => names.every((name) => !seen.has(name));
   const minSubmitWindowMs = 1_000;

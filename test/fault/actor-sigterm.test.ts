@@ -33,7 +33,9 @@ async function sigtermUnderLoad(redis: PlacementRedis, shutdownDeadlineMs: numbe
     servers,
     {
       SHUTDOWN_DEADLINE_MS: String(shutdownDeadlineMs),
-      CLAIM_TIMEOUT_MS: "4000",
+      // The submission window (CLAIM_TIMEOUT_MS - BREAKER_TIMEOUT_MS = 3 s) covers an order leased ahead
+      // waiting one venue answer (1.5 s) for its slot: the first process submits those too.
+      CLAIM_TIMEOUT_MS: "6000",
       BREAKER_TIMEOUT_MS: "3000",
       RECLAIM_INTERVAL_MS: "250",
       SWEEP_INTERVAL_MS: "500",
