@@ -481,7 +481,7 @@ interface TimelineRow {
   retries: number;
   backlog: number;
   in_flight: number;
-  /** Of those in flight, the orders between their lease and the venue's answer (the venue slots). */
+  /** Of those in flight, the orders at the venue (the venue slots). */
   at_venue: number;
 }
 

@@ -149,7 +149,7 @@ export function createMetrics(kind: ProcessKind) {
     }),
     venueInFlight: new Gauge({
       name: "placement_venue_in_flight",
-      help: "Orders between their placement lease and the venue's answer (at most ACTOR_CONCURRENCY)",
+      help: "Orders at the venue: from their first venue call to its answer (at most ACTOR_CONCURRENCY)",
       registers,
       // Read at the scrape: exact whenever it is read, and nothing on the hot path of each order.
       collect() {
