@@ -1,18 +1,20 @@
 /**
- * What the sweeper's pass and the end-to-end monitor cost the embedded store (FerretDB v1.24 on its own
- * PostgreSQL) while orders wait: FerretDB passes only their equality conditions (`status`, `partition`)
- * to PostgreSQL and filters, sorts and limits the rest itself, so each pass reads every waiting order
- * however few are due. Store CPU (FerretDB + PostgreSQL) per call over --placed placed orders and a
- * backlog of `accepted` ones, not yet due (as in a healthy backlog: dispatched at intake, sweep time
- * 10 s ahead), for each --backlog size.
+ * What the sweeper's passes and the end-to-end monitor cost the embedded store (FerretDB v1.24 on its own
+ * PostgreSQL) while orders wait. FerretDB passes only equality conditions to PostgreSQL and filters,
+ * sorts and limits the rest itself: the full look-ups (`status`, `partition`, then a range on the due
+ * time) read every waiting order however few are due; the look-ups by sweep bucket (an equality, served
+ * by a GIN index) read only the orders of that bucket. Store CPU (FerretDB + PostgreSQL) per call over
+ * --placed placed orders and a backlog of `accepted` ones taken in at 1,000 a second and not yet due
+ * (as in a healthy backlog: dispatched at intake, sweep time 10 s ahead), for each --backlog size.
  *
  *   bun run bench:ferretdb-scans [--placed 20000] [--backlog 1000,5000] [--calls 5] [--smoke]
  */
 import { parseArgs } from "node:util";
 import { Long, MongoClient } from "mongodb";
+import { createOldestWaitingLookup } from "../actors/placement/oldest-waiting.ts";
 import { MongoOrderRepository } from "../src/adapters/mongo/order-repository.ts";
 import type { Cents } from "../src/domain/money.ts";
-import { newOrderRecord, type OrderStatus } from "../src/domain/order.ts";
+import { newOrderRecord, type OrderStatus, sweepBucketOf } from "../src/domain/order.ts";
 import { startFerretOnPostgres } from "../test/support/servers/ferretdb.ts";
 import { runBenchmark } from "./output.ts";
 import { serverCpuMs, table } from "./process-stats.ts";
@@ -41,10 +43,11 @@ runBenchmark("bench:ferretdb-scans", async () => {
     await repository.ensureIndexes();
     const orders = db.collection<{ _id: string }>("orders");
     let next = 0;
-    /** `count` orders as the intake stores them, in `status`. */
-    const storeOrders = (count: number, status: OrderStatus) =>
-      inParallel(Math.ceil(count / 500), 4, async (b) => {
-        const batch = Array.from({ length: Math.min(500, count - b * 500) }, () => {
+    /** `count` orders as the intake stores them, in `status`, taken in at 1,000 a second until now. */
+    const storeOrders = (count: number, status: OrderStatus) => {
+      const startedMs = Date.now() - count;
+      return inParallel(Math.ceil(count / 500), 4, async (b) => {
+        const batch = Array.from({ length: Math.min(500, count - b * 500) }, (_, i) => {
           const record = newOrderRecord(
             orderId(next++),
             {
@@ -54,26 +57,46 @@ runBenchmark("bench:ferretdb-scans", async () => {
               limitPriceCents: 15_025 as Cents,
               quantity: 1,
             },
-            new Date(),
+            new Date(startedMs + b * 500 + i),
             { partitions: 1, dispatchGraceMs: 10_000, idempotencyKey: null, account: "scans" },
           );
           return { ...record, status, limit_price_cents: Long.fromNumber(15_025) };
         });
         await orders.insertMany(batch, { ordered: false, ...DURABLE });
       });
+    };
     await storeOrders(PLACED, "placed");
     let waiting = 0;
     for (const backlog of BACKLOGS) {
       await storeOrders(backlog - waiting, "accepted");
       waiting = backlog;
+      // As the monitor asks between its full look-ups: the first call here is the full one.
+      const oldestWaiting = createOldestWaitingLookup({
+        orders: repository,
+        clock: { now: () => new Date() },
+        graceMs: 10_000,
+      });
+      await oldestWaiting();
       const calls: [string, () => Promise<unknown>][] = [
         [
-          "sweeper pass (500 due at most)",
+          "sweeper, full pass (500 due at most)",
           () => repository.findDueForDispatch(new Date(), 500, { partition: 0 }),
         ],
         [
-          "monitor (oldest waiting, parked count)",
+          "sweeper, recent pass (10 buckets)",
+          async () => {
+            const now = new Date();
+            for (let bucket = sweepBucketOf(now) - 9; bucket <= sweepBucketOf(now); bucket++)
+              await repository.findDueInBucket(bucket, now, 500, { partition: 0 });
+          },
+        ],
+        [
+          "monitor, full (oldest waiting, parked count)",
           () => Promise.all([repository.oldestUnfinished(), repository.countParked()]),
+        ],
+        [
+          "monitor, walk of the buckets (oldest waiting, parked count)",
+          () => Promise.all([oldestWaiting(), repository.countParked()]),
         ],
       ];
       for (const [name, call] of calls) {

@@ -19,6 +19,7 @@ import { createIoredisStreamPort } from "../runtime/redis-streams.ts";
 import { DEFAULT_READ_BLOCK_MS, StreamActor } from "../runtime/stream-actor.ts";
 import { createStreamUpkeep, runStreamUpkeep } from "../runtime/stream-upkeep.ts";
 import { ExchangeBreaker } from "./exchange-breaker.ts";
+import { createOldestWaitingLookup } from "./oldest-waiting.ts";
 import { createPlacementBehaviour, placementHandlers } from "./placement-actor.ts";
 import { createSweeper } from "./sweeper.ts";
 
@@ -169,6 +170,7 @@ export async function startPlacementActors(
     partitions: config.PLACEMENT_PARTITIONS,
     holdLock: (partition) => placementState.holdSweepLock(partition, consumer, sweepLockMs),
     canPlace: () => breaker.state === "closed",
+    onPass: (kind) => metrics.sweeperPasses.inc({ kind }),
     onRedispatched: (reason) => metrics.sweeperRedispatched.inc({ reason }),
     onWithdrawn: (orderId) => {
       metrics.orderWithdrawals.inc({ by: "sweeper", result: "withdrawn" });
@@ -176,6 +178,11 @@ export async function startPlacementActors(
         order_id: orderId,
       });
     },
+  });
+  const oldestUnfinished = createOldestWaitingLookup({
+    orders,
+    clock: systemClock,
+    graceMs: config.DISPATCH_GRACE_MS,
   });
   const upkeep = createStreamUpkeep({
     port,
@@ -226,7 +233,7 @@ export async function startPlacementActors(
           metrics.parkedOrders.reset();
           return;
         }
-        const [oldest, parked] = await Promise.all([orders.oldestUnfinished(), orders.countParked()]);
+        const [oldest, parked] = await Promise.all([oldestUnfinished(), orders.countParked()]);
         const nowMs = systemClock.now().getTime();
         for (const status of ["accepted", "placing"] as const) {
           const found = oldest.find((o) => o.status === status);

@@ -8,10 +8,20 @@
  * MongoDB is withdrawn here.
  *
  * Bounded and spread: each pass reads at most `batchSize` orders per partition, continuing from where
- * the last pass stopped (a cursor over the sweep time, so a long backlog does not hide the orders behind
- * it); a partition is swept by one actor process at a time (a short lock in Redis); nothing is swept
- * while the breaker is not closed (the orders would only wait on the stream).
+ * the last pass stopped (a cursor, so a long backlog does not hide the orders behind it); a partition is
+ * swept by one actor process at a time (a short lock in Redis); nothing is swept while the breaker is
+ * not closed (the orders would only wait on the stream).
+ *
+ * Index-backed on every store: most passes look only in the recent sweep buckets (the due times of the
+ * last `recentBuckets` x SWEEP_BUCKET_MS, one equality look-up each), which FerretDB passes down to
+ * PostgreSQL; a waiting order not yet due is never read. A full pass (every unfinished order due, by a
+ * range on `sweep_at`: on FerretDB a read of the partition's whole backlog) runs every `fullPassEveryMs`,
+ * and at once when the recent buckets do not reach back to the previous pass (the first pass, a lock
+ * taken over, a pause while the breaker was open): it finds what the buckets cannot (orders stored before
+ * the buckets existed, a due time written by a clock far behind). Full passes follow each other while
+ * they still re-dispatch a backlog (Redis lost its streams) and the page was full.
  */
+import { SWEEP_BUCKET_MS, sweepBucketOf } from "../../src/domain/order.ts";
 import type {
   Clock,
   DispatchCandidate,
@@ -21,7 +31,7 @@ import type {
 import type { Logger } from "../../src/logger.ts";
 
 export interface SweeperDeps {
-  orders: Pick<OrderRepository, "findDueForDispatch" | "withdraw">;
+  orders: Pick<OrderRepository, "findDueForDispatch" | "findDueInBucket" | "withdraw">;
   dispatcher: PlacementDispatcher;
   clock: Clock;
   logger: Logger;
@@ -31,21 +41,76 @@ export interface SweeperDeps {
   /** False while the venue is unavailable (breaker open or half-open): skip the pass. */
   canPlace?(): boolean;
   batchSize?: number;
+  /** Sweep buckets a pass between full passes looks in, the current one included. Default: 10 (10 s). */
+  recentBuckets?: number;
+  /** How often a full pass runs at the latest. Default: 30 s. */
+  fullPassEveryMs?: number;
+  onPass?(kind: "full" | "recent"): void;
   onRedispatched?(reason: "due"): void;
   onWithdrawn?(orderId: string): void;
+}
+
+/** What the sweeper remembers of a partition between passes. */
+interface PartitionSweep {
+  lastPassAt?: number;
+  lastFullPassAt?: number;
+  /** The full pass stopped on a full page: the next one continues from here. */
+  fullCursor?: Date;
+  /** The last full pass re-dispatched orders (a backlog Redis lost): the next follows at once. */
+  fullPassDispatched?: boolean;
+  /** The recent pass stopped on a full page in this bucket, at this due time. */
+  recentCursor?: { bucket: number; after: Date };
 }
 
 export function createSweeper(deps: SweeperDeps) {
   const { orders, dispatcher, clock, logger } = deps;
   const batch = deps.batchSize ?? 500;
-  const cursors = new Map<number, Date>();
+  const recentBuckets = deps.recentBuckets ?? 10;
+  const fullPassEveryMs = deps.fullPassEveryMs ?? 30_000;
+  const partitions = new Map<number, PartitionSweep>();
+
+  function needsFullPass(sweep: PartitionSweep, nowMs: number, firstRecentBucket: number): boolean {
+    if (sweep.lastPassAt === undefined || sweep.lastFullPassAt === undefined) return true;
+    // The recent buckets start after the last pass: an order due in between would be missed.
+    if (sweep.lastPassAt < firstRecentBucket * SWEEP_BUCKET_MS) return true;
+    if (sweep.fullCursor !== undefined && sweep.fullPassDispatched) return true;
+    return nowMs - sweep.lastFullPassAt >= fullPassEveryMs;
+  }
 
   async function sweepPartition(partition: number, now: Date): Promise<number> {
-    const after = cursors.get(partition);
-    const due = await orders.findDueForDispatch(now, batch, { partition, after });
-    // A short page means the end was reached: start from the oldest again next time.
-    if (due.length < batch) cursors.delete(partition);
-    else cursors.set(partition, due[due.length - 1]!.sweep_at);
+    const sweep = partitions.get(partition) ?? {};
+    partitions.set(partition, sweep);
+    const nowMs = now.getTime();
+    const currentBucket = sweepBucketOf(now);
+    const firstRecentBucket = currentBucket - recentBuckets + 1;
+    const full = needsFullPass(sweep, nowMs, firstRecentBucket);
+    sweep.lastPassAt = nowMs;
+    deps.onPass?.(full ? "full" : "recent");
+    if (full) {
+      sweep.lastFullPassAt = nowMs;
+      const due = await orders.findDueForDispatch(now, batch, { partition, after: sweep.fullCursor });
+      // A short page means the end was reached: start from the oldest again next time.
+      sweep.fullCursor = due.length < batch ? undefined : due[due.length - 1]!.sweep_at;
+      const dispatched = await redispatchAll(due);
+      sweep.fullPassDispatched = dispatched > 0;
+      return dispatched;
+    }
+    const due: DispatchCandidate[] = [];
+    const cursor = sweep.recentCursor;
+    let bucket = cursor && cursor.bucket >= firstRecentBucket ? cursor.bucket : firstRecentBucket;
+    let after = cursor && cursor.bucket === bucket ? cursor.after : undefined;
+    for (; bucket <= currentBucket && due.length < batch; bucket++, after = undefined) {
+      due.push(...(await orders.findDueInBucket(bucket, now, batch - due.length, { partition, after })));
+    }
+    const last = due.at(-1);
+    sweep.recentCursor =
+      due.length < batch || !last
+        ? undefined
+        : { bucket: sweepBucketOf(last.sweep_at), after: last.sweep_at };
+    return redispatchAll(due);
+  }
+
+  async function redispatchAll(due: DispatchCandidate[]): Promise<number> {
     let dispatched = 0;
     let failedInARow = 0;
     for (const order of due) {

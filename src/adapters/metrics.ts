@@ -135,6 +135,12 @@ export function createMetrics(kind: ProcessKind) {
       help: "Pending entries whose payload was gone (the sweeper re-drives those orders from MongoDB)",
       registers,
     }),
+    sweeperPasses: new Counter({
+      name: "placement_sweeper_passes_total",
+      help: "Sweeper passes over a partition, by kind: recent (the recent sweep buckets, index-backed) or full (every due order; on FerretDB a read of the backlog)",
+      labelNames: ["kind"] as const,
+      registers,
+    }),
     sweeperRedispatched: new Counter({
       name: "placement_sweeper_redispatched_total",
       help: "Orders put on the placement stream again by the sweeper, by reason",
@@ -207,13 +213,13 @@ export function createMetrics(kind: ProcessKind) {
     }),
     oldestUnfinishedAge: new Gauge({
       name: "placement_oldest_unfinished_order_age_seconds",
-      help: "Age (since intake) of the oldest order not yet placed or rejected, by status; 0 when there is none. Read from MongoDB by every actor process",
+      help: "Age (since intake) of the oldest order not yet placed or rejected, by status, parked orders aside (placement_parked_orders); 0 when there is none. Read from MongoDB by the actor process holding partition 0's sweep lock",
       labelNames: ["status"] as const,
       registers,
     }),
     parkedOrders: new Gauge({
       name: "placement_parked_orders",
-      help: "Unfinished orders parked after their stream entry was dead-lettered (wait for `orders dlq replay`). Read from MongoDB by every actor process",
+      help: "Unfinished orders parked after their stream entry was dead-lettered (wait for `orders dlq replay`). Read from MongoDB by the actor process holding partition 0's sweep lock",
       registers,
     }),
     // Execution reports (docs/adr/0006-execution-reports.md): the gateway's side.

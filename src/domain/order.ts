@@ -76,6 +76,12 @@ export interface OrderRecord {
   next_attempt_at: Date;
   /** When the sweeper should (re-)dispatch it if it is still waiting. */
   sweep_at: Date;
+  /**
+   * `sweepBucketOf(sweep_at)` while the order waits (accepted, not parked); removed once it no longer
+   * does. The sweeper looks for due orders by equality on it (see sweepBucketOf). Absent too on orders
+   * stored before it existed: the sweeper's full pass finds those.
+   */
+  sweep_bucket?: number;
   /** Set while an actor holds the order in `placing`; past it the claim is stale. */
   lease_until: Date | null;
   lease_token: string | null;
@@ -103,6 +109,22 @@ export interface OrderRecord {
   execution_count?: number;
 }
 
+/**
+ * Width of a sweep bucket: the due times one equality look-up covers. Narrow, because the monitor's look-up
+ * reads every waiting order of the bucket it stops at (about a second of intake); the sweeper's recent
+ * pass makes one look-up per bucket.
+ */
+export const SWEEP_BUCKET_MS = 1_000;
+
+/**
+ * The sweep bucket of a due time: a number the sweeper can find orders by with an equality filter,
+ * which every store serves from an index (FerretDB passes only equality down to PostgreSQL, so a range
+ * on `sweep_at` made it read every waiting order, however few were due).
+ */
+export function sweepBucketOf(sweepAt: Date): number {
+  return Math.floor(sweepAt.getTime() / SWEEP_BUCKET_MS);
+}
+
 /** Deterministic partition of an order id, so every process agrees on the stream of an order. */
 export function partitionOf(orderId: string, partitions: number): number {
   if (partitions <= 1) return 0;
@@ -120,6 +142,7 @@ export function newOrderRecord(
   now: Date,
   options: { partitions: number; dispatchGraceMs: number; idempotencyKey: string | null; account: string },
 ): OrderRecord {
+  const sweepAt = new Date(now.getTime() + options.dispatchGraceMs);
   return {
     _id: id,
     type: draft.type,
@@ -133,7 +156,8 @@ export function newOrderRecord(
     updated_at: now,
     partition: partitionOf(id, options.partitions),
     next_attempt_at: now,
-    sweep_at: new Date(now.getTime() + options.dispatchGraceMs),
+    sweep_at: sweepAt,
+    sweep_bucket: sweepBucketOf(sweepAt),
     lease_until: null,
     lease_token: null,
     placed_at: null,

@@ -60,6 +60,13 @@ export interface OrderRepository {
     limit: number,
     options?: { partition?: number; after?: Date },
   ): Promise<DispatchCandidate[]>;
+  /** The same, within one sweep bucket of one partition (an equality look-up: see sweepBucketOf). */
+  findDueInBucket(
+    bucket: number,
+    now: Date,
+    limit: number,
+    options: { partition: number; after?: Date },
+  ): Promise<DispatchCandidate[]>;
   /** Its stream entry was dead-lettered: keep the sweeper away until an operator replays it. */
   park(id: string, reason: string, now: Date): Promise<void>;
   /**

@@ -46,7 +46,14 @@ describe("secondary indexes", () => {
       expect(await indexNames("api_keys")).toEqual(["_id_", "hash_unique"]);
     } else {
       expect(await indexNames("orders")).toEqual(
-        ["_id_", "account_id", "account_status_id", "status_created_at", "status_sweep_at"].sort(),
+        [
+          "_id_",
+          "account_id",
+          "account_status_id",
+          "status_created_at",
+          "status_sweep_at",
+          "sweep_bucket_partition_sweep_at",
+        ].sort(),
       );
       expect(await indexNames("executions")).toEqual(["_id_", "order_id_seq"]);
       expect(await indexNames("api_keys")).toEqual(["_id_", "account", "hash_unique"]);

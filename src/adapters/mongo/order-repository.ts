@@ -13,7 +13,7 @@ import {
   MongoServerError,
 } from "mongodb";
 import { isExecutionStatus } from "../../domain/execution.ts";
-import type { OrderRecord, OrderStatus } from "../../domain/order.ts";
+import { type OrderRecord, type OrderStatus, sweepBucketOf } from "../../domain/order.ts";
 import {
   type DispatchCandidate,
   DuplicateOrderIdError,
@@ -48,6 +48,13 @@ export interface OrderRepositorySettings {
 
 /** The sweeper's and the monitor's queries, and GET /orders (on MongoDB; see ensureIndexes). */
 export const ORDER_INDEXES: IndexDescription[] = [
+  // Waiting orders only: the field is removed once an order stops waiting.
+  {
+    key: { sweep_bucket: 1, partition: 1, sweep_at: 1 },
+    name: "sweep_bucket_partition_sweep_at",
+    partialFilterExpression: { sweep_bucket: { $exists: true } },
+  },
+  // The sweeper's full pass (orders stored before sweep_bucket existed, or missed by the recent passes).
   { key: { status: 1, sweep_at: 1 }, name: "status_sweep_at" },
   { key: { status: 1, created_at: 1 }, name: "status_created_at" },
   // GET /orders: an account's orders newest first (ids are UUIDv7, so id order is time order).
@@ -56,6 +63,12 @@ export const ORDER_INDEXES: IndexDescription[] = [
 ];
 
 const UNFINISHED: OrderStatus[] = ["accepted", "placing"];
+/**
+ * An order that stops waiting (final, parked, withdrawn) loses its sweep bucket: removed, not nulled, so
+ * that the bucket indexes (partial: FerretDB's GIN index in scripts/ferretdb-postgres.sql, MongoDB's
+ * below) hold waiting orders only and a final write adds no entry to them.
+ */
+const NO_LONGER_WAITING = { sweep_bucket: "" } as const;
 /** Parked orders, by equality only: FerretDB passes it down to PostgreSQL instead of reading every order. */
 const PARKED = { status: "accepted", parked: true } as const;
 
@@ -168,7 +181,7 @@ export class MongoOrderRepository implements OrderRepository {
     await this.gate.run(() =>
       this.collection.updateOne(
         { _id: id, status: "accepted" },
-        { $set: { dispatch_failed_at: now, sweep_at: now } },
+        { $set: { dispatch_failed_at: now, sweep_at: now, sweep_bucket: sweepBucketOf(now) } },
         this.durable(),
       ),
     );
@@ -207,7 +220,7 @@ export class MongoOrderRepository implements OrderRepository {
     const result = await this.gate.run(() =>
       this.collection.updateOne(
         { _id: id, status: { $in: UNFINISHED } },
-        { $set: { ...fields, lease_until: null, lease_token: null } },
+        { $set: { ...fields, lease_until: null, lease_token: null }, $unset: NO_LONGER_WAITING },
         this.durable(),
       ),
     );
@@ -220,22 +233,52 @@ export class MongoOrderRepository implements OrderRepository {
 
   /**
    * Unfinished orders whose sweep time passed, oldest first, from `after` on (a cursor that the sweeper
-   * carries across passes, so that orders still on the stream do not hide those behind them).
+   * carries across passes, so that orders still on the stream do not hide those behind them). The
+   * sweeper's full pass: on FerretDB it reads every waiting order of the partition (only the equality on
+   * `status` reaches PostgreSQL), so the sweeper runs it seldom and looks in the sweep buckets between.
    */
-  async findDueForDispatch(
+  findDueForDispatch(
     now: Date,
     limit: number,
     options: { partition?: number; after?: Date } = {},
   ): Promise<DispatchCandidate[]> {
+    return this.findDue(
+      { status: "accepted", ...(options.partition === undefined ? {} : { partition: options.partition }) },
+      now,
+      limit,
+      options.after,
+    );
+  }
+
+  /**
+   * The due orders of one sweep bucket (see sweepBucketOf), oldest first, from `after` on: equality on
+   * the bucket, the partition and the status, so the store reads only the orders waiting in that bucket
+   * (on FerretDB through a GIN index on `sweep_bucket`, scripts/ferretdb-postgres.sql).
+   */
+  findDueInBucket(
+    bucket: number,
+    now: Date,
+    limit: number,
+    options: { partition: number; after?: Date },
+  ): Promise<DispatchCandidate[]> {
+    return this.findDue(
+      { sweep_bucket: bucket, partition: options.partition, status: "accepted" },
+      now,
+      limit,
+      options.after,
+    );
+  }
+
+  private async findDue(
+    equalities: Record<string, unknown>,
+    now: Date,
+    limit: number,
+    after: Date | undefined,
+  ): Promise<DispatchCandidate[]> {
     const documents = await this.gate.run(() =>
       this.collection
         .find(
-          {
-            status: "accepted",
-            ...(options.partition === undefined ? {} : { partition: options.partition }),
-            sweep_at: options.after ? { $gte: options.after, $lte: now } : { $lte: now },
-            parked_at: null,
-          },
+          { ...equalities, sweep_at: after ? { $gte: after, $lte: now } : { $lte: now }, parked_at: null },
           {
             projection: {
               _id: 1,
@@ -258,19 +301,46 @@ export class MongoOrderRepository implements OrderRepository {
     return documents.map((document) => withNumberCents(document) as DispatchCandidate);
   }
 
-  /** The oldest unfinished order per status (accepted, placing): the end-to-end monitor's input. */
-  async oldestUnfinished(): Promise<{ status: OrderStatus; created_at: Date }[]> {
+  /**
+   * The oldest unfinished order per status (accepted, placing), parked ones aside (they have their own
+   * gauge): the end-to-end monitor's full look-up. On FerretDB it reads every waiting order.
+   */
+  async oldestUnfinished(
+    statuses: OrderStatus[] = UNFINISHED,
+  ): Promise<{ status: OrderStatus; created_at: Date }[]> {
     const oldest = await Promise.all(
-      UNFINISHED.map((status) =>
+      statuses.map((status) =>
         this.gate.run(() =>
           this.collection.findOne(
-            { status },
+            { status, parked_at: null },
             { projection: { status: 1, created_at: 1 }, sort: { created_at: 1 }, ...this.scanDeadline() },
           ),
         ),
       ),
     );
     return oldest.filter((document) => document !== null);
+  }
+
+  /** The earliest due time of a waiting order (parked ones aside), or null: reads every waiting order on FerretDB. */
+  async earliestWaitingSweepAt(): Promise<Date | null> {
+    const document = await this.gate.run(() =>
+      this.collection.findOne(
+        { status: "accepted", parked_at: null },
+        { projection: { sweep_at: 1 }, sort: { sweep_at: 1 }, ...this.scanDeadline() },
+      ),
+    );
+    return document?.sweep_at ?? null;
+  }
+
+  /** The oldest waiting order of one sweep bucket (any partition), by creation: an equality look-up. */
+  async oldestWaitingInBucket(bucket: number): Promise<Date | null> {
+    const document = await this.gate.run(() =>
+      this.collection.findOne(
+        { sweep_bucket: bucket, status: "accepted", parked_at: null },
+        { projection: { created_at: 1 }, sort: { created_at: 1 }, ...this.scanDeadline() },
+      ),
+    );
+    return document?.created_at ?? null;
   }
 
   /** Unfinished orders parked after a dead-lettered entry (the end-to-end monitor's second input). */
@@ -311,7 +381,10 @@ export class MongoOrderRepository implements OrderRepository {
     await this.gate.run(() =>
       this.collection.updateOne(
         { _id: id, status: { $in: UNFINISHED } },
-        { $set: { parked_at: now, parked: true, last_error: reason, updated_at: now } },
+        {
+          $set: { parked_at: now, parked: true, last_error: reason, updated_at: now },
+          $unset: NO_LONGER_WAITING,
+        },
         this.durable(),
       ),
     );
@@ -325,7 +398,7 @@ export class MongoOrderRepository implements OrderRepository {
         // duplicate: the order can never appear as accepted.
         await this.gate.run(() =>
           this.collection.insertOne(
-            { ...toDocument(tombstone), status: "withdrawn", updated_at: now },
+            { ...withoutSweepBucket(toDocument(tombstone)), status: "withdrawn", updated_at: now },
             this.durable(),
           ),
         );
@@ -338,7 +411,10 @@ export class MongoOrderRepository implements OrderRepository {
     const result = await this.gate.run(() =>
       this.collection.updateOne(
         { _id: id, status: { $in: UNFINISHED } },
-        { $set: { status: "withdrawn", updated_at: now, lease_until: null, lease_token: null } },
+        {
+          $set: { status: "withdrawn", updated_at: now, lease_until: null, lease_token: null },
+          $unset: NO_LONGER_WAITING,
+        },
         this.durable(),
       ),
     );
@@ -352,7 +428,15 @@ export class MongoOrderRepository implements OrderRepository {
     const document = await this.gate.run(() =>
       this.collection.findOneAndUpdate(
         { _id: id },
-        { $set: { parked_at: null, parked: false, sweep_at: now, updated_at: now } },
+        {
+          $set: {
+            parked_at: null,
+            parked: false,
+            sweep_at: now,
+            sweep_bucket: sweepBucketOf(now),
+            updated_at: now,
+          },
+        },
         { returnDocument: "after", ...this.durable() },
       ),
     );
@@ -367,6 +451,11 @@ function toDocument(order: OrderRecord): OrderDocument {
     ...order,
     limit_price_cents: order.limit_price_cents === null ? null : Long.fromNumber(order.limit_price_cents),
   };
+}
+
+function withoutSweepBucket(document: OrderDocument): OrderDocument {
+  const { sweep_bucket: _, ...rest } = document;
+  return rest;
 }
 
 /** A stored document (or a projection of it) with its int64 price as a number again. */
