@@ -65,8 +65,8 @@ export const ORDER_INDEXES: IndexDescription[] = [
 const UNFINISHED: OrderStatus[] = ["accepted", "placing"];
 /**
  * An order that stops waiting (final, parked, withdrawn) loses its sweep bucket: removed, not nulled, so
- * that the bucket indexes (partial: FerretDB's GIN index in scripts/ferretdb-postgres.sql, MongoDB's
- * below) hold waiting orders only and a final write adds no entry to them.
+ * that the bucket indexes (partial: FerretDB's GIN index in scripts/ferretdb-postgres.sql, MongoDB's in
+ * ORDER_INDEXES) hold waiting orders only and a final write adds no entry to them.
  */
 const NO_LONGER_WAITING = { sweep_bucket: "" } as const;
 /** Parked orders, by equality only: FerretDB passes it down to PostgreSQL instead of reading every order. */
