@@ -125,6 +125,11 @@ export function sweepBucketOf(sweepAt: Date): number {
   return Math.floor(sweepAt.getTime() / SWEEP_BUCKET_MS);
 }
 
+/** The fields that make a waiting order due at `sweepAt`: its due time and that time's sweep bucket. */
+export function dueAt(sweepAt: Date): Pick<OrderRecord, "sweep_at" | "sweep_bucket"> {
+  return { sweep_at: sweepAt, sweep_bucket: sweepBucketOf(sweepAt) };
+}
+
 /** Deterministic partition of an order id, so every process agrees on the stream of an order. */
 export function partitionOf(orderId: string, partitions: number): number {
   if (partitions <= 1) return 0;
@@ -142,7 +147,6 @@ export function newOrderRecord(
   now: Date,
   options: { partitions: number; dispatchGraceMs: number; idempotencyKey: string | null; account: string },
 ): OrderRecord {
-  const sweepAt = new Date(now.getTime() + options.dispatchGraceMs);
   return {
     _id: id,
     type: draft.type,
@@ -156,8 +160,7 @@ export function newOrderRecord(
     updated_at: now,
     partition: partitionOf(id, options.partitions),
     next_attempt_at: now,
-    sweep_at: sweepAt,
-    sweep_bucket: sweepBucketOf(sweepAt),
+    ...dueAt(new Date(now.getTime() + options.dispatchGraceMs)),
     lease_until: null,
     lease_token: null,
     placed_at: null,

@@ -13,7 +13,7 @@ import {
   MongoServerError,
 } from "mongodb";
 import { isExecutionStatus } from "../../domain/execution.ts";
-import { type OrderRecord, type OrderStatus, sweepBucketOf } from "../../domain/order.ts";
+import { dueAt, type OrderRecord, type OrderStatus } from "../../domain/order.ts";
 import {
   type DispatchCandidate,
   DuplicateOrderIdError,
@@ -69,6 +69,8 @@ const UNFINISHED: OrderStatus[] = ["accepted", "placing"];
  * ORDER_INDEXES) hold waiting orders only and a final write adds no entry to them.
  */
 const NO_LONGER_WAITING = { sweep_bucket: "" } as const;
+/** Orders waiting to be placed: unfinished and not parked. */
+const WAITING = { status: "accepted", parked_at: null } as const;
 /** Parked orders, by equality only: FerretDB passes it down to PostgreSQL instead of reading every order. */
 const PARKED = { status: "accepted", parked: true } as const;
 
@@ -181,7 +183,7 @@ export class MongoOrderRepository implements OrderRepository {
     await this.gate.run(() =>
       this.collection.updateOne(
         { _id: id, status: "accepted" },
-        { $set: { dispatch_failed_at: now, sweep_at: now, sweep_bucket: sweepBucketOf(now) } },
+        { $set: { dispatch_failed_at: now, ...dueAt(now) } },
         this.durable(),
       ),
     );
@@ -243,7 +245,7 @@ export class MongoOrderRepository implements OrderRepository {
     options: { partition?: number; after?: Date } = {},
   ): Promise<DispatchCandidate[]> {
     return this.findDue(
-      { status: "accepted", ...(options.partition === undefined ? {} : { partition: options.partition }) },
+      options.partition === undefined ? {} : { partition: options.partition },
       now,
       limit,
       options.after,
@@ -261,12 +263,7 @@ export class MongoOrderRepository implements OrderRepository {
     limit: number,
     options: { partition: number; after?: Date },
   ): Promise<DispatchCandidate[]> {
-    return this.findDue(
-      { sweep_bucket: bucket, partition: options.partition, status: "accepted" },
-      now,
-      limit,
-      options.after,
-    );
+    return this.findDue({ sweep_bucket: bucket, partition: options.partition }, now, limit, options.after);
   }
 
   private async findDue(
@@ -278,7 +275,7 @@ export class MongoOrderRepository implements OrderRepository {
     const documents = await this.gate.run(() =>
       this.collection
         .find(
-          { ...equalities, sweep_at: after ? { $gte: after, $lte: now } : { $lte: now }, parked_at: null },
+          { ...WAITING, ...equalities, sweep_at: after ? { $gte: after, $lte: now } : { $lte: now } },
           {
             projection: {
               _id: 1,
@@ -324,10 +321,11 @@ export class MongoOrderRepository implements OrderRepository {
   /** The earliest due time of a waiting order (parked ones aside), or null: reads every waiting order on FerretDB. */
   async earliestWaitingSweepAt(): Promise<Date | null> {
     const document = await this.gate.run(() =>
-      this.collection.findOne(
-        { status: "accepted", parked_at: null },
-        { projection: { sweep_at: 1 }, sort: { sweep_at: 1 }, ...this.scanDeadline() },
-      ),
+      this.collection.findOne(WAITING, {
+        projection: { sweep_at: 1 },
+        sort: { sweep_at: 1 },
+        ...this.scanDeadline(),
+      }),
     );
     return document?.sweep_at ?? null;
   }
@@ -336,7 +334,7 @@ export class MongoOrderRepository implements OrderRepository {
   async oldestWaitingInBucket(bucket: number): Promise<Date | null> {
     const document = await this.gate.run(() =>
       this.collection.findOne(
-        { sweep_bucket: bucket, status: "accepted", parked_at: null },
+        { ...WAITING, sweep_bucket: bucket },
         { projection: { created_at: 1 }, sort: { created_at: 1 }, ...this.scanDeadline() },
       ),
     );
@@ -429,13 +427,7 @@ export class MongoOrderRepository implements OrderRepository {
       this.collection.findOneAndUpdate(
         { _id: id },
         {
-          $set: {
-            parked_at: null,
-            parked: false,
-            sweep_at: now,
-            sweep_bucket: sweepBucketOf(now),
-            updated_at: now,
-          },
+          $set: { parked_at: null, parked: false, ...dueAt(now), updated_at: now },
         },
         { returnDocument: "after", ...this.durable() },
       ),
