@@ -2,8 +2,11 @@
  * The execution actors' behaviour: each executions-stream entry carries one raw venue report (as the
  * gateway appended it). The reports of one stream read are applied together (a group commit: one read
  * and one bulk write of the orders they touch), each order by one writer at a time (a Redis lock per
- * order); each entry is acknowledged once its report's effect is durable. A report for an order MongoDB does not know stays pending: it is delivered again later and,
- * after MAX_DELIVERIES, kept in the dead-letter stream with its history.
+ * order); each entry is acknowledged once its report's effect is durable. A report for an order MongoDB
+ * does not know stays pending: it is delivered again later and, after MAX_DELIVERIES, kept in the
+ * dead-letter stream with its history. So does a report the store keeps refusing while it takes other
+ * writes (a document it cannot store, an order edited by hand): one bad report must not stop every
+ * client's fills behind it.
  */
 import type {
   ExecutionBatchResult,
@@ -26,8 +29,32 @@ export class UnknownOrderError extends Error {
   }
 }
 
+/**
+ * The store refused a report REFUSALS_BEFORE_GIVING_BACK times while it took other writes: the entry is
+ * left pending (delivered again later, dead-lettered after MAX_DELIVERIES) and the batch goes on.
+ */
+export class ReportRefusedError extends Error {
+  readonly code = "REPORT_REFUSED";
+  constructor(
+    readonly report: ExecutionReport,
+    cause: unknown,
+  ) {
+    super(
+      `the store refused execution report ${report.exec_id} of order ${report.client_order_id}: ${(cause as Error)?.message ?? String(cause)}`,
+      { cause },
+    );
+    this.name = "ReportRefusedError";
+  }
+}
+
 export interface ExecutionDeps {
-  store: { apply(reports: readonly ExecutionReport[], now: Date): Promise<ExecutionBatchResult> };
+  store: {
+    apply(reports: readonly ExecutionReport[], now: Date): Promise<ExecutionBatchResult>;
+    /** Rejects unless the store takes a durable write now. */
+    probeWrite(now: Date): Promise<void>;
+    /** The store answered and refused the write for a reason of the data's own. */
+    isRefusal(error: unknown): boolean;
+  };
   /** One writer per order (src/adapters/order-apply-locks.ts). */
   locks: {
     acquire(orderIds: readonly string[], token: string): Promise<Set<string>>;
@@ -47,6 +74,12 @@ export interface ExecutionDeps {
 /** How often and how long a batch waits for orders another execution actor is writing. */
 const LOCK_RETRY_MS = 20;
 const LOCK_ROUNDS = 100;
+/**
+ * How often a report is tried in place while the store refuses it and takes a probe write: enough to
+ * ride out a race with a writer outside the order's lock, few enough that the reports queued behind
+ * wait about a second.
+ */
+const REFUSALS_BEFORE_GIVING_BACK = 3;
 /**
  * A batch that fails on MongoDB or Redis is tried again, with this backoff, for as long as it takes:
  * left to redelivery instead, a long outage would dead-letter valid reports after MAX_DELIVERIES (a
@@ -119,29 +152,65 @@ export function createExecutionBehaviour(deps: ExecutionDeps): ActorBehaviour {
     return settled;
   }
 
+  /** Applies reports together; a failure of the whole batch is every report's result. */
+  async function applyTogether(reports: ExecutionReport[]): Promise<(Error | null)[]> {
+    try {
+      return await flushHeld(reports);
+    } catch (error) {
+      return reports.map(() => error as Error);
+    }
+  }
+
+  /** Applies reports one at a time, so that each failure belongs to its own report. */
+  async function applyOneByOne(reports: ExecutionReport[]): Promise<(Error | null)[]> {
+    const results: (Error | null)[] = [];
+    for (const report of reports) results.push(...(await applyTogether([report])));
+    return results;
+  }
+
+  /** A failure no wait on the store fixes: the store's refusal, or a report that breaks the code. */
+  const isRefusal = (error: Error) =>
+    deps.store.isRefusal(error) || error instanceof TypeError || error instanceof RangeError;
+
+  const storeTakesWrites = () =>
+    deps.store.probeWrite(deps.clock.now()).then(
+      () => true,
+      () => false,
+    );
+
   /**
    * Applies the batch; what fails on MongoDB or Redis (or waited too long for an order's lock) is
-   * tried again after a backoff, until it is done. Only a report of an unknown order is given back
-   * (left pending, delivered again later), and on shutdown what is left.
+   * tried again after a backoff, until it is done. Given back (left pending, delivered again later):
+   * a report of an unknown order, a report the store refused REFUSALS_BEFORE_GIVING_BACK times while it
+   * took a probe write, and on shutdown what is left. When a refusal fails the whole batch, the reports
+   * are applied one at a time from then on, to find the one refused.
    */
   async function flushUntilDone(reports: ExecutionReport[]): Promise<(Error | null)[]> {
     const settled: (Error | null)[] = reports.map(() => null);
+    const refusals = reports.map(() => 0);
     let open = reports.map((_, i) => i);
+    let oneByOne = false;
     for (let attempt = 1; ; attempt++) {
-      let results: (Error | null)[] | null = null;
-      let failure: unknown = null;
-      try {
-        results = await flushHeld(open.map((i) => reports[i] as ExecutionReport));
-      } catch (error) {
-        failure = error;
-      }
-      const again: number[] = [];
+      const batch = open.map((i) => reports[i] as ExecutionReport);
+      const results = oneByOne ? await applyOneByOne(batch) : await applyTogether(batch);
       open.forEach((i, k) => {
-        const result = results ? (results[k] ?? null) : (failure as Error);
-        settled[i] = result;
-        if (result !== null && !(result instanceof UnknownOrderError)) again.push(i);
+        settled[i] = results[k] ?? null;
       });
-      if (again.length === 0 || shutdown?.aborted) return settled;
+      const failed = open.filter((i) => {
+        const result = settled[i];
+        return result instanceof Error && !(result instanceof UnknownOrderError);
+      });
+      if (failed.length === 0 || shutdown?.aborted) return settled;
+      const refused = failed.filter((i) => isRefusal(settled[i] as Error));
+      const wholeBatch = !oneByOne && open.length > 1 && results.every((result) => result === results[0]);
+      if (wholeBatch && refused.length > 0) oneByOne = true;
+      else if (refused.length > 0 && (await storeTakesWrites()))
+        for (const i of refused) refusals[i] = (refusals[i] ?? 0) + 1;
+      const again = failed.filter((i) => (refusals[i] ?? 0) < REFUSALS_BEFORE_GIVING_BACK);
+      for (const i of failed)
+        if (!again.includes(i))
+          settled[i] = new ReportRefusedError(reports[i] as ExecutionReport, settled[i]);
+      if (again.length === 0) return settled;
       const delayMs = backoffDelay(attempt, TRANSIENT_RETRY);
       deps.onTransientFailure?.(settled[again[0] as number], delayMs);
       await Bun.sleep(delayMs);

@@ -91,8 +91,10 @@ export async function startExecutionActors(
         log.error("actor loop crashed; restarting", { loop, error, restart_in_ms: restartInMs });
       },
       handlerFailed: (entry, error) => {
-        const unknown = (error as { code?: string }).code === "UNKNOWN_ORDER";
+        const code = (error as { code?: string }).code;
+        const unknown = code === "UNKNOWN_ORDER";
         if (unknown) metrics.executionReportsApplied.inc({ outcome: "unknown_order" });
+        if (code === "REPORT_REFUSED") metrics.executionReportsApplied.inc({ outcome: "refused" });
         log[unknown ? "warn" : "error"]("execution report not applied; the entry stays pending", {
           entry_id: entry.id,
           error,

@@ -263,7 +263,7 @@ export function createMetrics(kind: ProcessKind) {
     // The execution actors' side.
     executionReportsApplied: new Counter({
       name: "executions_reports_applied_total",
-      help: "Execution reports the execution actors handled, by outcome (applied, duplicate, overfill, not_placeable, unknown_order)",
+      help: "Execution reports the execution actors handled, by outcome (applied, duplicate, overfill, not_placeable, unknown_order; refused: the store refused it while it took other writes, left pending)",
       labelNames: ["outcome"] as const,
       registers,
     }),

@@ -34,8 +34,24 @@ import {
   operationDeadline,
   storedAllOthers,
 } from "./client.ts";
+import { isRefusedByStore } from "./store-refusals.ts";
 
 export type ReportResult = ApplyOutcome | "unknown_order";
+
+/**
+ * The order's summary moved on (or the order went) between the read and the conditional write, even
+ * under the order's apply lock: a writer outside the lock, or a document edited by hand.
+ */
+export class SummaryConflictError extends Error {
+  readonly code = "SUMMARY_CONFLICT";
+  constructor(message: string) {
+    super(message);
+    this.name = "SummaryConflictError";
+  }
+}
+
+/** Where the store takes a write the applier cannot do without (see probeWrite). */
+const PROBE = { collection: "store_probes", id: "executions" } as const;
 
 /** An order whose fill summary a batch changed, for the event feed. */
 export interface FillUpdate {
@@ -106,6 +122,28 @@ export class MongoExecutionStore {
 
   async ensureIndexes(): Promise<void> {
     await ensureIndexes(this.db, this.executions, [{ key: { order_id: 1, seq: 1 }, name: "order_id_seq" }]);
+  }
+
+  /**
+   * Does the store take a durable write now? One upsert of a fixed document: a report's write that fails
+   * while this succeeds failed for a reason of its own (isRefusal), not because the store is down.
+   */
+  async probeWrite(now: Date): Promise<void> {
+    await this.settings.gate.run(() =>
+      this.db
+        .collection<{ _id: string; at: Date }>(PROBE.collection)
+        .updateOne(
+          { _id: PROBE.id },
+          { $set: { at: now } },
+          { upsert: true, ...durableWrite(this.settings.timeoutMs) },
+        ),
+    );
+    this.settings.onDurableWrite?.("probe", 1);
+  }
+
+  /** Did applying fail for a reason of the report's or its order's own (the data), not the store's? */
+  isRefusal(error: unknown): boolean {
+    return error instanceof SummaryConflictError || isRefusedByStore(error);
   }
 
   async apply(reports: readonly ExecutionReport[], now: Date): Promise<ExecutionBatchResult> {
@@ -269,7 +307,8 @@ export class MongoExecutionStore {
     // Recompute from the store: every stored execution of the order, folded in the venue's order; a
     // flag decided on a summary that did not know of every stored copy is corrected.
     const current = (await this.readOrders([order._id])).get(order._id);
-    if (!current) throw new Error(`order ${order._id} disappeared while its executions were applied`);
+    if (!current)
+      throw new SummaryConflictError(`order ${order._id} disappeared while its executions were applied`);
     const stored = (await this.executionsOf([order._id])).get(order._id) ?? [];
     const { summary, flags } = summarize(current, stored);
     entry.summary = summary;
@@ -307,7 +346,9 @@ export class MongoExecutionStore {
     });
     const written = await this.setSummary(current, entry.summary, stored.length, entry, now);
     if (!written)
-      throw new Error(`the fill summary of order ${order._id} changed meanwhile; delivered again later`);
+      throw new SummaryConflictError(
+        `the fill summary of order ${order._id} changed meanwhile; delivered again later`,
+      );
   }
 
   /** Writes `summary` (of `count` executions) on the condition that the order is still at the version read. */
