@@ -1,5 +1,5 @@
 /** The fault helpers work for real: kill, restart, pause and resume real servers under real clients. */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { Cluster } from "ioredis";
 import { createMongoClient, durableWrite } from "../../src/adapters/mongo/client.ts";
@@ -19,6 +19,9 @@ import {
 import { uniqueName, waitFor } from "../support/wait-for.ts";
 
 const TIMEOUT_MS = 1_000;
+// Restarts of real servers (FerretDB on SQLite the slowest) take longer than bun's 5 s default when the
+// file runs alone, without the suite's --timeout.
+setDefaultTimeout(60_000);
 
 /** The service's MongoDB client (its timeouts and stuck-monitor restarts), with a small pool. */
 const mongoClient = (url: string, timeoutMs = TIMEOUT_MS) =>

@@ -18,7 +18,17 @@ setDefaultTimeout(60_000);
 
 const servers = useServers();
 const MONGO_TIMEOUT_MS = 400; // operations: 1.2 s; scans: 4 s
-const PAUSE_MS = 2_000;
+/** Shorter than a scan may take (4 s), so that a scan still waiting then returns. */
+const LONGEST_PAUSE_MS = 3_000;
+
+type Fulfilled<T> = { status: "fulfilled"; value: T };
+type Settled<T> = Fulfilled<T> | { status: "rejected"; reason: unknown };
+/** One operation's outcome, as Promise.allSettled gives it, without waiting for the others. */
+const settle = <T>(operation: Promise<T>): Promise<Settled<T>> =>
+  operation.then(
+    (value) => ({ status: "fulfilled", value }),
+    (reason: unknown) => ({ status: "rejected", reason }),
+  );
 
 let client: ReturnType<typeof createMongoClient>;
 let orders: MongoOrderRepository;
@@ -57,43 +67,49 @@ afterAll(async () => {
 test("the store stopped longer than an operation may take: the point read fails, the scans return", async () => {
   // A pooled connection for each operation below (the monitor's read is two), so that the pause meets
   // them mid-operation, not waiting for a connection (a different timeout).
-  const operations = () =>
-    Promise.allSettled([
-      orders.findById("0190a6c2-8f3e-7c4a-9b1d-000000000000"),
-      orders.findDueForDispatch(new Date(), 500, { partition: 0 }),
-      orders.oldestUnfinished(),
-      orders.countParked(),
-    ]);
+  const operations = () => [
+    settle(orders.findById("0190a6c2-8f3e-7c4a-9b1d-000000000000")),
+    settle(orders.findDueForDispatch(new Date(), 500, { partition: 0 })),
+    settle(orders.oldestUnfinished()),
+    settle(orders.countParked()),
+  ];
   let connections = 0;
   client.on("connectionReady", () => {
     connections += 1;
   });
   await waitFor(
     async () => {
-      await Promise.all([operations(), operations(), operations()]);
+      await Promise.all([...operations(), ...operations(), ...operations()]);
       return connections >= 6 || null;
     },
     { message: "six pooled connections" },
   );
 
+  // The store resumes once the point read has given up (at the latest after LONGEST_PAUSE_MS), not on
+  // a timer racing the read's deadline: on a loaded machine such a timer once let the store answer first.
   servers.mongo.pause();
-  const resumed = new Promise<void>((resolve) =>
-    setTimeout(() => {
-      servers.mongo.resume();
-      resolve();
-    }, PAUSE_MS),
-  );
-  const [pointRead, due, oldest, parked] = await operations();
-  await resumed;
+  const pausedAt = performance.now();
+  const [pointRead, due, oldest, parked] = operations() as [
+    Promise<Settled<unknown>>,
+    Promise<Settled<{ _id: string }[]>>,
+    Promise<Settled<{ status: string }[]>>,
+    Promise<Settled<number>>,
+  ];
+  const pausedMs = await Promise.race([pointRead, Bun.sleep(LONGEST_PAUSE_MS)]).then(() => {
+    servers.mongo.resume();
+    return performance.now() - pausedAt;
+  });
 
-  expect(pointRead.status).toBe("rejected");
-  expect(due.status).toBe("fulfilled");
-  expect((due as PromiseFulfilledResult<{ _id: string }[]>).value.map((o) => o._id).sort()).toEqual(
+  expect((await pointRead).status).toBe("rejected");
+  // The scans lived through a pause longer than the point read's deadline.
+  expect(pausedMs).toBeGreaterThan(3 * MONGO_TIMEOUT_MS - 50);
+  const dueOrders = await due;
+  expect(dueOrders.status).toBe("fulfilled");
+  expect((dueOrders as Fulfilled<{ _id: string }[]>).value.map((o) => o._id).sort()).toEqual(
     Array.from({ length: 5 }, (_, i) => `0190a6c2-8f3e-7c4a-9b1d-00000000000${i}`),
   );
-  expect(oldest.status).toBe("fulfilled");
-  expect((oldest as PromiseFulfilledResult<{ status: string }[]>).value.map((o) => o.status)).toEqual([
-    "accepted",
-  ]);
-  expect(parked).toEqual({ status: "fulfilled", value: 0 });
+  const oldestOrders = await oldest;
+  expect(oldestOrders.status).toBe("fulfilled");
+  expect((oldestOrders as Fulfilled<{ status: string }[]>).value.map((o) => o.status)).toEqual(["accepted"]);
+  expect(await parked).toEqual({ status: "fulfilled", value: 0 });
 });
