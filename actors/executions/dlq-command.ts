@@ -2,9 +2,10 @@
  * `orders dlq list --executions [--limit N]` and `orders dlq replay --executions <entry-id>... | --all`:
  * the operator's view of the executions dead-letter stream. An execution report lands there after
  * MAX_DELIVERIES deliveries without being applied: almost always a report for an order MongoDB did not
- * know (yet), sometimes an entry that holds no valid report. A fill left there is a fill the client never
- * sees, so once the order exists, replay puts the report back on its executions stream (the one the
- * gateway would have chosen) and deletes the dead-letter entry. Applying is idempotent on the venue's
+ * know (yet), sometimes an entry that holds no valid report or a report the store kept refusing (its
+ * `last_error` says "the store refused"; replay it once the cause is fixed). A fill left there is a
+ * fill the client never sees, so once the order exists, replay puts the report back on its executions
+ * stream (the one the gateway would have chosen) and deletes the dead-letter entry. Applying is idempotent on the venue's
  * exec id, so a report that was applied after all is counted as a duplicate, never twice. An entry
  * whose order is still unknown, or that holds no valid report, is reported and left in place.
  */
