@@ -1,5 +1,5 @@
 /**
- * The single entry point: `orders <api|actors|executions|gateway|all|exchange|dlq|keys|health>`, from
+ * The single entry point: `orders <api|actors|executions|gateway|all|exchange|dlq|keys|reconcile|health>`, from
  * source (`bun src/main.ts all`) or as the compiled binary (`dist/orders all`). The only file of src/
  * that sees actors/: it hands the placement and execution actors to the service process.
  */
@@ -14,11 +14,23 @@ import { startExchange } from "./process/exchange.ts";
 import { runGateway, startGateway } from "./process/gateway.ts";
 import { runKeysCommand } from "./process/keys-command.ts";
 import type { RunningProcess } from "./process/lifecycle.ts";
+import { runReconcileCommand } from "./process/reconcile-command.ts";
 import { type ActorsStarter, startService } from "./process/service.ts";
 
 const USAGE =
-  "usage: orders <api|actors|executions|gateway|all|exchange|dlq|health> | orders keys <create|list|revoke> (see README.md)";
-const COMMANDS = ["api", "actors", "executions", "gateway", "all", "exchange", "dlq", "keys", "health"];
+  "usage: orders <api|actors|executions|gateway|all|exchange|dlq|reconcile|health> | orders keys <create|list|revoke> (see README.md)";
+const COMMANDS = [
+  "api",
+  "actors",
+  "executions",
+  "gateway",
+  "all",
+  "exchange",
+  "dlq",
+  "keys",
+  "reconcile",
+  "health",
+];
 
 /**
  * `all` runs everything of a local system in one process: the placement and execution actors, and the
@@ -80,6 +92,13 @@ async function main(argv: string[]): Promise<number> {
         )
       : runDeadLetterCommand(config, rest, print);
   }
+  if (command === "reconcile")
+    return runReconcileCommand(
+      config,
+      rest,
+      (line) => process.stdout.write(`${line}\n`),
+      (line) => process.stderr.write(`${line}\n`),
+    );
   if (command === "keys")
     return runKeysCommand(
       config,

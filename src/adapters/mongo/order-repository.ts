@@ -73,6 +73,8 @@ const NO_LONGER_WAITING = { sweep_bucket: "" } as const;
 const WAITING = { status: "accepted", parked_at: null } as const;
 /** Parked orders, by equality only: FerretDB passes it down to PostgreSQL instead of reading every order. */
 const PARKED = { status: "accepted", parked: true } as const;
+/** The orders `orders reconcile` checks against the venue. */
+export type UnplacedKind = "withdrawn" | "rejected" | "parked";
 
 export class MongoOrderRepository implements OrderRepository {
   readonly collection: Collection<OrderDocument>;
@@ -369,6 +371,28 @@ export class MongoOrderRepository implements OrderRepository {
       parked_at: document.parked_at ?? null,
       last_error: document.last_error ?? null,
     }));
+  }
+
+  /**
+   * Orders that must not be at the venue (withdrawn, rejected) or wait for an operator (parked), created
+   * at `since` or later, for `orders reconcile`. By equality on the status (FerretDB passes it down to
+   * PostgreSQL); these are few, so the time filter and the limit apply to them alone.
+   */
+  async findUnplacedSince(
+    kind: UnplacedKind,
+    since: Date,
+    limit: number,
+  ): Promise<Pick<OrderRecord, "_id" | "status" | "created_at">[]> {
+    const filter = kind === "parked" ? PARKED : { status: kind };
+    return this.gate.run(() =>
+      this.collection
+        .find(
+          { ...filter, created_at: { $gte: since } },
+          { projection: { _id: 1, status: 1, created_at: 1 }, ...this.scanDeadline() },
+        )
+        .limit(limit)
+        .toArray(),
+    );
   }
 
   /**

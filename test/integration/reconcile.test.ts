@@ -1,0 +1,139 @@
+/**
+ * `orders reconcile` as a real process against a real venue (`orders exchange`) and the real store:
+ * a withdrawn, a rejected and a parked order that the venue has are each reported, with the venue's
+ * order id, and exit 1; the same kinds that the venue does not have, a placed order, and orders older
+ * than --hours are not; with nothing to report it exits 0; with the venue gone it reports every look-up
+ * it could not make and exits 3.
+ */
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import type { Cents } from "../../src/domain/money.ts";
+import { newOrderRecord, type OrderStatus } from "../../src/domain/order.ts";
+import { createHttpExchange } from "../../src/exchange/http-exchange.ts";
+import { type Env, placementEnv, spawnVenue } from "../support/placement.ts";
+import { mongoFor, ROOT, useServers } from "../support/system.ts";
+
+setDefaultTimeout(90_000);
+
+const servers = useServers();
+const { cleanup } = servers;
+
+async function reconcile(env: Env, args: string[]) {
+  const proc = Bun.spawn(["bun", `${ROOT}/src/main.ts`, "reconcile", ...args], {
+    env: { ...process.env, ...env },
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  const lines = stdout
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  return { code, lines, stderr };
+}
+
+/** Stores an order with `status` (parked: accepted and parked), created `ageMs` ago. */
+async function storeOrder(env: Env, id: string, status: OrderStatus | "parked", ageMs = 60_000) {
+  const record = newOrderRecord(
+    id,
+    { type: "limit", side: "buy", instrument: "US0378331005", limitPriceCents: 10_000 as Cents, quantity: 5 },
+    new Date(Date.now() - ageMs),
+    { partitions: 1, dispatchGraceMs: 3_600_000, idempotencyKey: null, account: "reconcile" },
+  );
+  const { client, orders } = mongoFor(env);
+  try {
+    await orders.insertOne(
+      status === "parked"
+        ? { ...record, parked: true, parked_at: new Date(), last_error: "dead-lettered" }
+        : { ...record, status },
+    );
+  } finally {
+    await client.close();
+  }
+}
+
+describe("orders reconcile", () => {
+  test("reports each withdrawn, rejected or parked order the venue has, and only those", async () => {
+    const env = placementEnv(servers);
+    const venue = await spawnVenue(env, { failureRate: 0, latencyMs: 0 }, cleanup);
+    const withVenue = { ...env, EXCHANGE_URL: venue.baseUrl };
+    const exchange = createHttpExchange({ baseUrl: venue.baseUrl });
+    const place = (id: string) =>
+      exchange.placeOrder({
+        client_order_id: id,
+        type: "limit",
+        side: "buy",
+        instrument: "US0378331005",
+        limit_price_cents: 10_000,
+        quantity: 5,
+      });
+
+    const atVenue = {
+      withdrawn: crypto.randomUUID(),
+      rejected: crypto.randomUUID(),
+      parked: crypto.randomUUID(),
+      placed: crypto.randomUUID(),
+      oldWithdrawn: crypto.randomUUID(),
+    };
+    const acks = new Map<string, string>();
+    for (const id of Object.values(atVenue)) acks.set(id, (await place(id)).venue_order_id);
+    await storeOrder(env, atVenue.withdrawn, "withdrawn");
+    await storeOrder(env, atVenue.rejected, "rejected");
+    await storeOrder(env, atVenue.parked, "parked");
+    await storeOrder(env, atVenue.placed, "placed");
+    await storeOrder(env, atVenue.oldWithdrawn, "withdrawn", 3 * 3_600_000);
+    for (const status of ["withdrawn", "rejected", "parked"] as const)
+      await storeOrder(env, crypto.randomUUID(), status);
+
+    const run = await reconcile(withVenue, ["--hours", "1"]);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(1);
+    const findings = run.lines.filter((line) => "finding" in line);
+    expect(findings.map((line) => [line.order_id, line.status, line.venue_order_id]).sort()).toEqual(
+      [
+        [atVenue.withdrawn, "withdrawn", acks.get(atVenue.withdrawn)],
+        [atVenue.rejected, "rejected", acks.get(atVenue.rejected)],
+        [atVenue.parked, "parked", acks.get(atVenue.parked)],
+      ].sort(),
+    );
+    expect(String(findings.find((line) => line.status === "withdrawn")?.finding)).toContain("answered 500");
+    expect(run.lines.at(-1)).toMatchObject({
+      checked: { withdrawn: 2, rejected: 2, parked: 2 },
+      findings: 3,
+      lookups_failed: 0,
+    });
+
+    // Over the last 4 hours the old withdrawn order is checked, and found, too.
+    const wider = await reconcile(withVenue, ["--hours", "4"]);
+    expect(wider.lines.at(-1)).toMatchObject({ checked: { withdrawn: 3 }, findings: 4 });
+
+    // The venue gone: nothing can be checked, which is not "they agree".
+    await venue.process.kill();
+    const blind = await reconcile(withVenue, ["--hours", "1"]);
+    expect(blind.code).toBe(3);
+    expect(blind.lines.filter((line) => "error" in line)).toHaveLength(6);
+    expect(blind.lines.at(-1)).toMatchObject({ findings: 0, lookups_failed: 6 });
+  });
+
+  test("exits 0 when the venue has none of them; 2 without a venue or with a bad argument", async () => {
+    const env = placementEnv(servers);
+    const venue = await spawnVenue(env, { failureRate: 0, latencyMs: 0 }, cleanup);
+    await storeOrder(env, crypto.randomUUID(), "withdrawn");
+    const clean = await reconcile({ ...env, EXCHANGE_URL: venue.baseUrl }, []);
+    expect(clean.code).toBe(0);
+    expect(clean.lines).toEqual([
+      expect.objectContaining({ checked: { withdrawn: 1, rejected: 0, parked: 0 }, findings: 0 }),
+    ]);
+
+    const noVenue = await reconcile({ ...env, EXCHANGE_URL: "" }, []);
+    expect(noVenue.code).toBe(2);
+    expect(noVenue.stderr).toContain("EXCHANGE_URL is not set");
+    const badArgument = await reconcile({ ...env, EXCHANGE_URL: venue.baseUrl }, ["--hours", "soon"]);
+    expect(badArgument.code).toBe(2);
+    expect(badArgument.stderr).toContain("usage: orders reconcile");
+  });
+});
