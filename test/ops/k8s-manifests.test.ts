@@ -16,6 +16,7 @@ import { dirname, join, relative } from "node:path";
 import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
+import { CronJob } from "kubernetes-models/batch/v1/CronJob";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
@@ -71,6 +72,11 @@ const KINDS: Record<string, { model: ModelClass; dts: string; type: string }> = 
     model: Deployment as unknown as ModelClass,
     dts: "kubernetes-models/apps/v1/Deployment",
     type: "IDeployment",
+  },
+  "batch/v1/CronJob": {
+    model: CronJob as unknown as ModelClass,
+    dts: "kubernetes-models/batch/v1/CronJob",
+    type: "ICronJob",
   },
   "policy/v1/PodDisruptionBudget": {
     model: PodDisruptionBudget as unknown as ModelClass,
@@ -235,6 +241,9 @@ interface PodTemplate {
   spec: { containers: Container[]; terminationGracePeriodSeconds?: number };
 }
 const template = (deployment: Json) => (deployment.spec as { template: PodTemplate }).template;
+/** The pod template of a CronJob's Jobs. */
+const jobPodTemplate = (cronJob: Json) =>
+  (cronJob.spec as { jobTemplate: { spec: { template: PodTemplate } } }).jobTemplate.spec.template;
 const containers = (deployment: Json) => template(deployment).spec.containers;
 
 function matches(selector: Labels, labels: Labels): boolean {
@@ -733,8 +742,13 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
     const [namespace] = ofKind("Namespace");
     const level = asObject(namespace!.metadata, "namespace metadata").labels as Labels;
     expect(level["pod-security.kubernetes.io/enforce"]).toBe("restricted");
-    for (const d of ofKind("Deployment")) {
-      const pod = template(d).spec as PodTemplate["spec"] & {
+    const pods = [
+      ...ofKind("Deployment").map((d) => [d, template(d)] as const),
+      ...ofKind("CronJob").map((c) => [c, jobPodTemplate(c)] as const),
+    ];
+    expect(pods.length).toBeGreaterThan(ofKind("Deployment").length);
+    for (const [d, podTemplate] of pods) {
+      const pod = podTemplate.spec as PodTemplate["spec"] & {
         securityContext?: { runAsNonRoot?: boolean; seccompProfile?: { type: string } };
         hostNetwork?: boolean;
         hostPID?: boolean;
@@ -767,6 +781,32 @@ describe.each(OVERLAYS)("overlays/%s: cross-checks of the rendered objects", (ov
         );
       }
     }
+  });
+
+  test("the daily reconciliation: `orders reconcile` of the same image, one run at a time, not retried, MongoDB's URL and the overlay's venue", () => {
+    const { ofKind, configMapData } = o();
+    const [cronJob, ...others] = ofKind("CronJob");
+    expect(others).toEqual([]);
+    const spec = cronJob!.spec as {
+      schedule: string;
+      concurrencyPolicy: string;
+      jobTemplate: { spec: { backoffLimit: number; activeDeadlineSeconds: number } };
+    };
+    expect(spec.schedule.split(" ")).toHaveLength(5);
+    expect(spec.concurrencyPolicy).toBe("Forbid");
+    expect(spec.jobTemplate.spec.backoffLimit).toBe(0);
+    expect(spec.jobTemplate.spec.activeDeadlineSeconds).toBeGreaterThan(0);
+    const pod = jobPodTemplate(cronJob!).spec as PodTemplate["spec"] & { restartPolicy: string };
+    expect(pod.restartPolicy).toBe("Never");
+    const [container] = pod.containers as (Container & {
+      env?: { name: string; valueFrom?: { secretKeyRef?: { key: string } } }[];
+    })[];
+    expect(container!.args?.[0]).toBe("reconcile");
+    const deploymentImage = containers(ofKind("Deployment")[0]!)[0]!.image;
+    expect(container!.image).toBe(deploymentImage);
+    expect(container!.env?.map((e) => e.valueFrom?.secretKeyRef?.key)).toEqual(["MONGO_URL"]);
+    // The venue to ask: set by every overlay (without it the command refuses to run).
+    expect(configMapData().EXCHANGE_URL).toMatch(/^https?:\/\//);
   });
 
   test("every process kind is scraped on its metrics port; scrape annotations are explicit", () => {
