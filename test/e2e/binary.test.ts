@@ -133,7 +133,17 @@ describe("dist/orders", () => {
   test("an unknown subcommand prints the usage and exits 2", async () => {
     const proc = spawnOwned("usage", [BINARY, "serve"]);
     expect(await proc.exited).toBe(2);
-    expect(proc.logs).toContain("usage: orders <api|actors|executions|gateway|all|exchange|dlq|health>");
+    expect(proc.logs).toContain(
+      "usage: orders <api|actors|executions|gateway|all|exchange|dlq|reconcile|health>",
+    );
+  });
+
+  test("reconcile without a venue to ask exits 2 and says why", async () => {
+    const env = { ...process.env };
+    delete env.EXCHANGE_URL;
+    const proc = spawnOwned("reconcile", [BINARY, "reconcile"], { env });
+    expect(await proc.exited).toBe(2);
+    expect(proc.logs).toContain("EXCHANGE_URL is not set");
   });
 });
 
