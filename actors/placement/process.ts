@@ -3,6 +3,7 @@
  * placement behaviour, the retry mover, the sweeper, stream upkeep and gauges. Started by the entry
  * point on the process's shared connections (src/process/service.ts).
  */
+import { MongoReconciliationStore } from "../../src/adapters/mongo/reconciliation-store.ts";
 import { RedisOrderEvents } from "../../src/adapters/order-events.ts";
 import { closeRedis, createRedisConnection, redisTarget } from "../../src/adapters/redis.ts";
 import type { Config } from "../../src/config.ts";
@@ -179,6 +180,15 @@ export async function startPlacementActors(
       });
     },
   });
+  const reconciliations = new MongoReconciliationStore(shared.db, config.MONGO_TIMEOUT_MS);
+  /** What the end-to-end monitor exports; only the process running it keeps series. */
+  const monitorGauges = [
+    metrics.oldestUnfinishedAge,
+    metrics.parkedOrders,
+    metrics.reconcileLastRun,
+    metrics.reconcileFindings,
+    metrics.reconcileLookupsFailed,
+  ];
   const oldestUnfinished = createOldestWaitingLookup({
     orders,
     clock: systemClock,
@@ -229,11 +239,17 @@ export async function startPlacementActors(
       Math.max(config.STREAM_METRICS_INTERVAL_MS, 15_000),
       async () => {
         if (!(await placementState.holdSweepLock(0, consumer, sweepLockMs))) {
-          metrics.oldestUnfinishedAge.reset();
-          metrics.parkedOrders.reset();
+          for (const gauge of monitorGauges) gauge.reset();
           return;
         }
-        const [oldest, parked] = await Promise.all([oldestUnfinished(), orders.countParked()]);
+        const [oldest, parked, reconciled] = await Promise.all([
+          oldestUnfinished(),
+          orders.countParked(),
+          reconciliations.last(),
+        ]);
+        metrics.reconcileLastRun.set(reconciled ? reconciled.at.getTime() / 1000 : 0);
+        metrics.reconcileFindings.set(reconciled?.findings ?? 0);
+        metrics.reconcileLookupsFailed.set(reconciled?.lookups_failed ?? 0);
         const nowMs = systemClock.now().getTime();
         for (const status of ["accepted", "placing"] as const) {
           const found = oldest.find((o) => o.status === status);

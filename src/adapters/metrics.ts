@@ -222,6 +222,22 @@ export function createMetrics(kind: ProcessKind) {
       help: "Unfinished orders parked after their stream entry was dead-lettered (wait for `orders dlq replay`). Read from MongoDB by the actor process holding partition 0's sweep lock",
       registers,
     }),
+    // The last `orders reconcile` run (src/process/reconcile-command.ts), as MongoDB holds it.
+    reconcileLastRun: new Gauge({
+      name: "orders_reconcile_last_run_timestamp_seconds",
+      help: "When the last `orders reconcile` run ended (Unix seconds); 0 when none has run. Read from MongoDB by the actor process holding partition 0's sweep lock",
+      registers,
+    }),
+    reconcileFindings: new Gauge({
+      name: "orders_reconcile_findings",
+      help: "Orders the venue has although MongoDB says they were not placed (withdrawn, rejected, parked), as the last `orders reconcile` run found them",
+      registers,
+    }),
+    reconcileLookupsFailed: new Gauge({
+      name: "orders_reconcile_lookups_failed",
+      help: "Venue look-ups the last `orders reconcile` run could not make (its check was incomplete)",
+      registers,
+    }),
     // Execution reports (docs/adr/0006-execution-reports.md): the gateway's side.
     executionReportsReceived: new Counter({
       name: "executions_reports_received_total",

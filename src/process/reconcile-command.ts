@@ -7,7 +7,8 @@
  * client order id, as the placement actors do before a retry (`GET /orders/{id}` at EXCHANGE_URL).
  *
  * Prints one JSON line per order the venue has (`finding`), one per look-up that failed three times
- * (`error`), then a summary line. Exit codes: 0 MongoDB and the venue agree; 1 the venue has an order
+ * (`error`), then a summary line, and records the summary in MongoDB, where the actors' end-to-end
+ * monitor exports it as orders_reconcile_* gauges for the alerts. Exit codes: 0 MongoDB and the venue agree; 1 the venue has an order
  * MongoDB says was not placed (a person must look: the client was told it failed, or was never told it
  * went through); 3 no finding, but some look-ups failed (the check is incomplete); 2 usage, or no
  * EXCHANGE_URL to ask.
@@ -15,6 +16,7 @@
 
 import { createMongoClient } from "../adapters/mongo/client.ts";
 import { MongoOrderRepository, type UnplacedKind } from "../adapters/mongo/order-repository.ts";
+import { MongoReconciliationStore } from "../adapters/mongo/reconciliation-store.ts";
 import { type Config, databaseName } from "../config.ts";
 import { createHttpExchange } from "../exchange/http-exchange.ts";
 import type { Exchange, VenueAck } from "../exchange/port.ts";
@@ -53,12 +55,11 @@ export async function runReconcileCommand(
     maxPoolSize: Math.min(2, config.MONGO_MAX_POOL_SIZE),
   });
   try {
-    const orders = new MongoOrderRepository(mongo.db(databaseName(config.MONGO_URL)), {
-      timeoutMs: config.MONGO_TIMEOUT_MS,
-    });
+    const db = mongo.db(databaseName(config.MONGO_URL));
+    const orders = new MongoOrderRepository(db, { timeoutMs: config.MONGO_TIMEOUT_MS });
     const since = new Date(Date.now() - parsed.hours * 3_600_000);
     const checked: Record<string, number> = {};
-    let findings = 0;
+    const found: string[] = [];
     let failures = 0;
     for (const kind of KINDS) {
       const candidates = await orders.findUnplacedSince(kind, since, parsed.limit);
@@ -70,13 +71,22 @@ export async function runReconcileCommand(
           failures += 1;
           print(JSON.stringify({ ...line, error: `venue look-up failed: ${record.message}` }));
         } else if (record !== null) {
-          findings += 1;
+          found.push(order._id);
           print(JSON.stringify({ ...line, venue_order_id: record.venue_order_id, finding: FINDINGS[kind] }));
         }
       });
     }
-    print(JSON.stringify({ since, checked, findings, lookups_failed: failures }));
-    return findings > 0 ? 1 : failures > 0 ? 3 : 0;
+    const outcome = {
+      at: new Date(),
+      since,
+      checked,
+      findings: found.length,
+      finding_order_ids: found,
+      lookups_failed: failures,
+    };
+    print(JSON.stringify({ since, checked, findings: found.length, lookups_failed: failures }));
+    await new MongoReconciliationStore(db, config.MONGO_TIMEOUT_MS).record(outcome);
+    return found.length > 0 ? 1 : failures > 0 ? 3 : 0;
   } finally {
     await mongo.close();
   }

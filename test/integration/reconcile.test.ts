@@ -3,14 +3,17 @@
  * a withdrawn, a rejected and a parked order that the venue has are each reported, with the venue's
  * order id, and exit 1; the same kinds that the venue does not have, a placed order, and orders older
  * than --hours are not; with nothing to report it exits 0; with the venue gone it reports every look-up
- * it could not make and exits 3.
+ * it could not make and exits 3. Each run's outcome lands in MongoDB, and a real `actors` process
+ * exports it as the orders_reconcile_* gauges the alerts read.
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import type { ReconciliationOutcome } from "../../src/adapters/mongo/reconciliation-store.ts";
 import type { Cents } from "../../src/domain/money.ts";
 import { newOrderRecord, type OrderStatus } from "../../src/domain/order.ts";
 import { createHttpExchange } from "../../src/exchange/http-exchange.ts";
-import { type Env, placementEnv, spawnVenue } from "../support/placement.ts";
+import { type Env, placementEnv, spawnActors, spawnVenue } from "../support/placement.ts";
 import { mongoFor, ROOT, useServers } from "../support/system.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(90_000);
 
@@ -34,6 +37,28 @@ async function reconcile(env: Env, args: string[]) {
     .filter(Boolean)
     .map((line) => JSON.parse(line) as Record<string, unknown>);
   return { code, lines, stderr };
+}
+
+async function lastReconciliation(env: Env) {
+  const { client, db } = mongoFor(env);
+  try {
+    return await db
+      .collection<ReconciliationOutcome & { _id: string }>("reconciliations")
+      .findOne({ _id: "last" });
+  } finally {
+    await client.close();
+  }
+}
+
+/** The orders_reconcile_* gauges of a process's /metrics (every process label stripped). */
+async function reconcileGauges(opsUrl: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${opsUrl}/metrics`)).text();
+  const values: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    const match = /^(orders_reconcile_[a-z_]+)(?:\{[^}]*\})? (\S+)$/.exec(line);
+    if (match) values[match[1] as string] = Number(match[2]);
+  }
+  return values;
 }
 
 /** Stores an order with `status` (parked: accepted and parked), created `ageMs` ago. */
@@ -106,6 +131,24 @@ describe("orders reconcile", () => {
       findings: 3,
       lookups_failed: 0,
     });
+    const recorded = await lastReconciliation(env);
+    expect(recorded).toMatchObject({ findings: 3, lookups_failed: 0, checked: { withdrawn: 2 } });
+    expect([...(recorded?.finding_order_ids ?? [])].sort()).toEqual(
+      [atVenue.withdrawn, atVenue.rejected, atVenue.parked].sort(),
+    );
+
+    // The actors' end-to-end monitor exports it (its first pass comes 15 s after the start).
+    const actors = await spawnActors(withVenue, cleanup);
+    const gauges = await waitFor(
+      async () => {
+        const values = await reconcileGauges(actors.opsUrl);
+        return values.orders_reconcile_findings === 3 ? values : null;
+      },
+      { timeoutMs: 40_000, intervalMs: 500, message: "the reconciliation gauges" },
+    );
+    expect(gauges.orders_reconcile_lookups_failed).toBe(0);
+    expect(gauges.orders_reconcile_last_run_timestamp_seconds).toBe((recorded?.at.getTime() ?? 0) / 1000);
+    await actors.process.kill();
 
     // Over the last 4 hours the old withdrawn order is checked, and found, too.
     const wider = await reconcile(withVenue, ["--hours", "4"]);
@@ -117,6 +160,7 @@ describe("orders reconcile", () => {
     expect(blind.code).toBe(3);
     expect(blind.lines.filter((line) => "error" in line)).toHaveLength(6);
     expect(blind.lines.at(-1)).toMatchObject({ findings: 0, lookups_failed: 6 });
+    expect(await lastReconciliation(env)).toMatchObject({ findings: 0, lookups_failed: 6 });
   });
 
   test("exits 0 when the venue has none of them; 2 without a venue or with a bad argument", async () => {
