@@ -7,10 +7,11 @@
  * client order id, as the placement actors do before a retry (`GET /orders/{id}` at EXCHANGE_URL).
  *
  * Prints one JSON line per order the venue has (`finding`), one per look-up that failed three times
- * (`error`), then a summary line, and records the summary in MongoDB, where the actors' end-to-end
- * monitor exports it as orders_reconcile_* gauges for the alerts. Exit codes: 0 MongoDB and the venue agree; 1 the venue has an order
- * MongoDB says was not placed (a person must look: the client was told it failed, or was never told it
- * went through); 3 no finding, but some look-ups failed (the check is incomplete); 2 usage, or no
+ * (`error`), then a summary line (`truncated` names the kinds that had more than --limit), and
+ * records the summary in MongoDB, where the actors' end-to-end monitor exports it as orders_reconcile_*
+ * gauges for the alerts. Exit codes: 0 MongoDB and the venue agree; 1 the venue has an order MongoDB
+ * says was not placed (a person must look: the client was told it failed, or was never told it went
+ * through); 3 no finding, but some look-ups failed (the check is incomplete); 2 usage, or no
  * EXCHANGE_URL to ask.
  */
 
@@ -59,11 +60,14 @@ export async function runReconcileCommand(
     const orders = new MongoOrderRepository(db, { timeoutMs: config.MONGO_TIMEOUT_MS });
     const since = new Date(Date.now() - parsed.hours * 3_600_000);
     const checked: Record<string, number> = {};
+    /** Kinds with more orders than --limit: some of them were not asked about. */
+    const truncated: UnplacedKind[] = [];
     const found: string[] = [];
     let failures = 0;
     for (const kind of KINDS) {
       const candidates = await orders.findUnplacedSince(kind, since, parsed.limit);
       checked[kind] = candidates.length;
+      if (candidates.length >= parsed.limit) truncated.push(kind);
       await forEachConcurrently(candidates, CONCURRENT_LOOKUPS, async (order) => {
         const line = { order_id: order._id, status: kind, created_at: order.created_at };
         const record = await lookUp(venue, order._id);
@@ -80,11 +84,12 @@ export async function runReconcileCommand(
       at: new Date(),
       since,
       checked,
+      truncated,
       findings: found.length,
       finding_order_ids: found,
       lookups_failed: failures,
     };
-    print(JSON.stringify({ since, checked, findings: found.length, lookups_failed: failures }));
+    print(JSON.stringify({ since, checked, truncated, findings: found.length, lookups_failed: failures }));
     await new MongoReconciliationStore(db, config.MONGO_TIMEOUT_MS).record(outcome);
     return found.length > 0 ? 1 : failures > 0 ? 3 : 0;
   } finally {

@@ -128,6 +128,7 @@ describe("orders reconcile", () => {
     expect(String(findings.find((line) => line.status === "withdrawn")?.finding)).toContain("answered 500");
     expect(run.lines.at(-1)).toMatchObject({
       checked: { withdrawn: 2, rejected: 2, parked: 2 },
+      truncated: [],
       findings: 3,
       lookups_failed: 0,
     });
@@ -149,6 +150,13 @@ describe("orders reconcile", () => {
     expect(gauges.orders_reconcile_lookups_failed).toBe(0);
     expect(gauges.orders_reconcile_last_run_timestamp_seconds).toBe((recorded?.at.getTime() ?? 0) / 1000);
     await actors.process.kill();
+
+    // With --limit 1 each kind is cut short, and the summary says so.
+    const limited = await reconcile(withVenue, ["--hours", "1", "--limit", "1"]);
+    expect(limited.lines.at(-1)).toMatchObject({
+      checked: { withdrawn: 1, rejected: 1, parked: 1 },
+      truncated: ["withdrawn", "rejected", "parked"],
+    });
 
     // Over the last 4 hours the old withdrawn order is checked, and found, too.
     const wider = await reconcile(withVenue, ["--hours", "4"]);

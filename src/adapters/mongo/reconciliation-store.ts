@@ -13,6 +13,8 @@ export interface ReconciliationOutcome {
   since: Date;
   /** Orders checked, by kind (withdrawn, rejected, parked). */
   checked: Record<string, number>;
+  /** Kinds with more orders than the run's limit: some were not asked about. */
+  truncated: string[];
   /** Orders the venue has although MongoDB says they were not placed. */
   findings: number;
   /** Their ids (the first 100). */
