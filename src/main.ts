@@ -82,8 +82,10 @@ async function main(argv: string[]): Promise<number> {
     throw error;
   }
   if (command === "health") return checkHealth(config.OPS_PORT);
-  if (command === "dlq") {
-    const print = (line: string) => process.stdout.write(`${line}\n`);
+  // The operator's commands print lines: results on stdout, usage and refusals on stderr.
+  const print = (line: string) => process.stdout.write(`${line}\n`);
+  const printError = (line: string) => process.stderr.write(`${line}\n`);
+  if (command === "dlq")
     return rest.includes("--executions")
       ? runExecutionDeadLetterCommand(
           config,
@@ -91,21 +93,8 @@ async function main(argv: string[]): Promise<number> {
           print,
         )
       : runDeadLetterCommand(config, rest, print);
-  }
-  if (command === "reconcile")
-    return runReconcileCommand(
-      config,
-      rest,
-      (line) => process.stdout.write(`${line}\n`),
-      (line) => process.stderr.write(`${line}\n`),
-    );
-  if (command === "keys")
-    return runKeysCommand(
-      config,
-      rest,
-      (line) => process.stdout.write(`${line}\n`),
-      (line) => process.stderr.write(`${line}\n`),
-    );
+  if (command === "reconcile") return runReconcileCommand(config, rest, print, printError);
+  if (command === "keys") return runKeysCommand(config, rest, print, printError);
 
   const logger = createLogger(config.LOG_LEVEL, { kind: command, pid: process.pid });
   let running: RunningProcess;

@@ -11,8 +11,8 @@ import type { ReconciliationOutcome } from "../../src/adapters/mongo/reconciliat
 import type { Cents } from "../../src/domain/money.ts";
 import { newOrderRecord, type OrderStatus } from "../../src/domain/order.ts";
 import { createHttpExchange } from "../../src/exchange/http-exchange.ts";
-import { type Env, placementEnv, spawnActors, spawnVenue } from "../support/placement.ts";
-import { mongoFor, ROOT, useServers } from "../support/system.ts";
+import { type Env, placementEnv, runCommand, spawnActors, spawnVenue } from "../support/placement.ts";
+import { mongoFor, useServers } from "../support/system.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(90_000);
@@ -21,22 +21,8 @@ const servers = useServers();
 const { cleanup } = servers;
 
 async function reconcile(env: Env, args: string[]) {
-  const proc = Bun.spawn(["bun", `${ROOT}/src/main.ts`, "reconcile", ...args], {
-    env: { ...process.env, ...env },
-    cwd: ROOT,
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  const lines = stdout
-    .split("\n")
-    .filter(Boolean)
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-  return { code, lines, stderr };
+  const { code, lines, stderr } = await runCommand(env, "reconcile", args);
+  return { code, stderr, lines: lines.map((line) => JSON.parse(line) as Record<string, unknown>) };
 }
 
 async function lastReconciliation(env: Env) {

@@ -378,9 +378,13 @@ export async function submitOrders(
   return { ids, statuses };
 }
 
-/** Runs `bun src/main.ts dlq ...` as an operator would, with the deployment's environment. */
-export async function runDlq(env: Env, args: string[]): Promise<{ code: number; lines: string[] }> {
-  const proc = Bun.spawn(["bun", `${ROOT}/src/main.ts`, "dlq", ...args], {
+/** Runs `bun src/main.ts <command> ...` as an operator would, with the deployment's environment. */
+export async function runCommand(
+  env: Env,
+  command: string,
+  args: string[],
+): Promise<{ code: number; lines: string[]; stdout: string; stderr: string }> {
+  const proc = Bun.spawn(["bun", `${ROOT}/src/main.ts`, command, ...args], {
     env: { ...process.env, ...env },
     cwd: ROOT,
     stdout: "pipe",
@@ -391,6 +395,12 @@ export async function runDlq(env: Env, args: string[]): Promise<{ code: number; 
     new Response(proc.stderr).text(),
     proc.exited,
   ]);
+  return { code, stdout, stderr, lines: stdout.split("\n").filter((line) => line.trim() !== "") };
+}
+
+/** `orders dlq ...`; throws unless it exits 0. */
+export async function runDlq(env: Env, args: string[]): Promise<{ code: number; lines: string[] }> {
+  const { code, lines, stdout, stderr } = await runCommand(env, "dlq", args);
   if (code !== 0) throw new Error(`dlq ${args.join(" ")} exited ${code}: ${stderr}${stdout}`);
-  return { code, lines: stdout.split("\n").filter((line) => line.trim() !== "") };
+  return { code, lines };
 }
