@@ -24,7 +24,7 @@ export interface ReconciliationOutcome {
 }
 
 const LAST = "last";
-export const MAX_FINDING_IDS = 100;
+const MAX_FINDING_IDS = 100;
 
 export class MongoReconciliationStore {
   private readonly collection: Collection<ReconciliationOutcome & { _id: string }>;
