@@ -2,7 +2,7 @@
  * A child process the harness owns. A watchdog (a detached shell) kills it and deletes its data
  * directory when the test process dies, even by SIGKILL, so an interrupted run leaves nothing behind.
  */
-import { rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import type { Subprocess } from "bun";
 
 const live = new Set<OwnedProcess>();
@@ -86,6 +86,29 @@ export class OwnedProcess {
   async kill(): Promise<number> {
     this.signal("SIGKILL");
     return this.exited;
+  }
+
+  /**
+   * SIGSTOP, then waits (at most `timeoutMs`) until every thread shows as stopped in /proc: kill()
+   * returns before the threads have stopped, and a request sent at once was seen answered.
+   */
+  stop(timeoutMs = 1_000): void {
+    this.signal("SIGSTOP");
+    const deadline = performance.now() + timeoutMs;
+    while (!this.allThreadsStopped() && performance.now() < deadline) Bun.sleepSync(1);
+  }
+
+  private allThreadsStopped(): boolean {
+    try {
+      return readdirSync(`/proc/${this.pid}/task`).every((thread) => {
+        const stat = readFileSync(`/proc/${this.pid}/task/${thread}/stat`, "utf8");
+        // "tid (comm) S ...": the state follows the last ")" (comm may hold one).
+        const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+        return state === "T" || state === "t";
+      });
+    } catch {
+      return true; // gone, or no /proc: nothing more to wait for
+    }
   }
 
   /** Waits until the output matches `pattern`; rejects if the process exits first. */

@@ -74,7 +74,7 @@ export abstract class OwnedServer implements TestServer {
   }
 
   pause() {
-    this.process?.signal("SIGSTOP");
+    this.process?.stop();
   }
 
   resume() {
