@@ -92,7 +92,7 @@ export class OwnedProcess {
    * SIGSTOP, then waits (at most `timeoutMs`) until every thread shows as stopped in /proc: kill()
    * returns before the threads have stopped, and a request sent at once was seen answered.
    */
-  stop(timeoutMs = 1_000): void {
+  pause(timeoutMs = 1_000): void {
     this.signal("SIGSTOP");
     const deadline = performance.now() + timeoutMs;
     while (!this.allThreadsStopped() && performance.now() < deadline) Bun.sleepSync(1);

@@ -74,7 +74,7 @@ export abstract class OwnedServer implements TestServer {
   }
 
   pause() {
-    this.process?.stop();
+    this.process?.pause();
   }
 
   resume() {
