@@ -21,7 +21,8 @@
  * dead-letter stream holds poison entries and unknown order ids only); retry (a transport failure: the
  * order goes to the retry schedule in Redis and back to the stream when due, no MongoDB write); parked
  * (a transport failure on the last allowed attempt, `maxAttempts`, or past `maxAgeMs`: parked in MongoDB with its last
- * error until an operator replays it); skipped (already done, or leased by another actor).
+ * error until an operator replays it); deferred (the breaker refused before any venue call: back to the
+ * retry schedule, and not counted as an attempt); skipped (already done, or leased by another actor).
  */
 import { orderFromEntry } from "../../src/adapters/placement-state.ts";
 import { isRetryable } from "../../src/domain/errors.ts";
@@ -38,9 +39,9 @@ import type { Exchange, ExchangeOrder } from "../../src/exchange/port.ts";
 import type { Logger } from "../../src/logger.ts";
 import { type BackoffPolicy, backoffDelay } from "../../src/support/backoff.ts";
 import type { ActorBehaviour, ActorMessage } from "../runtime/stream-actor.ts";
-import type { ExchangeBreaker } from "./exchange-breaker.ts";
+import { BreakerOpenError, type ExchangeBreaker } from "./exchange-breaker.ts";
 
-export type PlacementOutcome = "placed" | "retry" | "rejected" | "parked" | "skipped";
+export type PlacementOutcome = "placed" | "retry" | "deferred" | "rejected" | "parked" | "skipped";
 
 export class PoisonMessageError extends Error {
   readonly code = "POISON_MESSAGE";
@@ -260,7 +261,10 @@ export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & 
         deps.observe?.("rejected", seconds, false);
         return "rejected";
       }
-      const reason = giveUpReason(orderId, attempt, error);
+      // The breaker refused before any venue call (it reopened, or another trial was out, between the
+      // gate and this call): not an attempt, so neither counted towards maxAttempts nor timed.
+      const calledVenue = !(error instanceof BreakerOpenError);
+      const reason = giveUpReason(orderId, calledVenue ? attempt : attempt - 1, error);
       if (reason !== null) {
         await orders.park(orderId, reason, clock.now());
         await leases.finish(order, "parked");
@@ -273,7 +277,14 @@ export function createPlacementBehaviour(deps: PlacementDeps): ActorBehaviour & 
       const retryAfterMs = Math.min((error as { retryAfterMs?: number }).retryAfterMs ?? 0, deps.retry.maxMs);
       const delayMs = Math.max(backoffDelay(attempt, deps.retry, deps.random), retryAfterMs);
       const retryAt = new Date(clock.now().getTime() + delayMs);
-      await leases.scheduleRetry(order, token, retryAt, attempt + 1);
+      await leases.scheduleRetry(order, token, retryAt, calledVenue ? attempt + 1 : attempt);
+      if (!calledVenue) {
+        log.info("the breaker refused before any venue call; will retry", {
+          retry_at: retryAt.toISOString(),
+        });
+        deps.observe?.("deferred", null, false);
+        return "deferred";
+      }
       log.info("placement attempt failed; will retry", { error, retry_at: retryAt.toISOString() });
       deps.observe?.("retry", seconds, false);
       return "retry";

@@ -77,7 +77,7 @@ export function createMetrics(kind: ProcessKind) {
     }),
     placements: new Counter({
       name: "placement_outcomes_total",
-      help: "Placement attempts by outcome: placed, retry (transient failure), rejected, skipped (already final or held)",
+      help: "Placement attempts by outcome: placed, retry (transient failure), deferred (the breaker refused before any venue call; not an attempt), rejected, skipped (already final or held)",
       labelNames: ["outcome"] as const,
       registers,
     }),

@@ -339,6 +339,29 @@ describe("placement behaviour", () => {
     unlimited.breaker.shutdown();
   });
 
+  test("the breaker refusing before any venue call defers the order: no attempt spent, never parked for it", async () => {
+    const { behaviour, breaker, venue, retries, outcomes, calls } = setup(null, { maxAttempts: 3 });
+    venue.answer(async () => {
+      throw new OrderPlacementError("venue unreachable");
+    });
+    // Open the breaker (volumeThreshold 2, 50%): two failed attempts.
+    await behaviour.handle(message("b1"), signal);
+    await behaviour.handle(message("b2"), signal);
+    expect(breaker.state).toBe("open");
+    expect(outcomes).toEqual(["retry", "retry"]);
+
+    // Taken while open (the gate says 0, but a read or a reclaim decided before it closed): the
+    // breaker refuses, the venue is not called, and the attempt number stays; on the last allowed
+    // attempt it is not parked either.
+    const submittedBefore = venue.submitted.length;
+    await behaviour.handle(message("b3", { attempt: "3", source: "retry" }), signal);
+    expect(venue.submitted.length).toBe(submittedBefore);
+    expect(outcomes.at(-1)).toBe("deferred");
+    expect(retries.at(-1)).toEqual({ id: "b3", attempt: 3 });
+    expect(calls).toEqual([]);
+    breaker.shutdown();
+  });
+
   test("maxAgeMs: a transport failure past the order's age limit (from its UUIDv7 id) parks it", async () => {
     const now = new Date("2026-12-02T12:00:00Z");
     const idAt = (ms: number) =>
