@@ -108,6 +108,11 @@ const ConfigSchema = T.Object({
   /** Intake group commit: the most orders in one insertMany. */
   INTAKE_BATCH_MAX: Int(1, 1_000, 64),
   /**
+   * Load shedding: while one of intake's MongoDB steps has waited this long, POST /orders answers 503
+   * with Retry-After and stores nothing (src/orders/admission.ts); 0 = never shed.
+   */
+  INTAKE_SHED_AFTER_MS: Int(0, 120_000, 2_000),
+  /**
    * How long Redis remembers an order's placement state (queued, retry, done). If Redis lost an entry but
    * kept its state, the sweeper re-dispatches the order after this long at the latest.
    */

@@ -192,14 +192,17 @@ export class LoadClient {
         return this.result(op, attempts, attempt.replayed ? "replayed" : "created", attempt.id ?? null);
       }
       if (status === 422) return this.result(op, attempts, "rejected-422", null);
+      // A 503 is load shedding at intake: nothing was stored, so even a request without a key may be
+      // sent again (an order stored under it would show up in the analysis as one nobody was told of).
       const retryable =
-        op.key !== null
+        status === 503 ||
+        (op.key !== null
           ? status === 409 ||
             status === "conn-refused" ||
             status === "conn-error" ||
             status === "timeout" ||
             (typeof status === "number" && status >= 500)
-          : status === "conn-refused";
+          : status === "conn-refused");
       if (!retryable) {
         const unknown =
           status === "conn-error" || status === "timeout" || (typeof status === "number" && status >= 500);

@@ -23,6 +23,7 @@ export function createMetrics(kind: ProcessKind) {
   const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   const registers = [registry];
   let readVenueInFlight: () => number = () => 0;
+  let readIntakeStoreWait: () => number = () => 0;
   return {
     registry,
     httpRequestDuration: new Histogram({
@@ -54,6 +55,23 @@ export function createMetrics(kind: ProcessKind) {
       labelNames: ["cause"] as const,
       registers,
     }),
+    ordersShed: new Counter({
+      name: "orders_intake_shed_total",
+      help: "POST /orders answered 503 (nothing stored) because an intake store step had waited INTAKE_SHED_AFTER_MS",
+      registers,
+    }),
+    intakeStoreWait: new Gauge({
+      name: "orders_intake_store_oldest_wait_seconds",
+      help: "How long the oldest MongoDB step of intake still waiting has waited (0: none waiting); shedding starts at INTAKE_SHED_AFTER_MS",
+      registers,
+      collect() {
+        this.set(readIntakeStoreWait() / 1000);
+      },
+    }),
+    /** Where the intake's oldest store wait (ms) is read at each scrape (0 until it is set). */
+    measureIntakeStoreWait(read: () => number): void {
+      readIntakeStoreWait = read;
+    },
     orderWithdrawals: new Counter({
       name: "orders_withdrawals_total",
       help: "Orders answered 500 without an Idempotency-Key, withdrawn so that nothing places them, by who finished the withdrawal and its result (withdrawn, not_stored, or the final status it turned out to have)",

@@ -78,6 +78,19 @@ export class RateLimitedError extends Error {
   }
 }
 
+/**
+ * POST /orders refused before anything was stored, because the order store is not keeping up
+ * (src/orders/admission.ts): 503 with Retry-After; a retry, with or without an Idempotency-Key, is safe.
+ */
+export class IntakeOverloadedError extends Error {
+  readonly code = "INTAKE_OVERLOADED";
+  readonly status = 503;
+  constructor(readonly retryAfterSeconds: number) {
+    super(`The order store is not keeping up; nothing was stored. Retry after ${retryAfterSeconds} s`);
+    this.name = "IntakeOverloadedError";
+  }
+}
+
 /** The request took longer than its deadline; the client gets the 500 body and may retry with its key. */
 export class DeadlineExceededError extends Error {
   readonly code = "DEADLINE_EXCEEDED";

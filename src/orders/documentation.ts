@@ -79,6 +79,14 @@ export function orderRoutesDocumentation() {
             ),
           },
         },
+        503: {
+          ...json(
+            "The order store is not keeping up (one of intake's MongoDB steps has waited INTAKE_SHED_AFTER_MS); nothing was stored, so a retry is safe with or without an Idempotency-Key",
+            "Message",
+            { message: "The order store is not keeping up; nothing was stored. Retry after 2 s" },
+          ),
+          headers: { "Retry-After": header("Seconds to wait before retrying", "integer") },
+        },
         ...COMMON_RESPONSES,
       },
     },

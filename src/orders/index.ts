@@ -10,6 +10,7 @@ import {
   type FieldError,
   IdempotencyKeyInFlightError,
   IdempotencyKeyReusedError,
+  IntakeOverloadedError,
   OrderNotFoundError,
   OrderValidationError,
   RateLimitedError,
@@ -208,6 +209,13 @@ function answerFor(error: unknown, code: unknown): Answer | undefined {
     };
   }
   if (error instanceof RateLimitedError) return { status: 429, body: { message: error.message } };
+  if (error instanceof IntakeOverloadedError) {
+    return {
+      status: 503,
+      body: { message: error.message },
+      headers: { "retry-after": String(error.retryAfterSeconds) },
+    };
+  }
   return undefined;
 }
 

@@ -22,6 +22,7 @@ import {
   type PlacementDispatcher,
 } from "../domain/ports.ts";
 import { withDeadline } from "../support/deadline.ts";
+import type { IntakeAdmission } from "./admission.ts";
 import type { Withdrawals } from "./withdrawal.ts";
 
 export interface OrderServiceSettings {
@@ -75,9 +76,14 @@ export function createOrderService(deps: {
   withdrawals: Pick<Withdrawals, "withdraw">;
   /** The accounts' event feeds (WebSocket /orders/events); none: no events. */
   events?: OrderEventPublisher;
+  /** Load shedding (admission.ts): sees every store step of intake; none: every order goes to the store. */
+  admission?: IntakeAdmission;
   hooks?: OrderServiceHooks;
 }) {
   const { orders, idempotency, dispatcher, clock, ids, settings, withdrawals, events, hooks = {} } = deps;
+  const { admission } = deps;
+  /** A MongoDB step of intake: the admission sees how long it waits. */
+  const atStore = <T>(step: () => Promise<T>): Promise<T> => (admission ? admission.track(step) : step());
 
   /**
    * POST /orders within its deadline. A failure (or the deadline) after the order id was in play means
@@ -88,6 +94,8 @@ export function createOrderService(deps: {
     request: PlaceRequest,
     intake: IntakeObserver = {},
   ): Promise<PlaceResult> {
+    // Before anything is stored or any id is in play: a shed order is known not to exist.
+    admission?.admit();
     const attempt: IntakeAttempt = { onOrderId: intake.onOrderId, abandoned: false };
     const work = place(request, attempt);
     try {
@@ -116,20 +124,22 @@ export function createOrderService(deps: {
     const requestHash = hashDraft(draft);
     const now = clock.now();
     const orderId = ids();
-    const outcome = await idempotency.claim(
-      { key: idempotencyKey, requestHash, orderId, claimedAt: now },
-      new Date(now.getTime() + settings.idempotencyTtlMs),
+    const outcome = await atStore(() =>
+      idempotency.claim(
+        { key: idempotencyKey, requestHash, orderId, claimedAt: now },
+        new Date(now.getTime() + settings.idempotencyTtlMs),
+      ),
     );
     if (outcome.claimed) return storeOwned(orderId, request, idempotencyKey, now, intake);
     const existing = outcome.existing;
     // The key expired between our insert and our read: it is free again.
     if (existing === null) return place(request, intake);
     if (existing.requestHash !== requestHash) throw new IdempotencyKeyReusedError();
-    const earlier = await orders.findById(existing.orderId, { majority: true });
+    const earlier = await atStore(() => orders.findById(existing.orderId, { majority: true }));
     if (earlier) return { order: earlier, replayed: true };
     if (now.getTime() - existing.claimedAt.getTime() < settings.idempotencyLeaseMs)
       throw new IdempotencyKeyInFlightError();
-    if (!(await idempotency.takeOver(idempotencyKey, existing.claimedAt, now)))
+    if (!(await atStore(() => idempotency.takeOver(idempotencyKey, existing.claimedAt, now))))
       throw new IdempotencyKeyInFlightError();
     // Same order id as the abandoned first attempt: if that attempt did insert after all, we replay it.
     return storeOwned(existing.orderId, request, idempotencyKey, now, intake);
@@ -146,11 +156,11 @@ export function createOrderService(deps: {
       return { order: await store(orderId, request, intake), replayed: false };
     } catch (error) {
       if (error instanceof DuplicateOrderIdError) {
-        const earlier = await orders.findById(orderId, { majority: true });
+        const earlier = await atStore(() => orders.findById(orderId, { majority: true }));
         if (earlier) return { order: earlier, replayed: true };
       }
       // Free the key so that the client's retry can take over at once instead of getting 409s.
-      await idempotency.release(key, claimedAt).catch(() => {});
+      await atStore(() => idempotency.release(key, claimedAt)).catch(() => {});
       throw error;
     }
   }
@@ -165,12 +175,12 @@ export function createOrderService(deps: {
     intake.order = order;
     intake.onOrderId?.(orderId);
     try {
-      await orders.insert(order);
+      await atStore(() => orders.insert(order));
     } catch (error) {
       if (error instanceof DuplicateOrderIdError) throw error;
       // Ambiguous: a network error or write-concern timeout after the server may have applied the write.
       // Only a majority-committed read-back proves the order durable; otherwise the client gets a 500.
-      const stored = await orders.findById(orderId, { majority: true }).catch(() => null);
+      const stored = await atStore(() => orders.findById(orderId, { majority: true })).catch(() => null);
       hooks.onAmbiguousWrite?.(orderId, error, stored !== null);
       if (!stored) throw error;
     }

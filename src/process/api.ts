@@ -20,6 +20,7 @@ import type { Authentication } from "../http/authentication.ts";
 import { orderEventsSocket } from "../http/order-events-socket.ts";
 import type { RateLimiting } from "../http/rate-limit.ts";
 import type { Logger } from "../logger.ts";
+import { IntakeAdmission } from "../orders/admission.ts";
 import { ordersController } from "../orders/index.ts";
 import { OrderRequest } from "../orders/model.ts";
 import { createOrderService } from "../orders/service.ts";
@@ -63,8 +64,17 @@ export async function mountApi(
     },
   });
   closers.push({ name: "withdrawals", close: () => withdrawals.close() });
+  const admission = new IntakeAdmission({
+    shedAfterMs: config.INTAKE_SHED_AFTER_MS,
+    onShed: (oldestWaitMs) => {
+      shared.metrics.ordersShed.inc();
+      logger.debug("order shed: the store is not keeping up", { oldest_wait_ms: Math.round(oldestWaitMs) });
+    },
+  });
+  shared.metrics.measureIntakeStoreWait(() => admission.oldestWaitMs());
   const service = createOrderService({
     orders: shared.orders,
+    admission,
     idempotency,
     dispatcher: shared.placementState,
     clock: systemClock,

@@ -22,6 +22,8 @@ import { waitFor } from "../support/wait-for.ts";
 
 const MONGO_TIMEOUT_MS = 1_000;
 const REQUEST_DEADLINE_MS = 2_500;
+/** Shorter than the deadline, so that a shed request is seen while an earlier one still waits. */
+const SHED_AFTER_MS = 1_000;
 /** "Answered within a few seconds": the deadline plus generous slack for a loaded CI machine. */
 const ANSWER_BOUND_MS = REQUEST_DEADLINE_MS + 2_000;
 const INTERNAL_ERROR = JSON.stringify({ message: "Internal server error while placing the order" });
@@ -39,6 +41,7 @@ beforeEach(async () => {
   env = isolatedEnv(servers, {
     MONGO_TIMEOUT_MS: String(MONGO_TIMEOUT_MS),
     REQUEST_DEADLINE_MS: String(REQUEST_DEADLINE_MS),
+    INTAKE_SHED_AFTER_MS: String(SHED_AFTER_MS),
     DISPATCH_GRACE_MS: "1500",
   });
   mongo = mongoFor(env);
@@ -76,6 +79,7 @@ async function timedPost(body: unknown, headers: Record<string, string> = {}) {
     text: await response.text(),
     ms: performance.now() - started,
     orderId: response.headers.get("x-order-id"),
+    retryAfter: response.headers.get("retry-after"),
   };
 }
 
@@ -139,17 +143,69 @@ describe.skipIf(!ownsMongo)("MongoDB unavailable", () => {
     expect((await postOrder(app, orderBody())).status).toBe(201);
 
     servers.mongo.pause();
-    // Two requests one after the other keep MongoDB stopped for twice the request deadline, past the
-    // driver's operation and socket timeouts.
+    // Requests one after the other keep MongoDB stopped past the driver's operation and socket
+    // timeouts: the first waits at the store until its deadline; while its store steps still wait (up
+    // to their own abort deadline), the next ones are shed; then one is let through to the store again.
     const first = await timedPost(orderBody({ quantity: 2 }));
-    const second = await timedPost(orderBody({ quantity: 3 }));
     expectInternalError(first);
-    expectInternalError(second);
-    expect(first.ms + second.ms).toBeGreaterThan(MONGO_TIMEOUT_MS * 2);
+    const later = await waitFor(
+      async () => {
+        const answer = await timedPost(orderBody({ quantity: 3 }));
+        return answer.status === 500 ? answer : null;
+      },
+      { timeoutMs: 20_000, intervalMs: 100, message: "an order let through to the paused store again" },
+    );
+    expectInternalError(later);
+    expect(first.ms + later.ms).toBeGreaterThan(MONGO_TIMEOUT_MS * 2);
 
     servers.mongo.resume();
     const order = await until201(orderBody({ quantity: 4 }));
     expect(await mongo.orders.countDocuments({ _id: order.id })).toBe(1);
+  });
+
+  test("paused: while an intake step waits INTAKE_SHED_AFTER_MS, new orders get 503 with Retry-After at once and nothing is stored", async () => {
+    expect((await postOrder(app, orderBody())).status).toBe(201); // warm connections
+
+    servers.mongo.pause();
+    const first = timedPost(orderBody({ quantity: 2 }));
+    await Bun.sleep(SHED_AFTER_MS + 200);
+    const shed = await timedPost(orderBody({ quantity: 3 }));
+    const shedWithKey = await timedPost(orderBody({ quantity: 5 }), {
+      "idempotency-key": "shed-then-retried",
+    });
+    const ops = await (await app.handleOps(new Request("http://localhost/metrics"))).text();
+    const waitGauge = sampleSum(ops, "orders_intake_store_oldest_wait_seconds");
+    expectInternalError(await first); // the order already at the store: answered as before
+
+    for (const answer of [shed, shedWithKey]) {
+      expect(answer.status).toBe(503);
+      expect(JSON.parse(answer.text)).toEqual({
+        message: "The order store is not keeping up; nothing was stored. Retry after 1 s",
+      });
+      expect(answer.retryAfter).toBe("1");
+      // Refused before any id was in play, and without waiting for the store.
+      expect(answer.orderId).toBeNull();
+      expect(answer.ms).toBeLessThan(REQUEST_DEADLINE_MS);
+    }
+    expect(sampleSum(ops, "orders_intake_shed_total")).toBe(2);
+    expect(waitGauge).toBeGreaterThanOrEqual(SHED_AFTER_MS / 1000);
+
+    servers.mongo.resume();
+    // The key was never claimed: its retry is a new order at once, not a 409 nor a replay.
+    const retried = await until201(orderBody({ quantity: 5 }), { "idempotency-key": "shed-then-retried" });
+    const replay = await postOrder(app, orderBody({ quantity: 5 }), {
+      "idempotency-key": "shed-then-retried",
+    });
+    expect(((await replay.json()) as { id: string }).id).toBe(retried.id);
+    // The first order (a 500 without a key) is withdrawn once the store answers; the shed one never existed.
+    await waitFor(
+      async () => (await mongo.orders.countDocuments({ quantity: 2, status: { $ne: "withdrawn" } })) === 0,
+      { timeoutMs: 30_000, message: "the order of the 500 withdrawn or absent" },
+    );
+    expect(await mongo.orders.countDocuments({ quantity: 3 })).toBe(0);
+    expect(await mongo.orders.countDocuments({ quantity: 5 })).toBe(1);
+    const after = await (await app.handleOps(new Request("http://localhost/metrics"))).text();
+    expect(sampleSum(after, "orders_intake_store_oldest_wait_seconds")).toBeLessThan(SHED_AFTER_MS / 1000);
   });
 
   test("a request that cannot reach MongoDB is also answered by GET /health/ready as not ready", async () => {
@@ -200,8 +256,8 @@ describe.skipIf(!ownsMongo)("a key whose first request failed", () => {
       },
       { timeoutMs: 30_000, intervalMs: 250, message: "the retry with the key gets 201" },
     );
-    // While waiting, only "still in flight" or the 500 body; never a 422 or a second order.
-    expect([...statuses].filter((s) => ![201, 409, 500].includes(s))).toEqual([]);
+    // While waiting, only "still in flight", the 500 body or "shed, retry"; never a 422 or a second order.
+    expect([...statuses].filter((s) => ![201, 409, 500, 503].includes(s))).toEqual([]);
     const replay = await postOrder(app, body, key);
     expect(replay.status).toBe(201);
     expect(((await replay.json()) as { id: string }).id).toBe(order.id);

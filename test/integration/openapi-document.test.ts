@@ -165,7 +165,7 @@ describe("the served OpenAPI document", () => {
 
   test("every status of the issue is documented per route, and every response has a description", () => {
     const expected: [string, string, string[]][] = [
-      ["post", "/orders", ["201", "401", "409", "413", "415", "422", "429", "500"]],
+      ["post", "/orders", ["201", "401", "409", "413", "415", "422", "429", "500", "503"]],
       ["get", "/orders", ["200", "401", "422", "429", "500"]],
       ["get", "/orders/{id}", ["200", "401", "404", "429", "500"]],
     ];
