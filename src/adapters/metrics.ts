@@ -57,7 +57,12 @@ export function createMetrics(kind: ProcessKind) {
     }),
     ordersShed: new Counter({
       name: "orders_intake_shed_total",
-      help: "POST /orders answered 503 (nothing stored) because an intake store step had waited INTAKE_SHED_AFTER_MS",
+      help: "POST /orders answered 503 (nothing stored): an intake MongoDB step had waited INTAKE_SHED_AFTER_MS unanswered",
+      registers,
+    }),
+    intakeAdmissionState: new Gauge({
+      name: "orders_intake_admission_state",
+      help: "Load shedding at intake: 0 closed (orders admitted), 1 half-open (one trial order), 2 open (orders answered 503)",
       registers,
     }),
     intakeStoreWait: new Gauge({

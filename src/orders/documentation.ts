@@ -83,7 +83,7 @@ export function orderRoutesDocumentation() {
           ...json(
             "The order store is not keeping up (one of intake's MongoDB steps has waited INTAKE_SHED_AFTER_MS); nothing was stored, so a retry is safe with or without an Idempotency-Key",
             "Message",
-            { message: "The order store is not keeping up; nothing was stored. Retry after 2 s" },
+            { message: "The order store is not keeping up; nothing was stored. Retry after 1 s" },
           ),
           headers: { "Retry-After": header("Seconds to wait before retrying", "integer") },
         },

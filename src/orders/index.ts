@@ -138,6 +138,7 @@ export function ordersController(deps: OrdersControllerDeps) {
         // there for the OpenAPI document, which names the request's media type after it.
         parse: [
           async ({ request }) => {
+            service.admit();
             await authenticate(deps.auth, request.headers.get("authorization"));
             return readOrderJson(request);
           },
@@ -188,7 +189,9 @@ function answerFor(error: unknown, code: unknown): Answer | undefined {
   const cause = (error as Error).cause;
   if (
     code === "PARSE" &&
-    (cause instanceof RequestBodyRejectedError || cause instanceof UnauthenticatedError)
+    (cause instanceof RequestBodyRejectedError ||
+      cause instanceof UnauthenticatedError ||
+      cause instanceof IntakeOverloadedError)
   ) {
     return answerFor(cause, undefined);
   }

@@ -94,8 +94,6 @@ export function createOrderService(deps: {
     request: PlaceRequest,
     intake: IntakeObserver = {},
   ): Promise<PlaceResult> {
-    // Before anything is stored or any id is in play: a shed order is known not to exist.
-    admission?.admit();
     const attempt: IntakeAttempt = { onOrderId: intake.onOrderId, abandoned: false };
     const work = place(request, attempt);
     try {
@@ -214,7 +212,16 @@ export function createOrderService(deps: {
     return { orders: pageOrders, next: found.length > page.limit && last ? last._id : null };
   }
 
-  return { place: placeWithinDeadline, get, list };
+  /**
+   * Throws IntakeOverloadedError while orders are shed (admission.ts). Asked once per order, first of
+   * all, before the caller's key is looked up (a look-up would wait on the same store) and before any id
+   * is in play: a shed order is known not to exist.
+   */
+  function admit(): void {
+    admission?.admit();
+  }
+
+  return { place: placeWithinDeadline, admit, get, list };
 }
 
 export type OrderService = ReturnType<typeof createOrderService>;

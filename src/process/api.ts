@@ -20,7 +20,7 @@ import type { Authentication } from "../http/authentication.ts";
 import { orderEventsSocket } from "../http/order-events-socket.ts";
 import type { RateLimiting } from "../http/rate-limit.ts";
 import type { Logger } from "../logger.ts";
-import { IntakeAdmission } from "../orders/admission.ts";
+import { type AdmissionState, IntakeAdmission } from "../orders/admission.ts";
 import { ordersController } from "../orders/index.ts";
 import { OrderRequest } from "../orders/model.ts";
 import { createOrderService } from "../orders/service.ts";
@@ -28,6 +28,9 @@ import { createWithdrawals } from "../orders/withdrawal.ts";
 import { every } from "../support/periodic.ts";
 import { type Closer, withStartupRetry } from "./lifecycle.ts";
 import type { Shared } from "./shared.ts";
+
+/** orders_intake_admission_state's values, as exchange_breaker_state's. */
+const ADMISSION_STATES: readonly AdmissionState[] = ["closed", "half-open", "open"];
 
 /** What the API process built that others may use: the publisher of the accounts' event feeds. */
 export interface MountedApi {
@@ -66,9 +69,17 @@ export async function mountApi(
   closers.push({ name: "withdrawals", close: () => withdrawals.close() });
   const admission = new IntakeAdmission({
     shedAfterMs: config.INTAKE_SHED_AFTER_MS,
-    onShed: (oldestWaitMs) => {
-      shared.metrics.ordersShed.inc();
-      logger.debug("order shed: the store is not keeping up", { oldest_wait_ms: Math.round(oldestWaitMs) });
+    onShed: () => shared.metrics.ordersShed.inc(),
+    onStateChange: (state) => {
+      shared.metrics.intakeAdmissionState.set(ADMISSION_STATES.indexOf(state));
+      if (state === "open") {
+        logger.warn(
+          "MongoDB did not answer an intake step within INTAKE_SHED_AFTER_MS: shedding orders (503)",
+          {
+            shed_after_ms: config.INTAKE_SHED_AFTER_MS,
+          },
+        );
+      } else if (state === "closed") logger.info("MongoDB answers intake again: orders admitted");
     },
   });
   shared.metrics.measureIntakeStoreWait(() => admission.oldestWaitMs());
@@ -100,7 +111,7 @@ export async function mountApi(
         logger.warn("ambiguous order write, read back", { order_id: orderId, error, stored }),
     },
   });
-  const auth = await authenticationFor(config, logger, shared);
+  const auth = await authenticationFor(config, logger, shared, admission);
   const rateLimiting = rateLimitingFor(config, logger, shared);
   const feed = startOrderEventFeed(app, config, logger, shared, orderEvents, closers);
   app
@@ -181,7 +192,12 @@ function startOrderEventFeed(
   return feed;
 }
 
-async function authenticationFor(config: Config, logger: Logger, shared: Shared): Promise<Authentication> {
+async function authenticationFor(
+  config: Config,
+  logger: Logger,
+  shared: Shared,
+  admission: IntakeAdmission,
+): Promise<Authentication> {
   if (config.AUTH_MODE === "off") {
     logger.warn(
       "AUTH_MODE=off: every request is served without an API key, as one account; never in production",
@@ -190,7 +206,9 @@ async function authenticationFor(config: Config, logger: Logger, shared: Shared)
   }
   const keys = new MongoApiKeyStore(shared.db, { timeoutMs: config.MONGO_TIMEOUT_MS });
   await withStartupRetry("api key indexes", logger, () => keys.ensureIndexes());
-  const authenticator = createAuthenticator(keys, { cacheTtlMs: config.AUTH_CACHE_TTL_MS });
+  // A key look-up is a MongoDB step on the way to an order: one that hangs is a store not keeping up.
+  const lookup = { findByToken: (token: string) => admission.track(() => keys.findByToken(token)) };
+  const authenticator = createAuthenticator(lookup, { cacheTtlMs: config.AUTH_CACHE_TTL_MS });
   return { mode: "api-key", resolve: (header) => authenticator.authenticate(header) };
 }
 

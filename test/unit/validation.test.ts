@@ -27,6 +27,7 @@ function controller() {
       });
       return { order, replayed: false };
     },
+    admit() {},
     get: () => Promise.reject(new Error("not used")),
     list: () => Promise.reject(new Error("not used")),
   };
