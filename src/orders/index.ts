@@ -138,6 +138,7 @@ export function ordersController(deps: OrdersControllerDeps) {
         // there for the OpenAPI document, which names the request's media type after it.
         parse: [
           async ({ request }) => {
+            // Load shedding first: while the store does not answer, not even the key is looked up there.
             service.admit();
             await authenticate(deps.auth, request.headers.get("authorization"));
             return readOrderJson(request);
