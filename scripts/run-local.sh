@@ -132,9 +132,6 @@ if ! answers "$mongo_at"; then
     echo "started mongod on $mongo_at"
   else
     ferretdb=$(bash scripts/install-ferretdb.sh)
-    # Half the cores, at least one (FERRETDB_GOMAXPROCS in test/support/servers/ferretdb.ts).
-    ferretdb_gomaxprocs=$(($(nproc) / 2))
-    [ "$ferretdb_gomaxprocs" -ge 1 ] || ferretdb_gomaxprocs=1
     pg_bin=""
     if [ "$backend" = postgresql ]; then
       pg_bin=$(postgres_bin) || {
@@ -146,18 +143,15 @@ if ! answers "$mongo_at"; then
     if [ -n "$pg_bin" ]; then
       start_postgres "$pg_bin" || exit 1
       mkdir -p "$data/ferretdb"
-      # GOGC, GOMAXPROCS: see FERRETDB_GOGC and FERRETDB_GOMAXPROCS in test/support/servers/ferretdb.ts
-      # (the store's CPU, measured).
-      GOGC=${FERRETDB_GOGC:-400} GOMAXPROCS=${FERRETDB_GOMAXPROCS:-$ferretdb_gomaxprocs} \
-        "${detach[@]}" "$ferretdb" --handler=postgresql \
+      # GOGC: see FERRETDB_GOGC in test/support/servers/ferretdb.ts (FerretDB's own CPU, measured).
+      GOGC=${FERRETDB_GOGC:-400} "${detach[@]}" "$ferretdb" --handler=postgresql \
         --postgresql-url="postgres://postgres@127.0.0.1:$pg_port/ferretdb?pool_max_conns=$pool_max_conns" \
         --state-dir="$data/ferretdb" --listen-addr="$mongo_at" --debug-addr=- --telemetry=disable --log-level=error &
       track $! TERM
       echo "started FerretDB (MongoDB wire protocol, PostgreSQL) on $mongo_at"
     else
       mkdir -p "$data/mongo"
-      GOGC=${FERRETDB_GOGC:-400} GOMAXPROCS=${FERRETDB_GOMAXPROCS:-$ferretdb_gomaxprocs} \
-        "${detach[@]}" "$ferretdb" --handler=sqlite --sqlite-url="file:$data/mongo/" --state-dir="$data/mongo" \
+      GOGC=${FERRETDB_GOGC:-400} "${detach[@]}" "$ferretdb" --handler=sqlite --sqlite-url="file:$data/mongo/" --state-dir="$data/mongo" \
         --listen-addr="$mongo_at" --debug-addr=- --telemetry=disable --log-level=error &
       track $! TERM
       echo "started FerretDB (MongoDB wire protocol, SQLite) on $mongo_at"

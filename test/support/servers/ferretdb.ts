@@ -4,7 +4,7 @@
  * are installed) or on SQLite (the fallback).
  */
 import { existsSync } from "node:fs";
-import { availableParallelism, homedir } from "node:os";
+import { homedir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../wait-for.ts";
 import { OwnedServer, type TestServer, tempDir } from "./owned-server.ts";
@@ -25,16 +25,6 @@ export const FERRETDB_POOL_MAX_CONNS = 200;
  * a heap of tens of MB more. scripts/run-local.sh uses the same.
  */
 export const FERRETDB_GOGC = "400";
-
-/**
- * Go's scheduler threads for FerretDB: half the cores, at least one (FERRETDB_GOMAXPROCS overrides it).
- * At Go's default, one per core, its idle threads spin looking for work between the many short
- * requests, CPU that PostgreSQL and the service on the same machine then miss: on the 2-core CI machine
- * GOMAXPROCS=1 cost 9% less store CPU per placed order in bench:system (1.52 and 1.58 ms against 1.63,
- * 1.71 and 1.77), with the same intake floor (docs/throughput-log.md). scripts/run-local.sh uses the same.
- */
-export const FERRETDB_GOMAXPROCS =
-  process.env.FERRETDB_GOMAXPROCS ?? String(Math.max(1, Math.floor(availableParallelism() / 2)));
 
 export class FerretServer extends OwnedServer {
   readonly kind = "ferretdb";
@@ -65,7 +55,7 @@ export class FerretServer extends OwnedServer {
     ];
   }
   protected override env() {
-    return { ...process.env, GOGC: this.gogc, GOMAXPROCS: FERRETDB_GOMAXPROCS };
+    return { ...process.env, GOGC: this.gogc };
   }
   protected ready() {
     return mongoHello(this.url);
