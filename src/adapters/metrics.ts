@@ -253,7 +253,7 @@ export function createMetrics(kind: ProcessKind) {
     }),
     reconcileFindings: new Gauge({
       name: "orders_reconcile_findings",
-      help: "Orders the venue has although MongoDB says they were not placed (withdrawn, rejected, parked), as the last `orders reconcile` run found them",
+      help: "Orders MongoDB and the venue disagree on (withdrawn, rejected or parked yet at the venue; placed yet unknown there or under another venue order id), as the last `orders reconcile` run found them",
       registers,
     }),
     reconcileLookupsFailed: new Gauge({

@@ -1,34 +1,48 @@
 /**
  * `orders reconcile [--hours N] [--limit N]`: the operator's check that MongoDB and the venue agree on
- * the orders the service says were never placed. A withdrawn order (its POST answered 500) and a
- * rejected one must not be at the venue; a parked order waits for an operator, who should know whether
- * the venue has it before deciding (a replay records it as placed if so). For each such order created
- * in the last --hours (24), up to --limit of each kind (10,000), the venue's record is looked up by the
- * client order id, as the placement actors do before a retry (`GET /orders/{id}` at EXCHANGE_URL).
+ * where each order is. A withdrawn order (its POST answered 500) and a rejected one must not be at the
+ * venue; a parked order waits for an operator, who should know whether the venue has it before
+ * deciding (a replay records it as placed if so). A placed order must be at the venue, under the venue
+ * order id MongoDB recorded from its acknowledgement (only `placed` ones: a fill or an end came from the
+ * venue's own report). For each such order created in the last --hours (24), up to --limit of each kind
+ * (10,000), the venue's record is looked up by the client order id, as the placement actors do before a
+ * retry (`GET /orders/{id}` at EXCHANGE_URL).
  *
- * Prints one JSON line per order the venue has (`finding`), one per look-up that failed three times
+ * Prints one JSON line per disagreement (`finding`), one per look-up that failed three times
  * (`error`), then a summary line (`truncated` names the kinds that had more than --limit), and
  * records the summary in MongoDB, where the actors' end-to-end monitor exports it as orders_reconcile_*
- * gauges for the alerts. Exit codes: 0 MongoDB and the venue agree; 1 the venue has an order MongoDB
- * says was not placed (a person must look: the client was told it failed, or was never told it went
- * through); 3 no finding, but some look-ups failed (the check is incomplete); 2 usage, or no
- * EXCHANGE_URL to ask.
+ * gauges for the alerts. Exit codes: 0 MongoDB and the venue agree; 1 a finding (a person must look:
+ * the client was told it failed, or was never told it went through, or was told it was placed and the
+ * venue does not have it); 3 no finding, but some look-ups failed (the check is incomplete); 2 usage,
+ * or no EXCHANGE_URL to ask.
  */
 
 import { createMongoClient } from "../adapters/mongo/client.ts";
-import { MongoOrderRepository, type UnplacedKind } from "../adapters/mongo/order-repository.ts";
+import { MongoOrderRepository, type ReconciledKind } from "../adapters/mongo/order-repository.ts";
 import { MongoReconciliationStore } from "../adapters/mongo/reconciliation-store.ts";
 import { type Config, databaseName } from "../config.ts";
 import { createHttpExchange } from "../exchange/http-exchange.ts";
 import type { Exchange, VenueAck } from "../exchange/port.ts";
 
 const USAGE = "usage: orders reconcile [--hours N] [--limit N]";
-const KINDS: readonly UnplacedKind[] = ["withdrawn", "rejected", "parked"];
-/** What it means that the venue has an order of each kind. */
-const FINDINGS: Record<UnplacedKind, string> = {
-  withdrawn: "withdrawn, yet at the venue: its client was answered 500 and told to send a new order",
-  rejected: "rejected, yet at the venue: its client was told the venue refused it",
-  parked: "parked, and already at the venue: a replay records it as placed",
+const KINDS: readonly ReconciledKind[] = ["withdrawn", "rejected", "parked", "placed"];
+type VenueRecord = Pick<VenueAck, "venue_order_id"> | null;
+type Order = { venue_order_id: string | null };
+/** A finding when the venue has the order at all. */
+const ifAtVenue = (finding: string) => (record: VenueRecord) => (record === null ? null : finding);
+/** Each kind's disagreement with the venue's record, in words; null when they agree. */
+const FINDINGS: Record<ReconciledKind, (record: VenueRecord, order: Order) => string | null> = {
+  withdrawn: ifAtVenue(
+    "withdrawn, yet at the venue: its client was answered 500 and told to send a new order",
+  ),
+  rejected: ifAtVenue("rejected, yet at the venue: its client was told the venue refused it"),
+  parked: ifAtVenue("parked, and already at the venue: a replay records it as placed"),
+  placed: (record, order) =>
+    record === null
+      ? "placed, yet unknown to the venue: its client was told it is at the exchange"
+      : record.venue_order_id !== order.venue_order_id
+        ? `placed, but the venue knows it as ${record.venue_order_id}, not ${order.venue_order_id}`
+        : null,
 };
 /** Look-ups at once: the venue's capacity belongs to the actors. */
 const CONCURRENT_LOOKUPS = 16;
@@ -61,11 +75,11 @@ export async function runReconcileCommand(
     const since = new Date(Date.now() - parsed.hours * 3_600_000);
     const checked: Record<string, number> = {};
     /** Kinds with more orders than --limit: some of them were not asked about. */
-    const truncated: UnplacedKind[] = [];
+    const truncated: ReconciledKind[] = [];
     const found: string[] = [];
     let failures = 0;
     for (const kind of KINDS) {
-      const candidates = await orders.findUnplacedSince(kind, since, parsed.limit);
+      const candidates = await orders.findForReconciliation(kind, since, parsed.limit);
       checked[kind] = candidates.length;
       if (candidates.length >= parsed.limit) truncated.push(kind);
       await forEachConcurrently(candidates, CONCURRENT_LOOKUPS, async (order) => {
@@ -74,9 +88,11 @@ export async function runReconcileCommand(
         if (record instanceof Error) {
           failures += 1;
           print(JSON.stringify({ ...line, error: `venue look-up failed: ${record.message}` }));
-        } else if (record !== null) {
+        } else {
+          const finding = FINDINGS[kind](record, order);
+          if (finding === null) return;
           found.push(order._id);
-          print(JSON.stringify({ ...line, venue_order_id: record.venue_order_id, finding: FINDINGS[kind] }));
+          print(JSON.stringify({ ...line, venue_order_id: record?.venue_order_id ?? null, finding }));
         }
       });
     }

@@ -73,8 +73,12 @@ const NO_LONGER_WAITING = { sweep_bucket: "" } as const;
 const WAITING = { status: "accepted", parked_at: null } as const;
 /** Parked orders, by equality only: FerretDB passes it down to PostgreSQL instead of reading every order. */
 const PARKED = { status: "accepted", parked: true } as const;
-/** The orders `orders reconcile` checks against the venue. */
-export type UnplacedKind = "withdrawn" | "rejected" | "parked";
+/**
+ * The orders `orders reconcile` checks against the venue: those the service says are not there, and
+ * those it says were placed and has had no report of since (a fill or an end makes the venue's own
+ * report the proof).
+ */
+export type ReconciledKind = "withdrawn" | "rejected" | "parked" | "placed";
 
 export class MongoOrderRepository implements OrderRepository {
   readonly collection: Collection<OrderDocument>;
@@ -374,21 +378,22 @@ export class MongoOrderRepository implements OrderRepository {
   }
 
   /**
-   * Orders that must not be at the venue (withdrawn, rejected) or wait for an operator (parked), created
-   * at `since` or later, for `orders reconcile`. By equality on the status (FerretDB passes it down to
-   * PostgreSQL); these are few, so the time filter and the limit apply to them alone.
+   * Orders of one `ReconciledKind` created at `since` or later, at most `limit`, for `orders
+   * reconcile`. By equality on the status (FerretDB passes it down to PostgreSQL and filters the
+   * creation time itself; MongoDB serves both from `status_created_at`). The unplaced kinds are few;
+   * `placed` holds the orders at the venue with no report yet, which fills and ends keep few too.
    */
-  async findUnplacedSince(
-    kind: UnplacedKind,
+  async findForReconciliation(
+    kind: ReconciledKind,
     since: Date,
     limit: number,
-  ): Promise<Pick<OrderRecord, "_id" | "status" | "created_at">[]> {
+  ): Promise<Pick<OrderRecord, "_id" | "status" | "created_at" | "venue_order_id">[]> {
     const filter = kind === "parked" ? PARKED : { status: kind };
     return this.gate.run(() =>
       this.collection
         .find(
           { ...filter, created_at: { $gte: since } },
-          { projection: { _id: 1, status: 1, created_at: 1 }, ...this.scanDeadline() },
+          { projection: { _id: 1, status: 1, created_at: 1, venue_order_id: 1 }, ...this.scanDeadline() },
         )
         .limit(limit)
         .toArray(),

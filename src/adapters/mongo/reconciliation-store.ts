@@ -11,7 +11,7 @@ export interface ReconciliationOutcome {
   at: Date;
   /** Orders created since then were checked. */
   since: Date;
-  /** Orders checked, by kind (withdrawn, rejected, parked). */
+  /** Orders checked, by kind (withdrawn, rejected, parked, placed). */
   checked: Record<string, number>;
   /** Kinds with more orders than the run's limit: some were not asked about. */
   truncated: string[];
