@@ -81,7 +81,7 @@ export function orderRoutesDocumentation() {
         },
         503: {
           ...json(
-            "The order store is not keeping up (one of intake's MongoDB steps has waited INTAKE_SHED_AFTER_MS); nothing was stored, so a retry is safe with or without an Idempotency-Key",
+            "The order store is not keeping up (one of intake's MongoDB steps waited INTAKE_SHED_AFTER_MS, 2 s, without an answer): the order is refused before the API key is looked up and nothing is stored, so a retry is safe with or without an Idempotency-Key. One order every 0.5 s is let through as a trial; once the store answers in time, every order is admitted again",
             "Message",
             { message: "The order store is not keeping up; nothing was stored. Retry after 1 s" },
           ),
