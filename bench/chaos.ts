@@ -144,7 +144,9 @@ async function main(): Promise<number> {
   process.once("SIGINT", stopOnSignal);
   process.once("SIGTERM", stopOnSignal);
   const mongoKind = cluster.servers.mongo.kind;
-  const faultKinds = cluster.servers.mongo.faultable ? kinds : kinds.filter((k) => k !== "mongo-restart");
+  const faultKinds = cluster.servers.mongo.faultable
+    ? kinds
+    : kinds.filter((k) => k !== "mongo-restart" && k !== "mongo-stall");
   log(
     `up: ${mongoKind} ${cluster.servers.mongo.url}, redis ${cluster.servers.redis.url}, api ${cluster.api.baseUrl}, venue ${cluster.venue.baseUrl}`,
   );

@@ -17,6 +17,7 @@ export const FAULT_KINDS = [
   "actor-stop",
   "redis-restart-empty",
   "mongo-restart",
+  "mongo-stall",
   "venue-outage",
   "api-kill",
   "gateway-kill",
@@ -89,6 +90,22 @@ const FAULTS: Record<FaultKind, (ctx: FaultContext, detail: Detail) => Promise<s
     await mongo.kill();
     await stayDown(rng, detail, 300, 1_500);
     await mongo.restart();
+    return mongo.kind;
+  },
+  /**
+   * The store stops answering (SIGSTOP) past INTAKE_SHED_AFTER_MS: intake sheds (503, nothing stored)
+   * around one trial order at a time, the requests already at the store end as before (201 or the 500).
+   */
+  async "mongo-stall"({ cluster, rng }, detail) {
+    const mongo = cluster.servers.mongo;
+    const stalledMs = rng.int(2_500, 6_000);
+    detail.stalled_ms = stalledMs;
+    mongo.pause();
+    try {
+      await Bun.sleep(stalledMs);
+    } finally {
+      mongo.resume();
+    }
     return mongo.kind;
   },
   async "venue-outage"({ cluster, rng }, detail) {
