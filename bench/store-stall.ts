@@ -106,8 +106,11 @@ async function runOnce(mode: (typeof MODES)[number]): Promise<RunResult> {
     const statuses: Record<string, number> = {};
     for (const sample of samples) tally(statuses, String(sample.status));
     const byStatus = new Map<number, Sample[]>();
-    for (const sample of during)
-      byStatus.set(sample.status, [...(byStatus.get(sample.status) ?? []), sample]);
+    for (const sample of during) {
+      const list = byStatus.get(sample.status);
+      if (list) list.push(sample);
+      else byStatus.set(sample.status, [sample]);
+    }
     const latencyByStatus = Object.fromEntries(
       [...byStatus].map(([status, list]) => [String(status), summarize(list.map((s) => s.latencyMs))]),
     );
@@ -120,10 +123,11 @@ async function runOnce(mode: (typeof MODES)[number]): Promise<RunResult> {
     // from a key look-up that failed named no order.)
     const answered500 = statuses["500"] ?? 0;
     await Bun.sleep(1_000);
-    const withdrawn = await waitFor(
+    // An object, not the count: a run without a 500 withdraws 0 orders, which waitFor would take for "not yet".
+    const { withdrawn } = await waitFor(
       async () =>
         (await metricSum(cluster.api, "orders_withdrawals_pending")) === 0
-          ? (await mongo.orders.countDocuments({ status: "withdrawn" })) - withdrawnBefore
+          ? { withdrawn: (await mongo.orders.countDocuments({ status: "withdrawn" })) - withdrawnBefore }
           : null,
       { timeoutMs: 120_000, intervalMs: 500, message: "the withdrawals of the 500s finished" },
     );
