@@ -21,13 +21,14 @@ import { createMongoClient } from "../adapters/mongo/client.ts";
 import { MongoOrderRepository, type ReconciledKind } from "../adapters/mongo/order-repository.ts";
 import { MongoReconciliationStore } from "../adapters/mongo/reconciliation-store.ts";
 import { type Config, databaseName } from "../config.ts";
+import type { OrderRecord } from "../domain/order.ts";
 import { createHttpExchange } from "../exchange/http-exchange.ts";
 import type { Exchange, VenueAck } from "../exchange/port.ts";
 
 const USAGE = "usage: orders reconcile [--hours N] [--limit N]";
 const KINDS: readonly ReconciledKind[] = ["withdrawn", "rejected", "parked", "placed"];
 type VenueRecord = Pick<VenueAck, "venue_order_id"> | null;
-type Order = { venue_order_id: string | null };
+type Order = Pick<OrderRecord, "venue_order_id">;
 /** A finding when the venue has the order at all. */
 const ifAtVenue = (finding: string) => (record: VenueRecord) => (record === null ? null : finding);
 /** Each kind's disagreement with the venue's record, in words; null when they agree. */
