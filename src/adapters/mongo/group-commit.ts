@@ -1,12 +1,13 @@
 /**
  * Group commit: calls that arrive within `windowMs` of each other (or until `maxBatch` are waiting) share
  * one write to the store, and each caller still gets only its own result: `flush` returns one outcome
- * per item, in order (null = written, an Error = this item's failure).
+ * per item, in order (an Error = this item's failure; anything else is what its caller's promise
+ * resolves to: null for a plain write).
  *
  * At most `maxConcurrentFlushes` batches are at the store at once; later items wait in the next batch,
  * which grows up to `maxBatch` meanwhile (the store's slowness widens batches instead of queueing calls).
  */
-export interface GroupCommitOptions<I> {
+export interface GroupCommitOptions<I, R = null> {
   windowMs: number;
   maxBatch: number;
   maxConcurrentFlushes: number;
@@ -16,17 +17,17 @@ export interface GroupCommitOptions<I> {
    * form, while earlier ones are being written.
    */
   flushWhenIdle?: boolean;
-  flush(items: I[]): Promise<(Error | null)[]>;
+  flush(items: I[]): Promise<(Error | R)[]>;
 }
 
-interface Waiting<I> {
+interface Waiting<I, R> {
   item: I;
-  resolve(): void;
+  resolve(result: R): void;
   reject(error: Error): void;
 }
 
-export function createGroupCommit<I>(options: GroupCommitOptions<I>) {
-  let queue: Waiting<I>[] = [];
+export function createGroupCommit<I, R = null>(options: GroupCommitOptions<I, R>) {
+  let queue: Waiting<I, R>[] = [];
   let timer: ReturnType<typeof setTimeout> | undefined;
   let nextTurn: ReturnType<typeof setImmediate> | undefined;
   let flushing = 0;
@@ -57,8 +58,9 @@ export function createGroupCommit<I>(options: GroupCommitOptions<I>) {
       const results = await options.flush(batch.map((waiting) => waiting.item));
       batch.forEach((waiting, i) => {
         const result = results[i];
-        if (result === null) waiting.resolve();
-        else waiting.reject(result ?? new Error("group commit returned no result for this item"));
+        if (result === undefined) waiting.reject(new Error("group commit returned no result for this item"));
+        else if (result instanceof Error) waiting.reject(result);
+        else waiting.resolve(result);
       });
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
@@ -70,8 +72,8 @@ export function createGroupCommit<I>(options: GroupCommitOptions<I>) {
   }
 
   return {
-    submit(item: I): Promise<void> {
-      return new Promise<void>((resolve, reject) => {
+    submit(item: I): Promise<R> {
+      return new Promise<R>((resolve, reject) => {
         queue.push({ item, resolve, reject });
         schedule();
       });
