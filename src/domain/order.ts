@@ -85,6 +85,11 @@ export interface OrderRecord {
   /** Set while an actor holds the order in `placing`; past it the claim is stale. */
   lease_until: Date | null;
   lease_token: string | null;
+  /**
+   * Random id of the write that recorded the final outcome (placed, rejected): a batched final write
+   * reads it back to tell its own update from another one (MongoOrderRepository.finish).
+   */
+  final_write_id?: string;
   placed_at: Date | null;
   venue_order_id: string | null;
   rejection_reason: string | null;

@@ -7,9 +7,9 @@
  * listens or not. Under Bun that is about a fifth of the client's CPU per updateOne (median 225 against
  * 183 µs, `bun run bench:mongo-client`), some 40 µs of a placement actor's CPU per order.
  *
- * What is counted: one per call of a method below, when it is called (a cursor's `getMore`s and the
- * driver's own commands, such as heartbeats and `endSessions`, are not); `db.command(doc)` by its first
- * key. Everything else passes through unchanged, bound to the real object (the driver's classes keep
+ * What is counted: one per call of a method below, when it is called, and one per kind of operation in
+ * an unordered bulkWrite (a cursor's `getMore`s and the driver's own commands, such as heartbeats and
+ * `endSessions`, are not); `db.command(doc)` by its first key. Everything else passes through unchanged, bound to the real object (the driver's classes keep
  * private state that a proxy as `this` could not reach).
  */
 import type { Collection, Db, Document } from "mongodb";
@@ -75,11 +75,34 @@ function counting<T extends object>(
   });
 }
 
+/** The write command each kind of a bulkWrite's operations goes out as. */
+const COMMAND_OF_BULK_OPERATION: Readonly<Record<string, string>> = {
+  insertOne: "insert",
+  updateOne: "update",
+  updateMany: "update",
+  replaceOne: "update",
+  deleteOne: "delete",
+  deleteMany: "delete",
+};
+
 function countedCollection<T extends Document>(
   collection: Collection<T>,
   count: CountOperation,
 ): Collection<T> {
-  return counting(collection, COMMAND_OF_METHOD, count);
+  return counting(collection, COMMAND_OF_METHOD, count, (name, bound) => {
+    if (name !== "bulkWrite") return bound;
+    const bulkWrite = bound as (operations: Document[], ...rest: unknown[]) => unknown;
+    // An unordered bulkWrite goes out as one command per kind of operation in it (within the server's
+    // batch limits, which the service's batches stay far below; an ordered one, per run of one kind:
+    // the service sends none).
+    return (operations: Document[], ...rest: unknown[]) => {
+      const commands = new Set(
+        operations.map((operation) => COMMAND_OF_BULK_OPERATION[Object.keys(operation)[0] ?? ""]),
+      );
+      for (const command of commands) if (command) count(command);
+      return bulkWrite(operations, ...rest);
+    };
+  });
 }
 
 /** `db` whose collections (and commands) count every operation through `count`. */
