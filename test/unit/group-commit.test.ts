@@ -116,3 +116,27 @@ test("each caller gets its own outcome from a shared batch", async () => {
   store.finishOne();
   expect(await Promise.all(outcomes)).toEqual(["written", "bad -2", "written"]);
 });
+
+test("a batch can answer each caller with a value of its own, and a missing answer is an error", async () => {
+  const group = createGroupCommit<number, string>({
+    windowMs: 60_000,
+    maxBatch: 64,
+    maxConcurrentFlushes: 1,
+    flushWhenIdle: true,
+    // The store answers every item but the last one.
+    flush: async (items) =>
+      items.slice(0, -1).map((item) => (item < 0 ? new Error(`bad ${item}`) : `doubled ${item * 2}`)),
+  });
+  const outcomes = [1, -2, 3, 4].map((n) =>
+    group.submit(n).then(
+      (value) => value,
+      (error: Error) => error.message,
+    ),
+  );
+  expect(await Promise.all(outcomes)).toEqual([
+    "doubled 2",
+    "bad -2",
+    "doubled 6",
+    "group commit returned no result for this item",
+  ]);
+});
