@@ -18,8 +18,10 @@
  *                                  [--smoke]
  */
 import { parseArgs } from "node:util";
-import { type Collection, Long, MongoClient } from "mongodb";
+import { type Collection, MongoClient } from "mongodb";
 import { MongoOrderRepository } from "../src/adapters/mongo/order-repository.ts";
+import type { Cents } from "../src/domain/money.ts";
+import { newOrderRecord } from "../src/domain/order.ts";
 import { startFerretOnPostgres } from "../test/support/servers/ferretdb.ts";
 import { writeJsonReport } from "./output.ts";
 import { median, serverCpuMs, table } from "./process-stats.ts";
@@ -51,31 +53,14 @@ const VARIANTS: Variant[] = [
 ];
 const DOCS = Number(args.docs ?? (args.smoke ? VARIANTS.length * OPS : 20_000));
 
-/** An order as the intake stores it, waiting (the fields the final write filters on and clears). */
+/** An order as the intake stores it, waiting (its own insert path: group-committed). */
 function waitingOrder(i: number) {
-  const now = new Date();
-  return {
-    _id: orderId(i),
-    account: `account-${i % 64}`,
-    partition: 0,
-    type: "limit",
-    side: "buy",
-    instrument: "AAPL",
-    limit_price_cents: Long.fromNumber(15_025),
-    quantity: 10,
-    status: "accepted",
-    attempts: 0,
-    idempotency_key: null,
-    created_at: now,
-    updated_at: now,
-    sweep_at: now,
-    sweep_bucket: 1,
-    parked_at: null,
-    lease_until: null,
-    lease_token: null,
-    placed_at: null,
-    venue_order_id: null,
-  };
+  return newOrderRecord(
+    orderId(i),
+    { type: "limit", side: "buy", instrument: "AAPL", limitPriceCents: 15_025 as Cents, quantity: 10 },
+    new Date(),
+    { partitions: 1, dispatchGraceMs: 10_000, idempotencyKey: null, account: `account-${i % 64}` },
+  );
 }
 
 /** The final outcome's conditional update, as MongoOrderRepository.finish sends it. */
@@ -138,12 +123,7 @@ try {
   const orders = db.collection("orders");
   const needed = VARIANTS.length * ROUNDS * OPS;
   const total = Math.max(DOCS, needed);
-  await inParallel(Math.ceil(total / 500), 4, (b) =>
-    orders.insertMany(
-      Array.from({ length: Math.min(500, total - b * 500) }, (_, k) => waitingOrder(b * 500 + k)) as never[],
-      { ordered: false, ...DURABLE },
-    ),
-  );
+  await inParallel(total, 256, (i) => repository.insert(waitingOrder(i)));
   console.log(
     `FerretDB on PostgreSQL: ${total} waiting orders; ${OPS} final outcomes per variant, ${ROUNDS} rounds in turns`,
   );
