@@ -9,8 +9,9 @@
  *
  * What is counted: one per call of a method below, when it is called, and one per kind of operation in
  * an unordered bulkWrite (a cursor's `getMore`s and the driver's own commands, such as heartbeats and
- * `endSessions`, are not); `db.command(doc)` by its first key. Everything else passes through unchanged, bound to the real object (the driver's classes keep
- * private state that a proxy as `this` could not reach).
+ * `endSessions`, are not); `db.command(doc)` by its first key. Everything else passes through
+ * unchanged, bound to the real object (the driver's classes keep private state that a proxy as `this`
+ * could not reach).
  */
 import type { Collection, Db, Document } from "mongodb";
 
