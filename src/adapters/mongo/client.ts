@@ -12,7 +12,7 @@ import type {
   MongoClient,
   WriteConcernSettings,
 } from "mongodb";
-import { MongoClient as Client } from "mongodb";
+import { MongoClient as Client, MongoError, MongoNetworkError } from "mongodb";
 
 export interface MongoClientSettings {
   timeoutMs: number;
@@ -87,6 +87,24 @@ function restartStuckMonitors(client: MongoClient, stuckAfterMs: number): void {
 }
 
 export const DUPLICATE_KEY = 11000;
+
+/**
+ * Runs `write` again once when it failed the way the driver's retryable writes retry (a network error,
+ * or a server error labelled RetryableWriteError: a failover). For writes the driver cannot retry
+ * itself (a bulkWrite with multi-updates), and that are idempotent: the second try must be harmless
+ * when the first one reached the server.
+ */
+export async function retriedOnce<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    const retryable =
+      error instanceof MongoNetworkError ||
+      (error instanceof MongoError && error.hasErrorLabel("RetryableWriteError"));
+    if (!retryable) throw error;
+    return write();
+  }
+}
 
 /**
  * Whether an unordered insertMany that failed with `writeErrors` of its documents stored all the

@@ -29,6 +29,7 @@ import {
   ensureIndexes,
   type InFlightGate,
   operationDeadline,
+  retriedOnce,
   scanDeadline,
   storedAllOthers,
 } from "./client.ts";
@@ -278,24 +279,27 @@ export class MongoOrderRepository implements OrderRepository {
    */
   private async finalBatch(writes: FinalWrite[]): Promise<(Error | FinalWriteAnswer)[]> {
     try {
-      const result = await this.gate.run(() =>
-        this.collection.bulkWrite(
-          // updateMany, though `_id` matches one order at most: FerretDB v1.24 keeps an updateOne's look-up
-          // (a PostgreSQL connection) open until the whole command ends, so a bulk of 32 held 33
-          // connections and bench:system's store wedged in its pool within seconds; a multi-update reads
-          // its look-up to the end and lets go of it. The price on MongoDB: a multi-update is not a
-          // retryable write, so a failover fails the batch instead of the driver retrying it (its orders'
-          // entries are delivered again, and the venue's dedupe answers their placements).
-          writes.map(({ id, fields, writeId }) => ({
-            updateMany: {
-              filter: { _id: id, status: { $in: UNFINISHED } },
-              update: {
-                $set: { ...fields, final_write_id: writeId, lease_until: null, lease_token: null },
-                $unset: NO_LONGER_WAITING,
+      // Retried once where the driver would have retried a single update (a failover): each update is
+      // conditional and carries its write id, so one that the first try applied reads back as applied.
+      const result = await retriedOnce(() =>
+        this.gate.run(() =>
+          this.collection.bulkWrite(
+            // updateMany, though `_id` matches one order at most: FerretDB v1.24 keeps an updateOne's look-up
+            // (a PostgreSQL connection) open until the whole command ends, so a bulk of 32 held 33
+            // connections and bench:system's store wedged in its pool within seconds; a multi-update reads
+            // its look-up to the end and lets go of it. On MongoDB a multi-update is not a
+            // retryable write, so the driver would not retry the batch after a failover; retriedOnce does.
+            writes.map(({ id, fields, writeId }) => ({
+              updateMany: {
+                filter: { _id: id, status: { $in: UNFINISHED } },
+                update: {
+                  $set: { ...fields, final_write_id: writeId, lease_until: null, lease_token: null },
+                  $unset: NO_LONGER_WAITING,
+                },
               },
-            },
-          })),
-          { ordered: false, ...this.durable() },
+            })),
+            { ordered: false, ...this.durable() },
+          ),
         ),
       );
       this.counted("final", result.matchedCount);
