@@ -7,9 +7,9 @@
  *                             MONGO_MAX_IN_FLIGHT (16)
  *   bulkWrite of B, C at a time   the same updates, B per unordered bulkWrite (as updateMany by `_id`,
  *                             as the repository sends them), C bulkWrites at once
- *   markPlaced, 256 callers   MongoOrderRepository.markPlaced as the actors call it: group-committed
- *                             (FINAL_MAX_BATCH per bulkWrite, FINAL_CONCURRENT_BATCHES at once), each
- *                             caller answered for its own order
+ *   markPlaced, 256 callers   MongoOrderRepository.markPlaced as the actors call it, group-committed
+ *                             (src/adapters/mongo/final-outcome-batches.ts: up to 32 per bulkWrite, 4
+ *                             at once), each caller answered for its own order
  *
  * The variants run in turns for --rounds rounds (a machine that gets busier hurts all alike); each
  * updates --ops orders of a store holding --docs, with the filter and fields of the final outcome.

@@ -29,10 +29,10 @@ import {
   ensureIndexes,
   type InFlightGate,
   operationDeadline,
-  retriedOnce,
   scanDeadline,
   storedAllOthers,
 } from "./client.ts";
+import { createFinalOutcomeBatches } from "./final-outcome-batches.ts";
 import { createGroupCommit } from "./group-commit.ts";
 
 type OrderDocument = Omit<OrderRecord, "limit_price_cents"> & { limit_price_cents: Long | number | null };
@@ -47,31 +47,6 @@ export interface OrderRepositorySettings {
   /** Documents written durably, by kind (insert, final, park, ...). */
   onDurableWrite?(kind: string, documents: number): void;
 }
-
-/** One order's final outcome, waiting to share a bulkWrite with others. */
-interface FinalWrite {
-  id: string;
-  fields: Partial<OrderDocument>;
-  /** Stored with the outcome: a read-back tells by it whether this write or another one finished the order. */
-  writeId: string;
-}
-
-/**
- * What a bulkWrite tells of one of its updates. MongoDB answers only how many of them matched, so when
- * that is fewer than all, the order is read back to learn whether its own update was one of them.
- */
-type FinalWriteAnswer = "matched" | "unknown";
-
-/**
- * Final outcomes per bulkWrite, bulkWrites at once per process, and how long outcomes gather while
- * bulkWrites are in flight. On the embedded store (FerretDB on PostgreSQL) 32 updates per bulkWrite, 4
- * at a time, cost 0.90 ms of CPU per update (client, FerretDB and PostgreSQL) against 1.35 ms one
- * updateOne at a time, and answered more per second (`bun run bench:ferretdb-batches`); FerretDB runs
- * a bulk's updates one after another, so larger batches mostly add latency.
- */
-const FINAL_MAX_BATCH = 32;
-const FINAL_CONCURRENT_BATCHES = 4;
-const FINAL_WINDOW_MS = 2;
 
 /** The sweeper's and the monitor's queries, and GET /orders (on MongoDB; see ensureIndexes). */
 export const ORDER_INDEXES: IndexDescription[] = [
@@ -128,13 +103,11 @@ export class MongoOrderRepository implements OrderRepository {
       flushWhenIdle: true,
       flush: (documents) => this.insertBatch(documents),
     });
-    this.finals = createGroupCommit<FinalWrite, FinalWriteAnswer>({
-      windowMs: FINAL_WINDOW_MS,
-      maxBatch: FINAL_MAX_BATCH,
-      maxConcurrentFlushes: FINAL_CONCURRENT_BATCHES,
-      // An idle actor records at the store's latency; a busy one batches while outcomes are in flight.
-      flushWhenIdle: true,
-      flush: (writes) => this.finalBatch(writes),
+    this.finals = createFinalOutcomeBatches({
+      collection: this.collection,
+      gate: this.gate,
+      durable: () => this.durable(),
+      onWritten: (documents) => this.counted("final", documents),
     });
   }
 
@@ -264,58 +237,18 @@ export class MongoOrderRepository implements OrderRepository {
     isSameOutcome: (current: OrderRecord) => boolean,
   ): Promise<FinalWriteResult> {
     const writeId = crypto.randomUUID();
-    if ((await this.finals.submit({ id, fields, writeId })) === "matched") return "applied";
+    const answer = await this.finals.submit({
+      filter: { _id: id, status: { $in: UNFINISHED } },
+      update: {
+        $set: { ...fields, final_write_id: writeId, lease_until: null, lease_token: null },
+        $unset: NO_LONGER_WAITING,
+      },
+    });
+    if (answer === "matched") return "applied";
     const current = await this.findById(id, { majority: true });
     if (current === null) return "missing";
     if (current.final_write_id === writeId) return "applied";
     return isSameOutcome(current) ? "already" : "conflict";
-  }
-
-  /**
-   * One unordered bulkWrite of conditional updates. All matched: each applied. Fewer: which ones is not
-   * said, so each is read back (finish). A write error fails only its own order; a write-concern or
-   * network error leaves every update of the batch ambiguous, and each caller gets the error (a retry
-   * of the outcome is idempotent).
-   */
-  private async finalBatch(writes: FinalWrite[]): Promise<(Error | FinalWriteAnswer)[]> {
-    try {
-      // Retried once where the driver would have retried a single update (a failover): each update is
-      // conditional and carries its write id, so one that the first try applied reads back as applied.
-      const result = await retriedOnce(() =>
-        this.gate.run(() =>
-          this.collection.bulkWrite(
-            // updateMany, though `_id` matches one order at most: FerretDB v1.24 keeps an updateOne's look-up
-            // (a PostgreSQL connection) open until the whole command ends, so a bulk of 32 held 33
-            // connections and bench:system's store wedged in its pool within seconds; a multi-update reads
-            // its look-up to the end and lets go of it. On MongoDB a multi-update is not a
-            // retryable write, so the driver would not retry the batch after a failover; retriedOnce does.
-            writes.map(({ id, fields, writeId }) => ({
-              updateMany: {
-                filter: { _id: id, status: { $in: UNFINISHED } },
-                update: {
-                  $set: { ...fields, final_write_id: writeId, lease_until: null, lease_token: null },
-                  $unset: NO_LONGER_WAITING,
-                },
-              },
-            })),
-            { ordered: false, ...this.durable() },
-          ),
-        ),
-      );
-      this.counted("final", result.matchedCount);
-      return writes.map(() => (result.matchedCount === writes.length ? "matched" : "unknown"));
-    } catch (error) {
-      if (!(error instanceof MongoBulkWriteError) || hasWriteConcernError(error))
-        return writes.map(() => error as Error);
-      const failed = new Map<number, Error>();
-      for (const writeError of [error.writeErrors].flat())
-        failed.set(
-          writeError.index,
-          new MongoServerError({ message: writeError.errmsg ?? "write error", code: writeError.code }),
-        );
-      this.counted("final", error.result.matchedCount);
-      return writes.map((_, i) => failed.get(i) ?? "unknown");
-    }
   }
 
   /**
@@ -551,11 +484,6 @@ function toDocument(order: OrderRecord): OrderDocument {
     ...order,
     limit_price_cents: order.limit_price_cents === null ? null : Long.fromNumber(order.limit_price_cents),
   };
-}
-
-/** The bulk's write concern failed: none of its updates is known to be durable. */
-function hasWriteConcernError(error: MongoBulkWriteError): boolean {
-  return error.result?.getWriteConcernError?.() !== undefined;
 }
 
 function withoutSweepBucket(document: OrderDocument): OrderDocument {
