@@ -12,7 +12,7 @@ import type {
   MongoClient,
   WriteConcernSettings,
 } from "mongodb";
-import { MongoClient as Client, MongoError, MongoNetworkError } from "mongodb";
+import { MongoClient as Client, MongoError, MongoNetworkError, MongoServerError } from "mongodb";
 
 export interface MongoClientSettings {
   timeoutMs: number;
@@ -114,7 +114,30 @@ export async function retriedOnce<T>(write: () => Promise<T>): Promise<T> {
  */
 export function storedAllOthers(error: MongoBulkWriteError, documents: number, writeErrors: number): boolean {
   const inserted = error.result?.insertedCount ?? -1;
-  return error.result?.getWriteConcernError?.() === undefined && inserted === documents - writeErrors;
+  return !hasWriteConcernError(error) && inserted === documents - writeErrors;
+}
+
+/** The bulk's write concern failed: none of its writes is known to be durable. */
+export function hasWriteConcernError(error: MongoBulkWriteError): boolean {
+  return error.result?.getWriteConcernError?.() !== undefined;
+}
+
+/**
+ * Each failed write of a bulk, by its index in the bulk: a server error with the write's own message
+ * and code, or what `describe` makes of it (a duplicate key as a domain error, say).
+ */
+export function writeErrorsByIndex(
+  error: MongoBulkWriteError,
+  describe: (code: number | undefined, index: number) => Error | undefined = () => undefined,
+): Map<number, Error> {
+  const failed = new Map<number, Error>();
+  for (const writeError of [error.writeErrors].flat())
+    failed.set(
+      writeError.index,
+      describe(writeError.code, writeError.index) ??
+        new MongoServerError({ message: writeError.errmsg ?? "write error", code: writeError.code }),
+    );
+  return failed;
 }
 
 /**

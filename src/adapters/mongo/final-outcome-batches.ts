@@ -10,15 +10,8 @@
  * Fewer: which ones is not said, and each caller learns "unknown" and reads its order back (the update
  * carries a write id of its own for that: MongoOrderRepository.finish).
  */
-import {
-  type Collection,
-  type Document,
-  type Filter,
-  MongoBulkWriteError,
-  MongoServerError,
-  type UpdateFilter,
-} from "mongodb";
-import { type InFlightGate, retriedOnce } from "./client.ts";
+import { type Collection, type Document, type Filter, MongoBulkWriteError, type UpdateFilter } from "mongodb";
+import { hasWriteConcernError, type InFlightGate, retriedOnce, writeErrorsByIndex } from "./client.ts";
 import { createGroupCommit } from "./group-commit.ts";
 
 /** One order's conditional update; `filter` names the order by `_id`. */
@@ -71,12 +64,7 @@ export function createFinalOutcomeBatches<T extends Document>(options: {
     } catch (error) {
       if (!(error instanceof MongoBulkWriteError) || hasWriteConcernError(error))
         return updates.map(() => error as Error);
-      const failed = new Map<number, Error>();
-      for (const writeError of [error.writeErrors].flat())
-        failed.set(
-          writeError.index,
-          new MongoServerError({ message: writeError.errmsg ?? "write error", code: writeError.code }),
-        );
+      const failed = writeErrorsByIndex(error);
       options.onWritten(error.result.matchedCount);
       return updates.map((_, i) => failed.get(i) ?? "unknown");
     }
@@ -91,9 +79,4 @@ export function createFinalOutcomeBatches<T extends Document>(options: {
     flush: writeBatch,
   });
   return { submit: (update: ConditionalUpdate<T>) => batches.submit(update) };
-}
-
-/** The bulk's write concern failed: none of its updates is known to be durable. */
-function hasWriteConcernError(error: MongoBulkWriteError): boolean {
-  return error.result?.getWriteConcernError?.() !== undefined;
 }

@@ -31,6 +31,7 @@ import {
   operationDeadline,
   scanDeadline,
   storedAllOthers,
+  writeErrorsByIndex,
 } from "./client.ts";
 import { createFinalOutcomeBatches } from "./final-outcome-batches.ts";
 import { createGroupCommit } from "./group-commit.ts";
@@ -148,16 +149,9 @@ export class MongoOrderRepository implements OrderRepository {
       return documents.map(() => null);
     } catch (error) {
       if (!(error instanceof MongoBulkWriteError)) return documents.map(() => error as Error);
-      const failed = new Map<number, Error>();
-      for (const writeError of [error.writeErrors].flat()) {
-        const index = writeError.index;
-        failed.set(
-          index,
-          writeError.code === DUPLICATE_KEY
-            ? new DuplicateOrderIdError(documents[index]!._id)
-            : new MongoServerError({ message: writeError.errmsg ?? "write error", code: writeError.code }),
-        );
-      }
+      const failed = writeErrorsByIndex(error, (code, index) =>
+        code === DUPLICATE_KEY ? new DuplicateOrderIdError(documents[index]!._id) : undefined,
+      );
       // Otherwise each of the rest is ambiguous (the service reads it back before answering).
       const certain = storedAllOthers(error, documents.length, failed.size);
       if (certain) this.counted("insert", documents.length - failed.size);
